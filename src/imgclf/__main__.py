@@ -1,0 +1,7 @@
+"""python -m imgclf"""
+
+import sys
+
+from imgclf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,156 @@
+"""CLI command handlers: parse nothing, print results, return an exit status."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+import imgclf
+from imgclf.cli import config_from_args, default_out
+from imgclf.data.folder import display_path
+from imgclf.files import write_json, write_text
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from imgclf.data.audit import run_audit
+    from imgclf.data.audit_report import format_audit, write_audit_outputs
+    from imgclf.data.sources import resolve_data
+
+    if not Path(args.path).exists():
+        print(f"imgclf audit: error: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
+    root = resolve_data(args.path, args.cache_dir)
+    report, sizes = run_audit(root, workers=args.workers, progress=sys.stderr.isatty())
+    out = Path(args.out) if args.out else default_out("audit", args.path)
+    written = write_audit_outputs(report, sizes, out, args.json, args.exclude_list)
+    print(format_audit(report))
+    print("\nwrote " + ", ".join(str(p) for p in written))
+    return 1 if report.problems() else 0
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from imgclf.preview import preview
+    from imgclf.registry import get_spec
+
+    pre = get_spec(args.model).preprocess(args.image_size)
+    out = Path(args.out) if args.out else default_out("preview", args.path)
+    for p in preview(args.path, out, pre, cache_dir=args.cache_dir):
+        print(f"wrote {p}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    if not cfg.out_dir:
+        from imgclf.runs import new_run_dir
+
+        cfg = cfg.replace(out_dir=str(new_run_dir(cfg)))
+    print(f"run folder: {cfg.out_dir}", flush=True)
+    result = imgclf.train(cfg, resume=bool(args.resume))
+    best = max((h["val_acc"] for h in result.history), default=float("nan"))
+    print(f"done: best val accuracy {best:.2%}; checkpoint {result.model_path}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from imgclf.evaluate.metrics import format_per_class
+    from imgclf.evaluate.run_eval import evaluate_run
+
+    m = evaluate_run(args.run, args.data, args.split, progress=sys.stderr.isatty(),
+                     device=args.device)
+    print(f"{m['model']} ({m['backend']}) on {m['split']} of {m['data']}: {m['images']} images")
+    print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
+    print(format_per_class(m))
+    if m["skipped"]:
+        print(f"skipped {len(m['skipped'])} unreadable file(s)")
+    print(f"report: {Path(args.run) / 'report.html'}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from imgclf.predictor import expand_inputs, load_predictor, predict_paths
+
+    predictor = load_predictor(args.run, args.device)
+    paths = expand_inputs(args.paths)
+    if not paths:
+        print("imgclf predict: error: no images matched", file=sys.stderr)
+        return 1
+    rows = predict_paths(predictor, paths, top_k=args.top_k)
+    width = max(len(display_path(r["path"])) for r in rows)
+    for r in rows:
+        name = display_path(r["path"]).ljust(width)
+        print(f"{name}  ERROR {r['error']}" if "error" in r else
+              f"{name}  {r['class']}  {r['probability']:.3f}")
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["path", "class", "probability", "error"])
+        for r in rows:
+            w.writerow([display_path(r["path"]), r.get("class", ""), r.get("probability", ""),
+                        r.get("error", "")])
+        write_text(args.csv, buf.getvalue())
+    if args.json:
+        write_json(args.json, [{**r, "path": display_path(r["path"])} for r in rows])
+    if args.grid:
+        _prediction_grid(rows, args.grid)
+    return 1 if all("error" in r for r in rows) else 0
+
+
+def _prediction_grid(rows: list[dict], out: str) -> None:
+    import numpy as np
+
+    from imgclf.data.images import load_rgb
+    from imgclf.evaluate.plots import plot_image_grid
+
+    ok = [r for r in rows if "error" not in r][:24]
+    imgs = [np.asarray(load_rgb(r["path"])) for r in ok]
+    titles = [f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n"
+              f"({r['probability']:.0%})" for r in ok]
+    plot_image_grid(imgs, titles, out)
+    print(f"wrote {out}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from imgclf.compare import compare_runs, format_table
+
+    rows = compare_runs(args.runs, args.plot)
+    print(format_table(rows))
+    print(f"\nwrote {args.plot}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from imgclf.models.transfer import count_params
+    from imgclf.registry import create_model, get_spec, list_models
+
+    print(f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
+          f"{'mean / std':24} description")
+    for backend in ("torch", "keras"):
+        try:
+            names = list_models(backend)
+        except ImportError:
+            continue
+        for name in names:
+            spec = get_spec(name, backend)
+            if backend == "torch":
+                m = create_model(name, 2, pretrained=False, image_size=spec.image_size)
+                total, trainable = count_params(m), count_params(m, True)
+            else:
+                m = create_model(name, 2, backend="keras", image_size=spec.image_size)
+                total, trainable = m.count_params(), sum(int(w.numpy().size)
+                                                         for w in m.trainable_weights)
+            norm = f"{spec.mean[0]:.3f} / {spec.std[0]:.3f}"
+            print(f"{name:20} {backend:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
+                  f"{norm:24} {spec.description}")
+    print("\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
+          "mobilenet_v3_small, convnext_tiny).")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from imgclf.demo import run_demo
+
+    return run_demo(Path(args.out), args.epochs)

@@ -1,0 +1,128 @@
+"""RunConfig: every training default in one place, layered defaults -> YAML -> CLI options."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    data_dir: str = _opt("", "image folder, .zip of one, or 'cifar10' / a CIFAR-10 batches folder")
+    model: str = _opt("cnn", "registered model name (see `imgclf models`) or any torchvision/timm name")
+    backend: str = _opt("torch", "training library", ("torch", "keras"))
+    pretrained: bool = _opt(False, "start from ImageNet weights where the model has them")
+    weights: str = _opt("", "local file with pretrained weights (overrides cache and download)")
+    freeze: bool = _opt(False, "freeze the backbone and train a new head only")
+    fine_tune_after: int = _opt(0, "epochs with a frozen backbone before unfreezing it (0 = never)")
+    backbone_lr_scale: float = _opt(0.1, "backbone lr = lr * this after unfreezing (0..1]")
+    image_size: int = _opt(0, "input side in pixels (0 = the model's default)")
+    batch_size: int = _opt(100, "images per step")
+    epochs: int = _opt(3, "passes over the training split")
+    optimizer: str = _opt("adam", "optimizer", ("adam", "sgd"))
+    lr: float = _opt(1e-3, "peak learning rate")
+    momentum: float = _opt(0.9, "SGD momentum [0, 1)")
+    weight_decay: float = _opt(0.0, "L2 weight decay >= 0")
+    label_smoothing: float = _opt(0.0, "cross-entropy label smoothing [0, 1)")
+    class_weights: str = _opt("none", "loss weights per class", ("none", "auto"))
+    schedule: str = _opt("constant", "lr schedule over steps", ("constant", "cosine", "step"))
+    step_epochs: int = _opt(10, "step schedule: multiply lr by 0.1 every this many epochs")
+    patience: int = _opt(0, "early stopping: epochs without val-accuracy gain (0 = off)")
+    augment: str = _opt("tutorial", "train augmentation", ("tutorial", "none"))
+    pipeline: str = _opt("cache", "data pipeline", ("cache", "plain"))
+    val_fraction: float = _opt(-1.0, "val share carved from train (-1 = auto: val/ or test/ if any)")
+    max_per_class: int = _opt(0, "use at most this many images per class and split (0 = all)")
+    exclude_list: str = _opt("", "file of paths to skip (from `imgclf audit --exclude-list`)")
+    workers: int = _opt(2, "decoding processes")
+    cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)")
+    seed: int = _opt(42, "seed for weights, split, shuffling and augmentation")
+    device: str = _opt("auto", "auto picks cuda, then mps, then cpu")
+    amp: bool = _opt(True, "mixed precision on CUDA")
+    channels_last: bool = _opt(True, "NHWC memory format for convolutions")
+    out_dir: str = _opt("", "run folder (default runs/<model>-<time>)")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}")
+        checks = {
+            "batch_size": self.batch_size >= 1,
+            "epochs": self.epochs >= 1,
+            "lr": self.lr > 0,
+            "momentum": 0 <= self.momentum < 1,
+            "weight_decay": self.weight_decay >= 0,
+            "label_smoothing": 0 <= self.label_smoothing < 1,
+            "image_size": self.image_size == 0 or self.image_size >= 8,
+            "val_fraction": self.val_fraction == -1 or 0 <= self.val_fraction < 1,
+            "backbone_lr_scale": 0 < self.backbone_lr_scale <= 1,
+            "workers": self.workers >= 0,
+            "patience": self.patience >= 0,
+            "fine_tune_after": self.fine_tune_after >= 0,
+            "max_per_class": self.max_per_class >= 0,
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> RunConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def field_types() -> dict[str, type]:
+    hints = typing.get_type_hints(RunConfig)
+    out = {}
+    for name, tp in hints.items():
+        if isinstance(tp, types.UnionType):  # not used today, kept robust for `X | None`
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        out[name] = tp
+    return out
+
+
+def coerce(name: str, value: Any) -> Any:
+    """Convert a YAML/CLI value to the field's type, with a message naming the key."""
+    types_ = field_types()
+    if name not in types_:
+        raise ValueError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(types_))}")
+    tp = types_[name]
+    if tp is bool and isinstance(value, str):
+        low = value.lower()
+        if low not in {"true", "false", "1", "0", "yes", "no"}:
+            raise ValueError(f"{name} expects true/false, got {value!r}")
+        return low in {"true", "1", "yes"}
+    try:
+        return tp(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} expects {tp.__name__}, got {value!r}") from None
+
+
+def build_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
+    """Defaults, then an optional YAML file, then explicit overrides (None means 'not given')."""
+    values: dict[str, Any] = {}
+    if yaml_path:
+        import yaml
+
+        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{yaml_path}: expected a mapping of config keys")
+        values.update({k: coerce(k, v) for k, v in loaded.items()})
+    values.update({k: coerce(k, v) for k, v in overrides.items() if v is not None})
+    return RunConfig(**values)
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    data = json.loads((Path(run_dir) / "config.json").read_text())
+    known = {f.name for f in dataclasses.fields(RunConfig)}
+    return RunConfig(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,189 @@
+"""`imgclf audit`: decode every image of a folder in parallel and report what is wrong with it.
+
+Only reads files. Holds one record per file (path, hash, size), never the pixels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import warnings
+from collections import Counter, defaultdict
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
+from imgclf.data.images import ImageDecodeError, open_image, read_bytes
+
+TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
+
+
+@dataclass
+class AuditReport:
+    root: str
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # split -> class -> readable
+    images: int = 0
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    modes: dict[str, int] = field(default_factory=dict)
+    formats: dict[str, int] = field(default_factory=dict)
+    size_stats: dict[str, dict[str, float]] = field(default_factory=dict)
+    duplicates_within: list[list[str]] = field(default_factory=list)
+    duplicates_across: list[list[str]] = field(default_factory=list)  # same bytes in 2+ splits
+    missing_classes: dict[str, list[str]] = field(default_factory=dict)
+    empty_class_folders: list[str] = field(default_factory=list)
+    non_image_files: int = 0
+    non_image_examples: list[str] = field(default_factory=list)
+    animated: list[str] = field(default_factory=list)
+    tiny: list[str] = field(default_factory=list)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.unreadable:
+            out.append(f"{len(self.unreadable)} unreadable image file(s)")
+        if self.duplicates_across:
+            out.append(f"{len(self.duplicates_across)} image(s) duplicated across splits (leak)")
+        if self.duplicates_within:
+            out.append(f"{len(self.duplicates_within)} group(s) of duplicate images within a split")
+        for split, names in self.missing_classes.items():
+            out.append(f"split {split!r} lacks class(es): {', '.join(names)}")
+        if self.empty_class_folders:
+            out.append(f"{len(self.empty_class_folders)} empty class folder(s)")
+        if self.images == 0:
+            out.append("no images found")
+        return out
+
+    def bad_paths(self) -> list[str]:
+        return [u["path"] for u in self.unreadable]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["problems"] = self.problems()
+        return d
+
+
+def inspect_file(job: tuple[str, str, str]) -> dict[str, Any]:
+    """Worker: hash and fully decode one file. Returns plain data (picklable, no pixels)."""
+    path, split, cls = job
+    rec: dict[str, Any] = {"path": path, "split": split, "class": cls}
+    try:
+        data = read_bytes(path)
+        rec["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img = open_image(data)
+        rec.update(width=img.size[0], height=img.size[1], mode=img.mode,
+                   format=img.format or "?", frames=getattr(img, "n_frames", 1))
+    except ImageDecodeError as e:
+        rec["error"] = str(e)
+    return rec
+
+
+def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]:
+    split_dirs = find_splits(root) or {"all": root}
+    classes = {s: list_class_dirs(p) for s, p in split_dirs.items()}
+    every = sorted({c for names in classes.values() for c in names})
+    if len(split_dirs) > 1:
+        for s in split_dirs:
+            missing = [c for c in every if c not in classes[s]]
+            if missing:
+                report.missing_classes[s] = missing
+    jobs = []
+    for split, sdir in split_dirs.items():
+        report.counts[split] = {c: 0 for c in classes[split]}
+        for entry in sorted(os.listdir(sdir)):  # files beside the class folders are not samples
+            p = os.path.join(sdir, entry)
+            if not entry.startswith(".") and os.path.isfile(p):
+                _note_non_image(report, p)
+        for cls in classes[split]:
+            n_images = 0
+            for d, _, files in walk_files(os.path.join(sdir, cls)):
+                for f in files:
+                    p = os.path.join(d, f)
+                    if is_image_name(f):
+                        jobs.append((p, split, cls))
+                        n_images += 1
+                    else:
+                        _note_non_image(report, p)
+            if n_images == 0:
+                report.empty_class_folders.append(display_path(os.path.join(sdir, cls)))
+    return jobs
+
+
+def _note_non_image(report: AuditReport, path: str) -> None:
+    report.non_image_files += 1
+    if len(report.non_image_examples) < 20:
+        report.non_image_examples.append(display_path(path))
+
+
+def _describe(values: list[int]) -> dict[str, float]:
+    a = np.asarray(values, dtype=np.float64)
+    if a.size == 0:
+        return {}
+    q = np.percentile(a, [25, 50, 75])
+    return {"count": int(a.size), "mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1
+            else 0.0, "min": float(a.min()), "25%": float(q[0]), "50%": float(q[1]),
+            "75%": float(q[2]), "max": float(a.max())}
+
+
+def run_audit(root: str | Path, workers: int = 2, progress: bool = True) -> tuple[AuditReport, dict]:
+    """Audit a folder. Returns the report and the raw width/height lists (for the histogram)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    report = AuditReport(root=display_path(root))
+    jobs = _collect_jobs(root, report)
+    widths: list[int] = []
+    heights: list[int] = []
+    by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    modes: Counter[str] = Counter()
+    formats: Counter[str] = Counter()
+    ctx = get_context("spawn" if os.name != "posix" else "fork")
+    with ctx.Pool(max(1, workers)) if workers > 1 else _InlinePool() as pool:
+        stream = pool.imap_unordered(inspect_file, jobs, chunksize=32)
+        for rec in tqdm(stream, total=len(jobs), desc="audit", unit="img", disable=None if progress else True):
+            shown = display_path(rec["path"])
+            if "hash" in rec:
+                by_hash[rec["hash"]].append((rec["split"], shown))
+            if "error" in rec:
+                report.unreadable.append({"path": shown, "split": rec["split"],
+                                          "class": rec["class"], "reason": rec["error"]})
+                continue
+            report.images += 1
+            report.counts[rec["split"]][rec["class"]] += 1
+            widths.append(rec["width"])
+            heights.append(rec["height"])
+            modes[rec["mode"]] += 1
+            formats[rec["format"]] += 1
+            if rec["frames"] > 1:
+                report.animated.append(shown)
+            if min(rec["width"], rec["height"]) < TINY_SIDE:
+                report.tiny.append(shown)
+    for group in by_hash.values():
+        if len(group) > 1:
+            paths = sorted(p for _, p in group)
+            splits = {s for s, _ in group}
+            (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(paths)
+    report.unreadable.sort(key=lambda u: u["path"])
+    report.duplicates_within.sort()
+    report.duplicates_across.sort()
+    report.modes, report.formats = dict(modes.most_common()), dict(formats.most_common())
+    report.size_stats = {"width": _describe(widths), "height": _describe(heights)}
+    return report, {"width": widths, "height": heights}
+
+
+class _InlinePool:
+    """Pool stand-in for workers <= 1: same interface, runs in this process (easier to debug)."""
+
+    def __enter__(self) -> _InlinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def imap_unordered(self, fn, items, chunksize: int = 1):  # noqa: ANN001, ANN201
+        return map(fn, items)

@@ -1,0 +1,185 @@
+"""Scan an image folder into (path, class index) lists, ImageFolder-compatible, plus seeded splits."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def is_image_name(name: str) -> bool:
+    return name.lower().endswith(IMAGE_EXTENSIONS)
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """A printable form of a path whose bytes may not be UTF-8."""
+    return os.fsencode(path).decode("utf-8", errors="replace")
+
+
+@dataclass
+class ImageIndex:
+    """One split: image paths, their class indices and the class names they index."""
+
+    paths: list[str] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+    class_names: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def counts(self) -> list[int]:
+        out = [0] * len(self.class_names)
+        for y in self.labels:
+            out[y] += 1
+        return out
+
+    def subset(self, keep: list[int]) -> ImageIndex:
+        return ImageIndex([self.paths[i] for i in keep], [self.labels[i] for i in keep],
+                          self.class_names)
+
+
+def walk_files(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+    """os.walk(followlinks=True) that visits each real directory once, so symlink loops end.
+
+    Yields (dirpath, subdirs, files) with hidden entries (leading '.') dropped.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack = [top]
+    while stack:
+        d = stack.pop()
+        try:
+            st = os.stat(d)
+        except OSError:
+            continue  # dangling link or a loop the OS refuses (ELOOP)
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        dirs, files = [], []
+        for e in entries:
+            if e.name.startswith("."):
+                continue
+            try:
+                (dirs if e.is_dir() else files).append(e.name)
+            except OSError:
+                files.append(e.name)
+        yield d, sorted(dirs), sorted(files)
+        stack.extend(os.path.join(d, s) for s in sorted(dirs, reverse=True))
+
+
+def list_class_dirs(root: str | Path) -> list[str]:
+    root = str(root)
+    return sorted(
+        e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
+    )
+
+
+def scan_class_folder(root: str | Path, class_names: list[str] | None = None) -> ImageIndex:
+    """Index root/<class>/**/<image> in torchvision.datasets.ImageFolder's order."""
+    names = list_class_dirs(root) if class_names is None else class_names
+    index = ImageIndex(class_names=names)
+    for y, name in enumerate(names):
+        target = os.path.join(str(root), name)
+        if not os.path.isdir(target):
+            continue
+        # ImageFolder sorts os.walk's (root, dirs, files) tuples, i.e. by directory path.
+        for d, _, files in sorted(walk_files(target)):
+            for f in files:
+                if is_image_name(f):
+                    index.paths.append(os.path.join(d, f))
+                    index.labels.append(y)
+    return index
+
+
+def find_splits(root: str | Path) -> dict[str, Path]:
+    """Split folders under root ({'train': root/train, ...}); empty when root holds classes."""
+    root = Path(root)
+    found = {}
+    for d in list_class_dirs(root):
+        if d.lower() in SPLIT_NAMES:
+            found[SPLIT_NAMES[d.lower()]] = root / d
+    return found if "train" in found or "test" in found else {}
+
+
+def stratified_split(index: ImageIndex, fraction: float, seed: int) -> tuple[ImageIndex, ImageIndex]:
+    """Hold out `fraction` of every class (at least one image when a class has two or more)."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(index.labels):
+        by_class.setdefault(y, []).append(i)
+    train, val = [], []
+    for y in sorted(by_class):
+        members = by_class[y][:]
+        rng.shuffle(members)
+        n_val = round(len(members) * fraction)
+        if fraction > 0 and len(members) >= 2:
+            n_val = min(max(n_val, 1), len(members) - 1)
+        val += members[:n_val]
+        train += members[n_val:]
+    return index.subset(sorted(train)), index.subset(sorted(val))
+
+
+def cap_per_class(index: ImageIndex, n: int, seed: int) -> ImageIndex:
+    """A seeded subset with at most n images per class (for quick runs and benchmarks)."""
+    if n <= 0:
+        return index
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(index.labels):
+        by_class.setdefault(y, []).append(i)
+    keep = [i for y in sorted(by_class) for i in sorted(rng.sample(by_class[y], min(n, len(by_class[y]))))]
+    return index.subset(sorted(keep))
+
+
+def load_splits(root: str | Path, val_fraction: float = -1.0, seed: int = 42,
+                exclude: set[str] | None = None, max_per_class: int = 0) -> dict[str, ImageIndex]:
+    """train/val/test indices over one class list.
+
+    Layouts: root/{train,val,test}/<class>/ or root/<class>/. Validation is val/ when present;
+    otherwise a stratified `val_fraction` of train when given; otherwise test/ (the tutorials
+    validate on test). A single class folder gets 20 % held out when val_fraction is auto (-1).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    split_dirs = find_splits(root)
+    if split_dirs:
+        names = sorted({c for p in split_dirs.values() for c in list_class_dirs(p)})
+        splits = {k: scan_class_folder(p, names) for k, p in split_dirs.items()}
+    else:
+        splits = {"train": scan_class_folder(root)}
+        names = splits["train"].class_names
+    if not names:
+        raise ValueError(f"{root}: no class folders found (expected <class>/ or train/<class>/)")
+    if exclude:
+        for k, idx in splits.items():
+            splits[k] = idx.subset([i for i, p in enumerate(idx.paths) if p not in exclude])
+    if max_per_class:
+        splits = {k: cap_per_class(v, max_per_class, seed) for k, v in splits.items()}
+    if "train" not in splits:
+        raise ValueError(f"{root}: no train/ folder")
+    if "val" not in splits:
+        frac = val_fraction if val_fraction >= 0 else (0.0 if "test" in splits else 0.2)
+        if frac > 0:
+            splits["train"], splits["val"] = stratified_split(splits["train"], frac, seed)
+        else:
+            splits["val"] = splits.get("test", ImageIndex(class_names=names))
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{root}: the train split has no images")
+    return splits
+
+
+def read_exclude_list(path: str | Path | None) -> set[str]:
+    if not path:
+        return set()
+    lines = Path(path).read_text(errors="surrogateescape").splitlines()
+    return {ln for ln in lines if ln and not ln.startswith("#")}

@@ -1,0 +1,104 @@
+"""Decode any image file to an RGB PIL image, or fail with a one-line reason."""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+# Truncated files must fail, not be silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageDecodeError(Exception):
+    """A file that cannot become an RGB image; str() is the reason, without the path."""
+
+
+def read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except PermissionError:
+        raise ImageDecodeError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageDecodeError("is a directory") from None
+    except OSError as e:
+        raise ImageDecodeError(f"cannot read: {e.strerror or e}") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        # 16-bit and float scans: scale the used range to 8 bits instead of clipping at 255.
+        a = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
+        img = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8), "L")
+    if img.mode == "RGB":
+        return img
+    try:
+        with warnings.catch_warnings():
+            # Palette images with transparency warn on convert; the result is what we want.
+            warnings.simplefilter("ignore", UserWarning)
+            return img.convert("RGB")
+    except (ValueError, OSError) as e:
+        raise ImageDecodeError(f"unsupported mode {img.mode}: {e}") from None
+
+
+def open_image(data: bytes, draft: int = 0) -> Image.Image:
+    """Fully decode bytes into a PIL image (still in its own mode), EXIF orientation applied.
+
+    draft > 0 lets the JPEG decoder scale down by 1/2..1/8 while keeping both sides >= draft,
+    which is several times faster than decoding full size and resizing.
+    """
+    if not data:
+        raise ImageDecodeError("zero bytes")
+    try:
+        with warnings.catch_warnings():
+            # Between 1x and 2x PIL's pixel limit is only a warning; treat it like the error above.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            if draft and img.format == "JPEG":
+                img.draft("RGB", (draft, draft))
+            img.load()
+            img = ImageOps.exif_transpose(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageDecodeError(f"decompression bomb: {e}".split(" could be")[0]) from None
+    except UnidentifiedImageError:
+        raise ImageDecodeError("not an image (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg or "broken data stream" in msg or isinstance(e, EOFError):
+            raise ImageDecodeError(f"truncated image data ({msg or 'unexpected end'})") from None
+        raise ImageDecodeError(f"corrupt image: {msg}") from None
+    except Exception as e:  # a decoder bug must not stop a whole run
+        raise ImageDecodeError(f"decoder error: {type(e).__name__}: {e}") from None
+    return img
+
+
+def load_rgb(path: str, draft: int = 0) -> Image.Image:
+    return _to_rgb(open_image(read_bytes(path), draft))
+
+
+def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
+    """torchvision's Resize(size) then CenterCrop(size), on a PIL image."""
+    w, h = img.size
+    if w <= h:
+        nw, nh = size, max(1, int(size * h / w))
+    else:
+        nw, nh = max(1, int(size * w / h)), size
+    img = img.resize((nw, nh), Image.BILINEAR)
+    top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    return img.crop((left, top, left + size, top + size))
+
+
+def decode_square(path: str, size: int) -> np.ndarray:
+    """path -> uint8 array (size, size, 3): the cache's and the predictor's preprocessing."""
+    img = load_rgb(path, draft=size)
+    return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
+
+
+def file_stamp(path: str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns

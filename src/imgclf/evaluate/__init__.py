@@ -1,0 +1,1 @@
+"""Backend-neutral evaluation: metrics (NumPy/scikit-learn), plots (Matplotlib), HTML report."""

@@ -1,0 +1,88 @@
+"""Matplotlib figures shared by every backend; each function writes one PNG atomically."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from imgclf.files import save_figure  # noqa: E402
+
+
+def plot_confusion(cm: list[list[int]], class_names: list[str], path: str | Path) -> Path:
+    cm_a = np.asarray(cm)
+    n = len(class_names)
+    fig, ax = plt.subplots(figsize=(max(4, 0.6 * n + 2), max(3.5, 0.6 * n + 1.5)))
+    ax.imshow(cm_a, cmap="Blues")
+    ax.set_xticks(range(n), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(n), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    top = cm_a.max() if cm_a.size else 0
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, str(cm_a[i, j]), ha="center", va="center",
+                    color="white" if cm_a[i, j] > top / 2 else "black", fontsize=8)
+    ax.set_title("Confusion matrix")
+    return save_figure(fig, path)
+
+
+def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
+    ep = [h["epoch"] for h in history]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a1.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a1.plot(ep, [h["val_loss"] for h in history], "o-", label="val")
+    a1.set(title="Loss", xlabel="epoch")
+    a2.plot(ep, [h["train_acc"] for h in history], "o-", label="train")
+    a2.plot(ep, [h["val_acc"] for h in history], "o-", label="val")
+    a2.set(title="Accuracy", xlabel="epoch", ylim=(0, 1))
+    for a in (a1, a2):
+        a.legend()
+        a.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_image_grid(images: list[np.ndarray], titles: list[str], path: str | Path,
+                    ncols: int = 4, suptitle: str = "") -> Path:
+    """uint8 HWC images with a caption each (the tutorials' prediction and batch grids)."""
+    n = max(1, len(images))
+    nrows = -(-n // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, img, title in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(img)
+        ax.set_title(title, fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return save_figure(fig, path)
+
+
+def plot_size_histogram(widths: list[int], heights: list[int], path: str | Path) -> Path:
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.5))
+    a1.hist(widths, bins=40, color="tab:blue")
+    a1.set(title="Image width", xlabel="pixels", ylabel="images")
+    a2.hist(heights, bins=40, color="tab:orange")
+    a2.set(title="Image height", xlabel="pixels")
+    return save_figure(fig, path)
+
+
+def plot_bars(labels: list[str], values: list[float], path: str | Path, title: str,
+              ylabel: str) -> Path:
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(labels) + 2), 3.8))
+    bars = ax.bar(range(len(labels)), values, color="tab:green")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set(title=title, ylabel=ylabel, ylim=(0, max([1.0, *values])))
+    for b, v in zip(bars, values, strict=True):
+        ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1%}", ha="center", va="bottom", fontsize=8)
+    return save_figure(fig, path)
+
+
+def short_name(path: str) -> str:
+    return os.path.basename(path)

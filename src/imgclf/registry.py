@@ -1,0 +1,78 @@
+"""Model registry keyed by (name, backend), in the manner of timm's @register_model.
+
+Backend-neutral: builders live in imgclf.models (torch) and imgclf.backends.keras.models; importing
+those modules registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgclf.data.presets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    backend: str
+    builder: Callable[..., Any]
+    image_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    pretrained_default: bool = False  # the model only makes sense with its ImageNet weights
+    description: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def preprocess(self, image_size: int = 0) -> Preprocess:
+        return Preprocess(image_size or self.image_size, self.mean, self.std)
+
+
+_REGISTRY: dict[tuple[str, str], ModelSpec] = {}
+
+
+def register_model(name: str, backend: str = "torch", **spec: Any) -> Callable:
+    """Decorator: register `builder(num_classes, pretrained=False, freeze_backbone=False, **kw)`."""
+
+    def wrap(builder: Callable) -> Callable:
+        key = (name, backend)
+        if key in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered for backend {backend!r}")
+        _REGISTRY[key] = ModelSpec(name=name, backend=backend, builder=builder, **spec)
+        return builder
+
+    return wrap
+
+
+def _load_backend(backend: str) -> None:
+    if backend == "torch":
+        import imgclf.models  # noqa: F401  (registers the torch builders)
+    elif backend == "keras":
+        import imgclf.backends.keras.models  # noqa: F401
+
+
+def list_models(backend: str = "torch") -> list[str]:
+    _load_backend(backend)
+    return sorted(n for n, b in _REGISTRY if b == backend and not n.startswith("__"))
+
+
+def get_spec(name: str, backend: str = "torch") -> ModelSpec:
+    """The registered spec, or for torch a generic one that resolves torchvision/timm names."""
+    _load_backend(backend)
+    if (name, backend) in _REGISTRY:
+        return _REGISTRY[(name, backend)]
+    fallback = _REGISTRY.get(("__external__", backend))
+    if fallback is not None:
+        spec = fallback.extra["resolve"](name)
+        if spec is not None:
+            return spec
+    valid = ", ".join(list_models(backend))
+    raise KeyError(f"unknown model {name!r} for backend {backend!r}; registered: {valid}"
+                   + ("; or any torchvision/timm model name" if backend == "torch" else ""))
+
+
+def create_model(name: str, num_classes: int, backend: str = "torch", pretrained: bool = False,
+                 freeze_backbone: bool = False, **kw: Any) -> Any:
+    spec = get_spec(name, backend)
+    return spec.builder(num_classes, pretrained=pretrained, freeze_backbone=freeze_backbone, **kw)
