@@ -72,7 +72,10 @@ def get_spec(name: str, backend: str = "torch") -> ModelSpec:
                    + ("; or any torchvision/timm model name" if backend == "torch" else ""))
 
 
-def create_model(name: str, num_classes: int, backend: str = "torch", pretrained: bool = False,
-                 freeze_backbone: bool = False, **kw: Any) -> Any:
+def create_model(name: str, num_classes: int, backend: str = "torch",
+                 pretrained: bool | None = None, freeze_backbone: bool = False, **kw: Any) -> Any:
+    """pretrained=None means the model's default; a `weights` file implies pretrained."""
     spec = get_spec(name, backend)
+    if pretrained is None:
+        pretrained = spec.pretrained_default or bool(kw.get("weights"))
     return spec.builder(num_classes, pretrained=pretrained, freeze_backbone=freeze_backbone, **kw)

@@ -77,7 +77,7 @@ def inspect_file(job: tuple[str, str, str]) -> dict[str, Any]:
             warnings.simplefilter("ignore")
             img = open_image(data)
         rec.update(width=img.size[0], height=img.size[1], mode=img.mode,
-                   format=img.format or "?", frames=getattr(img, "n_frames", 1))
+                   format=img.format or "?", frames=img.info.get("frames", 1))
     except ImageDecodeError as e:
         rec["error"] = str(e)
     return rec

@@ -62,14 +62,17 @@ def open_image(data: bytes, draft: int = 0) -> Image.Image:
             if draft and img.format == "JPEG":
                 img.draft("RGB", (draft, draft))
             img.load()
-            img = ImageOps.exif_transpose(img)
+            frames = getattr(img, "n_frames", 1)
+            img = ImageOps.exif_transpose(img)  # a copy: keep what it drops
+            img.info["frames"] = frames
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageDecodeError(f"decompression bomb: {e}".split(" could be")[0]) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("not an image (unrecognised format)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e)
-        if "truncated" in msg or "broken data stream" in msg or isinstance(e, EOFError):
+        low = msg.lower()
+        if "truncated" in low or "broken data stream" in low or isinstance(e, EOFError):
             raise ImageDecodeError(f"truncated image data ({msg or 'unexpected end'})") from None
         raise ImageDecodeError(f"corrupt image: {msg}") from None
     except Exception as e:  # a decoder bug must not stop a whole run

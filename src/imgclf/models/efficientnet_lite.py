@@ -53,7 +53,7 @@ def build_lite_imagenet(variant: int, pretrained: bool = True, weights: str = ""
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name(f"efficientnet-lite{variant}")
-    net.set_swish(memory_efficient=False)  # plain ops: scriptable and ONNX-exportable
+    # Lite variants use ReLU6 already; set_swish() would replace it with Swish: never call it.
     if pretrained:
         path = Path(weights) if weights else lite_weights_path(variant)
         prefix = LITE_VARIANTS[variant][1]

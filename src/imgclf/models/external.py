@@ -53,7 +53,10 @@ def _timm_builder(name: str):  # noqa: ANN202
             raise
         if weights:
             model.load_state_dict(load_state_file(weights), strict=False)
-        return TransferNet(model, nn.Linear(model.num_features, num_classes),
+        # with num_classes=0 timm returns pooled features of size head_hidden_size when the model
+        # has a pre-logits layer (MobileNetV3), num_features otherwise
+        width = getattr(model, "head_hidden_size", None) or model.num_features
+        return TransferNet(model, nn.Linear(width, num_classes),
                            frozen=freeze_backbone)
 
     return build

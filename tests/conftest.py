@@ -1,0 +1,82 @@
+"""Shared fixtures: tiny generated image folders, the shared real data, an isolated cache."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CATS_DOGS = SHARED_DATA / "CATS_DOGS"
+CIFAR_ZIP = SHARED_DATA / "cifar10_jpeg" / "cifar10_jpeg.zip"
+COLOURS = {"blue": (40, 60, 220), "green": (40, 190, 60), "red": (220, 50, 40)}
+
+needs_cats_dogs = pytest.mark.skipif(not CATS_DOGS.is_dir(), reason="../shared/data absent")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # Tests never download and never touch the user's cache.
+    os.environ["IMGCLF_CACHE"] = str(tmp_path_factory.mktemp("imgclf-cache"))
+    os.environ["IMGCLF_OFFLINE"] = "1"
+    os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def draw_shape(colour: tuple[int, int, int], seed: int, size: int = 32) -> Image.Image:
+    """A coloured ellipse or box on a noisy light background: learnable from colour alone."""
+    rng = np.random.default_rng(seed)
+    bg = rng.integers(200, 255, (size, size, 3), dtype=np.uint8)
+    img = Image.fromarray(bg)
+    d = ImageDraw.Draw(img)
+    a, b = rng.integers(2, size // 3, 2)
+    box = (int(a), int(b), int(a + size // 2), int(b + size // 2))
+    (d.ellipse if seed % 2 else d.rectangle)(box, fill=colour)
+    return img
+
+
+def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int = 0) -> Path:
+    for split, n in per_class.items():
+        for ci, (name, colour) in enumerate(sorted(COLOURS.items())):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                draw_shape(colour, seed + 1000 * ci + i + (500 if split == "test" else 0),
+                           size).save(d / f"{name}_{i:03d}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """train/ and test/ with 3 classes, 8 and 4 images each, 32x32."""
+    return make_folder(tmp_path / "tiny", {"train": 8, "test": 4})
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int]]:
+    """sha256 and mtime of every file under root (links not followed), to prove nothing changed."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.islink(p) or not os.access(p, os.R_OK):
+                continue
+            out[p] = (hashlib.sha256(Path(p).read_bytes()).hexdigest(), os.stat(p).st_mtime_ns)
+    return out
+
+
+def run_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console script, as a user runs it."""
+    exe = Path(sys.executable).parent / "imgclf"
+    proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env={**os.environ, **(env or {})})
+    if check and proc.returncode != 0:
+        raise AssertionError(f"imgclf {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n"
+                             f"{proc.stderr}")
+    return proc
