@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
+import signal
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +25,9 @@ from imgclf.device import pick_device, seed_everything
 from imgclf.features import compute_features, feature_batches
 from imgclf.models.transfer import TransferNet, count_params
 from imgclf.registry import create_model, get_spec
+
+
+_KILL_AT_STEP = int(os.environ.get("IMGCLF_TEST_KILL_AT_STEP", "0") or 0)
 
 
 def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
@@ -73,6 +78,8 @@ def train_one_epoch(module: nn.Module, data: Iterable, optimizer: torch.optim.Op
         loss.backward()
         optimizer.step()
         step += 1
+        if step == _KILL_AT_STEP:  # fault injection for the resume test: die like `kill -9`
+            os.kill(os.getpid(), signal.SIGKILL)
         loss_sum += loss.item() * len(y)
         correct += (out.argmax(1) == y).sum().item()
         seen += len(y)

@@ -1,0 +1,114 @@
+"""The installed `imgclf` command end to end on tiny generated folders (ultralytics' test_cli style)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from conftest import make_folder, run_cli, snapshot
+
+TRAIN = ("--image-size", "32", "--batch-size", "8", "--workers", "1")
+
+
+def test_train_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> None:
+    before = snapshot(tiny_folder)
+    run = tmp_path / "run"
+    out = run_cli("train", str(tiny_folder), "--model", "cnn", "--epochs", "2", *TRAIN,
+                  "--out", str(run), "--schedule", "cosine", "--label-smoothing", "0.1").stdout
+    assert "epoch 2/2" in out and "img/s" in out
+    for f in ("config.json", "history.json", "history.csv", "last.pt", "best.pt"):
+        assert (run / f).exists(), f
+    assert any((run / "tensorboard").iterdir())
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["model"] == "cnn" and cfg["classes"] == ["blue", "green", "red"]
+    assert len(json.loads((run / "history.json").read_text())) == 2
+    assert torch.load(run / "best.pt", weights_only=True)["meta"]["class_names"] == cfg["classes"]
+
+    ev = run_cli("evaluate", str(run)).stdout
+    assert "Accuracy of green" in ev
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["images"] == 12 and 0 <= m["accuracy"] <= 1 and len(m["per_class"]) == 3
+    html = (run / "report.html").read_text()
+    assert "data:image/png;base64" in html and "Confusion matrix" in html
+    for f in ("confusion_matrix.png", "curves.png"):
+        assert (run / f).stat().st_size > 1000
+
+    # predict: a folder, a glob, an odd format, a rotated JPEG and an unreadable file
+    odd = tmp_path / "mine"
+    odd.mkdir()
+    Image.open(tiny_folder / "test" / "red" / "red_000.png").convert("RGBA").save(odd / "r.webp")
+    (odd / "broken.jpg").write_bytes(b"nope")
+    pr = run_cli("predict", str(run), str(tiny_folder / "test" / "green"),
+                 str(tiny_folder / "test" / "blue" / "*.png"), str(odd), "--csv",
+                 str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json"), "--grid",
+                 str(tmp_path / "grid.png"))
+    rows = json.loads((tmp_path / "p.json").read_text())
+    assert len(rows) == 10
+    bad = [r for r in rows if "error" in r]
+    assert len(bad) == 1 and bad[0]["path"].endswith("broken.jpg") and "ERROR" in pr.stdout
+    assert all(r["class"] in cfg["classes"] for r in rows if "error" not in r)
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+    assert (tmp_path / "p.csv").read_text().count("\n") == 11
+
+    run2 = tmp_path / "run2"
+    run_cli("train", str(tiny_folder), "--model", "alexnet_tv", "--epochs", "1", *TRAIN,
+            "--out", str(run2), "--optimizer", "sgd", "--image-size", "64")
+    cmp_ = run_cli("compare", str(run), str(run2), "--plot", str(tmp_path / "cmp.png")).stdout
+    assert "cnn" in cmp_ and "alexnet_tv" in cmp_ and "trainable" in cmp_
+    assert (tmp_path / "cmp.png").exists()
+    assert snapshot(tiny_folder) == before
+    # a second run into the same folder is refused, not overwritten
+    again = run_cli("train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(run),
+                    check=False)
+    assert again.returncode == 1 and "--resume" in again.stderr
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "d", {"train": 12, "test": 3})
+    args = ("train", str(data), "--model", "cnn", "--epochs", "3", *TRAIN, "--seed", "7")
+    run_cli(*args, "--out", str(tmp_path / "full"))
+    # 36 images / batch 8 = 5 steps per epoch: step 7 is in the middle of epoch 2
+    killed = run_cli(*args, "--out", str(tmp_path / "cut"), check=False,
+                     env={"IMGCLF_TEST_KILL_AT_STEP": "7"})
+    assert killed.returncode == -signal.SIGKILL
+    cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert cut["epoch"] == 1
+    run_cli("train", "--resume", str(tmp_path / "cut"))
+    a = torch.load(tmp_path / "full" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
+    assert b["epoch"] == 3 and len(b["history"]) == 3
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_seeded_runs_are_bit_identical_and_frozen_transfer_caches_features(
+        tiny_folder: Path, tmp_path: Path) -> None:
+    for name in ("a", "b"):
+        run_cli("train", str(tiny_folder), "--model", "mobilenetv3_small_050", "--freeze",
+                "--augment", "none", "--epochs", "2", *TRAIN, "--image-size", "64",
+                "--out", str(tmp_path / name))
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_preview_and_models(tiny_folder: Path, tmp_path: Path) -> None:
+    run_cli("preview", str(tiny_folder), "--out", str(tmp_path / "pv"), "--image-size", "32")
+    assert (tmp_path / "pv" / "batch_grid.png").stat().st_size > 1000
+    assert (tmp_path / "pv" / "augmentations.png").stat().st_size > 1000
+    out = run_cli("models").stdout
+    assert "5,610,222" in out and "efficientnet_lite0" in out
+
+
+def test_python_module_entry_point_and_help() -> None:
+    import sys
+
+    for cmd in ("audit", "preview", "train", "evaluate", "predict", "compare", "models"):
+        p = subprocess.run([sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True,
+                           text=True)
+        assert p.returncode == 0 and "usage: imgclf" in p.stdout
