@@ -98,7 +98,8 @@ def _reexec_with_tunables(argv: list[str]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorBoard imports TensorFlow if present
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # once, before anything imports keras  # TensorBoard imports TensorFlow if present
     if argv is None:  # a real process start (console script / python -m), not a library call
         argv = sys.argv[1:]
         _reexec_with_tunables(argv)

@@ -229,8 +229,18 @@ def _stalled(history: list[dict[str, Any]], patience: int) -> bool:
 
 
 def _tensorboard(run_dir: Any) -> Any:
+    import sys
+
+    # TensorBoard imports all of TensorFlow when it is installed (the [keras] extra): ~7 s per
+    # run here. Its own protobuf stubs write the same event files, so hide TensorFlow meanwhile.
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is a dependency; a broken install should not stop training
         return None
+    finally:
+        if hide:
+            del sys.modules["tensorflow"]
     return SummaryWriter(str(run_dir / "tensorboard"))

@@ -1,0 +1,96 @@
+"""Training on CATS_DOGS, side by side in one run: the first tutorial's way vs `imgclf train`.
+
+- cnn, 3 epochs, Adam 1e-3, batch 100: end to end (data + train + eval each epoch).
+- frozen transfer (EfficientNet-Lite0 ImageNet weights, new head), 3 epochs, no augmentation:
+  the tutorial's way (forward through the frozen backbone every epoch) vs imgclf (features once).
+- optionally --finetune: imgclf EfficientNet-Lite0 fine-tuned (frozen 1 epoch, then unfrozen).
+End-to-end seconds include imgclf's cache build (fresh cache each run). Writes JSON lines.
+
+    python benchmarks/bench_train.py [--only cnn|frozen|finetune] [--epochs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from common import CATS_DOGS, machine, run_phase
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tutorial_phase(kind: str, epochs: int) -> dict:
+    import torch
+
+    from tutorial_way import train_tutorial
+
+    torch.manual_seed(101)
+    if kind == "cnn":
+        from imgclf.models.small_cnn import TutorialCNN
+
+        model = TutorialCNN(2)
+        return train_tutorial(model, model.parameters(), str(CATS_DOGS), epochs)
+    from imgclf.registry import create_model
+
+    model = create_model("efficientnet_lite0", 2, freeze_backbone=True)
+    return train_tutorial(model, model.head.parameters(), str(CATS_DOGS), epochs,
+                          mean=[0.498] * 3, std=[0.502] * 3, augment=False)
+
+
+def imgclf_run(args: list[str]) -> dict:
+    out = Path(tempfile.mkdtemp(prefix="imgclf-bench-run-")) / "run"
+    cache = tempfile.mkdtemp(prefix="imgclf-bench-cache-")
+    exe = Path(sys.executable).parent / "imgclf"
+    t0 = time.perf_counter()
+    subprocess.run([str(exe), "train", str(CATS_DOGS), *args, "--out", str(out),
+                    "--cache-dir", cache], check=True, capture_output=True,
+                   env={**os.environ, "IMGCLF_NO_REEXEC": ""})
+    total = time.perf_counter() - t0
+    hist = json.loads((out / "history.json").read_text())
+    n = 3000 * len(hist)  # training images seen
+    return {"seconds": total, "accuracy": hist[-1]["val_acc"], "images_per_s": n / total,
+            "epochs": len(hist), "run": str(out)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--phase", default="")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--epochs", type=int, default=3)
+    a = ap.parse_args()
+    if a.phase:
+        print(json.dumps(tutorial_phase(a.phase, a.epochs)))
+        return
+    print(machine(), flush=True)
+    e = str(a.epochs)
+    results = {}
+    if a.only in ("", "cnn"):
+        results["cnn tutorial way"] = run_phase(__file__, "cnn", "--epochs", e)
+        results["cnn imgclf"] = imgclf_run(["--model", "cnn", "--epochs", e])
+    if a.only in ("", "frozen"):
+        results["lite0 frozen tutorial way"] = run_phase(__file__, "frozen", "--epochs", e)
+        results["lite0 frozen imgclf"] = imgclf_run(["--model", "efficientnet_lite0", "--freeze",
+                                                     "--augment", "none", "--epochs", e])
+    if a.only == "finetune":
+        results["lite0 fine-tuned imgclf"] = imgclf_run(
+            ["--model", "efficientnet_lite0", "--fine-tune-after", "1", "--epochs", e,
+             "--batch-size", "50", "--lr", "1e-3"])
+    for k, r in results.items():
+        print(json.dumps({"name": k, **{x: r[x] for x in ("seconds", "accuracy", "images_per_s")}}),
+              flush=True)
+    pairs = [("cnn imgclf", "cnn tutorial way"), ("lite0 frozen imgclf", "lite0 frozen tutorial way")]
+    for ours, theirs in pairs:
+        if ours in results:
+            print(f"{ours}: {results[theirs]['seconds'] / results[ours]['seconds']:.2f}x faster "
+                  f"end to end; accuracy {results[ours]['accuracy']:.2%} vs "
+                  f"{results[theirs]['accuracy']:.2%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Training backends other than PyTorch (PyTorch's code lives at the package top level)."""

@@ -1,0 +1,43 @@
+"""The shared decoded cache fed to Keras through a PyDataset: same index, same split, same pixels."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+
+from imgclf.data.cache import DecodedCache
+from imgclf.data.presets import Preprocess
+
+
+def normalize(images: np.ndarray, pre: Preprocess) -> np.ndarray:
+    """uint8 NHWC -> float32 NHWC, (x/255 - mean) / std, as the PyTorch side does."""
+    mean = np.asarray(pre.mean, np.float32) * 255
+    std = np.asarray(pre.std, np.float32) * 255
+    return (images.astype(np.float32) - mean) / std
+
+
+class CachedImages(keras.utils.PyDataset):
+    def __init__(self, cache: DecodedCache, rows: np.ndarray, labels: np.ndarray,
+                 pre: Preprocess, batch_size: int, shuffle: bool, seed: int):
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.cache, self.rows, self.labels, self.pre = cache, rows, labels, pre
+        self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        if not self.shuffle:
+            return np.arange(len(self.rows))
+        return np.random.default_rng(self.seed + self.epoch).permutation(len(self.rows))
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.rows) / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        pick = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        return normalize(self.cache.read_rows(self.rows[pick]), self.pre), self.labels[pick]
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.order = self._order()

@@ -1,0 +1,99 @@
+"""Keras builders under the same names as the PyTorch ones, with the same parameter counts."""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from imgclf.registry import ModelSpec, register_model
+
+
+def _augment() -> list:
+    # The tutorial's flip + RandomRotation(10): Keras counts rotation in fractions of a turn.
+    return [layers.RandomFlip("horizontal"), layers.RandomRotation(10 / 360, fill_mode="constant")]
+
+
+def _augmented(model_layers: list, size: int, augment: bool, name: str) -> keras.Model:
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for layer in (_augment() if augment else []) + model_layers:
+        x = layer(x)
+    return keras.Model(inputs, x, name=name)
+
+
+@register_model("cnn", backend="keras", image_size=224,
+                description="first tutorial's 2-conv CNN (Keras)")
+def build_cnn(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
+              image_size: int = 224, augment: bool = False, **_: object) -> keras.Model:
+    return _augmented([
+        layers.Conv2D(6, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(120, activation="relu"), layers.Dense(84, activation="relu"),
+        layers.Dense(num_classes, activation="softmax"),
+    ], image_size, augment, "cnn")
+
+
+@register_model("alexnet", backend="keras", image_size=227,
+                description="second tutorial's AlexNet from scratch (Keras)")
+def build_alexnet(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
+                  image_size: int = 227, augment: bool = False, **_: object) -> keras.Model:
+    return _augmented([
+        layers.Resizing(227, 227),  # as in the tutorial: small images such as CIFAR-10 grow to 227
+        layers.Conv2D(96, 11, strides=4, activation="relu"), layers.MaxPooling2D(3, strides=2),
+        layers.Conv2D(256, 5, padding="same", activation="relu"),
+        layers.MaxPooling2D(3, strides=2),
+        layers.Conv2D(384, 3, padding="same", activation="relu"),
+        layers.Conv2D(384, 3, padding="same", activation="relu"),
+        layers.Conv2D(256, 3, padding="same", activation="relu"),
+        layers.MaxPooling2D(3, strides=2),
+        layers.Flatten(),
+        layers.Dense(4096, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(4096, activation="relu"), layers.Dropout(0.5),
+        layers.Dense(num_classes, activation="softmax"),
+    ], image_size, augment, "alexnet")
+
+
+# keras.applications by our name: (constructor, size, mean, std) with the mean/std that turns our
+# 0..1 pixels into what each model expects (MobileNetV2: [-1, 1]; EfficientNet and MobileNetV3
+# rescale 0..255 inside the model, so they get raw pixel values).
+APPLICATIONS = {
+    "mobilenet_v2": ("MobileNetV2", 224, 0.5, 0.5),
+    "mobilenet_v3_small": ("MobileNetV3Small", 224, 0.0, 1 / 255),
+    "efficientnet_b0": ("EfficientNetB0", 224, 0.0, 1 / 255),
+}
+
+
+def _application_builder(name: str):  # noqa: ANN202
+    cls_name, size, _, _ = APPLICATIONS[name]
+
+    def build(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
+              image_size: int = size, augment: bool = False, **_: object) -> keras.Model:
+        cls = getattr(keras.applications, cls_name)
+        try:
+            base = cls(include_top=False, pooling="avg", input_shape=(image_size, image_size, 3),
+                       weights="imagenet" if pretrained else None)
+        except Exception as e:  # urllib errors when offline and not cached
+            raise RuntimeError(
+                f"Keras ImageNet weights for {cls_name} are not available ({type(e).__name__}): "
+                "Keras downloads them into ~/.keras/models when online; copy the file there "
+                "to work offline") from None
+        base.trainable = not freeze_backbone
+        return _augmented([base, layers.Dropout(0.2),
+                           layers.Dense(num_classes, activation="softmax")],
+                          image_size, augment, name)
+
+    return build
+
+
+def resolve_application(name: str) -> ModelSpec | None:
+    if name not in APPLICATIONS:
+        return None
+    _, size, mean, std = APPLICATIONS[name]
+    return ModelSpec(name=name, backend="keras", builder=_application_builder(name),
+                     image_size=size, mean=(mean,) * 3, std=(std,) * 3,
+                     description=f"keras.applications.{APPLICATIONS[name][0]}")
+
+
+register_model("__external__", backend="keras", extra={"resolve": resolve_application})(
+    lambda *a, **k: None)

@@ -1,0 +1,36 @@
+"""Keras backend: the same models with the same parameter counts as PyTorch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import imgclf.backends.keras  # noqa: F401  (loads torch before TensorFlow: see there)
+
+keras = pytest.importorskip("keras", reason="the [keras] extra is not installed")
+
+from imgclf.models.transfer import count_params  # noqa: E402
+from imgclf.registry import create_model, list_models  # noqa: E402
+
+pytestmark = pytest.mark.keras
+
+
+@pytest.mark.parametrize("name,size,classes", [("cnn", 224, 2), ("alexnet", 227, 10),
+                                               ("cnn", 32, 3)])
+def test_parameter_parity_with_pytorch(name: str, size: int, classes: int) -> None:
+    k = create_model(name, classes, backend="keras", image_size=size)
+    t = create_model(name, classes, image_size=size)
+    assert k.count_params() == count_params(t)
+    out = k.predict_on_batch(np.zeros((2, size, size, 3), np.float32))
+    assert out.shape == (2, classes) and np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+def test_both_backends_register_the_tutorial_models() -> None:
+    assert {"cnn", "alexnet"} <= set(list_models("keras")) & set(list_models("torch"))
+
+
+def test_keras_application_without_weights_offline_is_a_clear_error(
+        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    m = create_model("mobilenet_v2", 3, backend="keras", pretrained=False, image_size=96)
+    assert m.predict_on_batch(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 3)
