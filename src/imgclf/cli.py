@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--plot", default="runs/compare.png")
 
+    x = sub.add_parser("export", help="ONNX/TorchScript (PyTorch) or .keras/SavedModel (Keras), "
+                                      "verified after writing")
+    x.add_argument("run")
+    x.add_argument("--format", required=True, choices=("onnx", "torchscript", "keras",
+                                                        "savedmodel"))
+    x.add_argument("--out", default="", help="output folder (default RUN/export)")
+
+    s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
+    s.add_argument("run")
+    s.add_argument("--host", default="127.0.0.1", help="0.0.0.0 exposes it to the network")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=10.0)
+    s.add_argument("--top-k", type=int, default=3)
+    s.add_argument("--device", default="auto")
+
     sub.add_parser("models", help="list registered models")
     d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
     d.add_argument("--out", default="runs/demo")

@@ -154,3 +154,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from imgclf.demo import run_demo
 
     return run_demo(Path(args.out), args.epochs)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imgclf.export import export_run
+
+    r = export_run(args.run, args.format, args.out or None)
+    print(f"wrote {r.path} (+ preprocess.json); verified against the original model on "
+          f"batches of {' and '.join(map(str, r.batch_sizes))}: max abs difference "
+          f"{r.max_abs_diff:.2e}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgclf.serve.app import create_app
+
+    app = create_app(args.run, int(args.max_upload_mb * 1024 * 1024), args.top_k, args.device)
+    print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0

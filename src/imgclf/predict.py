@@ -37,6 +37,7 @@ class TorchPredictor:
 
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        x = normalize_batch(torch.from_numpy(np.ascontiguousarray(images)).to(self.device),
-                            self.pre)
+        # np.require copies read-only arrays (PIL gives those), which torch cannot wrap safely
+        arr = np.require(images, np.uint8, ["C", "W"])
+        x = normalize_batch(torch.from_numpy(arr).to(self.device), self.pre)
         return torch.softmax(self.model(x).float(), 1).cpu().numpy()

@@ -29,7 +29,7 @@ def read_bytes(path: str) -> bytes:
         raise ImageDecodeError(f"cannot read: {e.strerror or e}") from None
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
+def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit and float scans: scale the used range to 8 bits instead of clipping at 255.
         a = np.asarray(img, dtype=np.float64)
@@ -81,7 +81,7 @@ def open_image(data: bytes, draft: int = 0) -> Image.Image:
 
 
 def load_rgb(path: str, draft: int = 0) -> Image.Image:
-    return _to_rgb(open_image(read_bytes(path), draft))
+    return to_rgb(open_image(read_bytes(path), draft))
 
 
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:

@@ -1,0 +1,123 @@
+"""FastAPI app: POST /predict, GET /health, GET / (drop-a-photo page), OpenAPI docs at /docs.
+
+Uploads are read into memory up to a byte limit and decoded from memory: nothing in a request
+touches the file system. One model is loaded at start; a lock serialises inference, which keeps
+concurrent requests safe for any backend.
+"""
+
+from __future__ import annotations
+
+import threading
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse
+from starlette.concurrency import run_in_threadpool
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from imgclf.data.images import ImageDecodeError, to_rgb, open_image, resize_center_crop
+from imgclf.predictor import load_predictor
+
+DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+UPLOAD_SCHEMA = {"requestBody": {"content": {
+    "multipart/form-data": {"schema": {"type": "object", "properties": {
+        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "required": True}}
+
+
+async def read_limited(request: Request, max_bytes: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise HTTPException(413, f"upload is {int(declared):,} bytes; the limit is {max_bytes:,}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise HTTPException(413, f"upload exceeds the limit of {max_bytes:,} bytes")
+    return bytes(body)
+
+
+def first_file_part(body: bytes, content_type: str) -> bytes:
+    """The first part of a multipart/form-data body that carries a file, parsed in memory."""
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise HTTPException(400, "multipart upload without a boundary")
+    parts: list[dict[str, Any]] = []
+    state: dict[str, Any] = {}
+
+    def on_part_begin() -> None:
+        state["part"] = {"data": bytearray(), "headers": b""}
+
+    def on_header_value(data: bytes, start: int, end: int) -> None:
+        state["part"]["headers"] += data[start:end] + b";"
+
+    def on_part_data(data: bytes, start: int, end: int) -> None:
+        state["part"]["data"] += data[start:end]
+
+    def on_part_end() -> None:
+        parts.append(state.pop("part"))
+
+    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin,
+                                        "on_header_value": on_header_value,
+                                        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    parser.write(body)
+    parser.finalize()
+    for p in parts:
+        if b"filename=" in p["headers"] or b"name=\"file\"" in p["headers"]:
+            return bytes(p["data"])
+    raise HTTPException(400, "multipart upload has no file part (send the image as 'file')")
+
+
+def decode_upload(data: bytes, size: int) -> np.ndarray:
+    try:
+        img = to_rgb(open_image(data, draft=size))
+    except ImageDecodeError as e:
+        reason = str(e)
+        status = 415 if reason.startswith(("not an image", "zero bytes")) else \
+            413 if reason.startswith("decompression bomb") else 422
+        raise HTTPException(status, f"cannot use this upload: {reason}") from None
+    return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
+
+
+def create_app(run: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, top_k: int = 3,
+               device: str = "auto") -> FastAPI:
+    predictor = load_predictor(run, device)
+    lock = threading.Lock()
+    names = predictor.class_names
+    app = FastAPI(title="imgclf", version="0.1.0",
+                  description=f"{predictor.meta.get('model')} classifying {', '.join(names)}")
+    page = files("imgclf.serve").joinpath("static/index.html").read_text()
+
+    def _classify(data: bytes) -> np.ndarray:
+        x = decode_upload(data, predictor.pre.size)[None]
+        with lock:
+            return predictor.predict_proba(x)[0]
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "model": predictor.meta.get("model"),
+                "backend": predictor.meta.get("backend"), "classes": names,
+                "image_size": predictor.pre.size, "max_upload_bytes": max_bytes}
+
+    @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
+    async def predict(request: Request) -> dict[str, Any]:
+        """An image as multipart form field `file`, or as the raw request body."""
+        body = await read_limited(request, max_bytes)
+        ctype = request.headers.get("content-type", "")
+        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
+        # decoding and inference are CPU work: off the event loop, so uploads keep streaming
+        probs = await run_in_threadpool(_classify, data)
+        order = np.argsort(-probs)[:top_k]
+        top = [{"class": names[i], "probability": float(probs[i])} for i in order]
+        return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        return page
+
+    return app

@@ -1,0 +1,94 @@
+"""The REST API against the real app and a real (tiny) trained model."""
+
+from __future__ import annotations
+
+import io
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+import imgclf
+from conftest import make_folder
+from test_audit import _png_header_only
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("serve")
+    data = make_folder(tmp / "d", {"train": 8, "test": 4})
+    cfg = imgclf.build_config(data_dir=str(data), model="cnn", image_size=32, epochs=3,
+                              batch_size=8, workers=1, out_dir=str(tmp / "run"))
+    return imgclf.train(cfg, progress=False).run_dir
+
+
+@pytest.fixture(scope="module")
+def client(run_dir: Path) -> TestClient:
+    from imgclf.serve.app import create_app
+
+    return TestClient(create_app(run_dir, max_bytes=200_000))
+
+
+def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (size, size), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_health_and_page_and_docs(client: TestClient) -> None:
+    h = client.get("/health").json()
+    assert h["status"] == "ok" and h["classes"] == ["blue", "green", "red"]
+    page = client.get("/")
+    assert page.status_code == 200 and 'type="file"' in page.text
+    assert "/predict" in client.get("/openapi.json").json()["paths"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_predict_multipart_and_raw_bytes(client: TestClient) -> None:
+    img = _png((220, 50, 40))
+    a = client.post("/predict", files={"file": ("red.png", img, "image/png")})
+    b = client.post("/predict", content=img, headers={"content-type": "image/png"})
+    assert a.status_code == b.status_code == 200
+    assert a.json() == b.json()
+    body = a.json()
+    assert body["class"] in ("blue", "green", "red") and len(body["top"]) == 3
+    assert abs(sum(t["probability"] for t in body["top"]) - 1) < 1e-4
+
+
+@pytest.mark.parametrize("payload,status,words", [
+    (b"this is not an image", 415, "not an image"),
+    (b"", 415, "zero bytes"),
+    (_png((1, 2, 3))[:60], 422, "truncated"),
+    (_png_header_only(30000, 30000), 413, "decompression bomb"),
+    (b"\xff" * 300_000, 413, "limit"),
+])
+def test_hostile_uploads_get_4xx_and_the_server_keeps_serving(
+        client: TestClient, payload: bytes, status: int, words: str) -> None:
+    r = client.post("/predict", files={"file": ("x.jpg", payload, "image/jpeg")})
+    assert r.status_code == status and words in r.json()["detail"]
+    assert client.post("/predict", content=_png((40, 190, 60))).status_code == 200
+
+
+def test_concurrent_requests_agree(client: TestClient) -> None:
+    imgs = [_png(c) for c in ((220, 50, 40), (40, 190, 60), (40, 60, 220))] * 8
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda im: client.post("/predict", content=im).json(), imgs))
+    for i, r in enumerate(results):
+        assert r == results[i % 3]
+
+
+def test_export_onnx_and_torchscript_match(run_dir: Path, tmp_path: Path) -> None:
+    from imgclf.export import export_run
+
+    for fmt in ("onnx", "torchscript"):
+        r = export_run(run_dir, fmt, tmp_path / fmt)
+        assert r.max_abs_diff < 1e-4 and r.path.exists()
+        assert (tmp_path / fmt / "preprocess.json").exists()
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
+    out = sess.run(None, {"input": np.zeros((7, 3, 32, 32), np.float32)})[0]
+    assert out.shape == (7, 3)
