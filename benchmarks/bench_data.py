@@ -40,7 +40,7 @@ def phase(name: str, cache_dir: str, workers: int) -> dict:
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
         n = len(data)
         if name == "rss25k":
-            for x, _ in batches(data, 100, torch.device("cpu"), True, True, 0):
+            for _batch in batches(data, 100, torch.device("cpu"), True, True, 0):
                 pass
     elif name == "cached":
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
@@ -48,8 +48,13 @@ def phase(name: str, cache_dir: str, workers: int) -> dict:
         for x, _ in batches(data, 100, torch.device("cpu"), True, True, 0):
             n += len(x)
     dt = time.perf_counter() - t0
-    return {"phase": name, "images": n, "seconds": dt, "images_per_s": n / dt,
-            "peak_rss_mb": peak_rss_mb()}
+    return {
+        "phase": name,
+        "images": n,
+        "seconds": dt,
+        "images_per_s": n / dt,
+        "peak_rss_mb": peak_rss_mb(),
+    }
 
 
 def main() -> None:
@@ -65,12 +70,15 @@ def main() -> None:
     cache = tempfile.mkdtemp(prefix="imgclf-bench-")
     print(machine())
     phases = ["plain", "build", "cached"] + (["rss25k"] if a.rss25k else [])
-    rows = [run_phase(__file__, p, "--cache-dir", cache, "--workers", str(a.workers))
-            for p in phases]
+    rows = [
+        run_phase(__file__, p, "--cache-dir", cache, "--workers", str(a.workers)) for p in phases
+    ]
     print(f"{'phase':8} {'images':>7} {'seconds':>8} {'img/s':>8} {'peak RSS MiB':>13}")
     for r in rows:
-        print(f"{r['phase']:8} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:8.0f} "
-              f"{r['peak_rss_mb']:13.0f}")
+        print(
+            f"{r['phase']:8} {r['images']:7d} {r['seconds']:8.1f} {r['images_per_s']:8.0f} "
+            f"{r['peak_rss_mb']:13.0f}"
+        )
     base = rows[0]["images_per_s"]
     print(f"cached pass vs plain pass: {rows[2]['images_per_s'] / base:.1f}x")
 

@@ -39,8 +39,15 @@ def tutorial_phase(kind: str, epochs: int) -> dict:
     from imgclf.registry import create_model
 
     model = create_model("efficientnet_lite0", 2, freeze_backbone=True)
-    return train_tutorial(model, model.head.parameters(), str(CATS_DOGS), epochs,
-                          mean=[0.498] * 3, std=[0.502] * 3, augment=False)
+    return train_tutorial(
+        model,
+        model.head.parameters(),
+        str(CATS_DOGS),
+        epochs,
+        mean=[0.498] * 3,
+        std=[0.502] * 3,
+        augment=False,
+    )
 
 
 def imgclf_run(args: list[str]) -> dict:
@@ -48,14 +55,22 @@ def imgclf_run(args: list[str]) -> dict:
     cache = tempfile.mkdtemp(prefix="imgclf-bench-cache-")
     exe = Path(sys.executable).parent / "imgclf"
     t0 = time.perf_counter()
-    subprocess.run([str(exe), "train", str(CATS_DOGS), *args, "--out", str(out),
-                    "--cache-dir", cache], check=True, capture_output=True,
-                   env={**os.environ, "IMGCLF_NO_REEXEC": ""})
+    subprocess.run(
+        [str(exe), "train", str(CATS_DOGS), *args, "--out", str(out), "--cache-dir", cache],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "IMGCLF_NO_REEXEC": ""},
+    )
     total = time.perf_counter() - t0
     hist = json.loads((out / "history.json").read_text())
     n = 3000 * len(hist)  # training images seen
-    return {"seconds": total, "accuracy": hist[-1]["val_acc"], "images_per_s": n / total,
-            "epochs": len(hist), "run": str(out)}
+    return {
+        "seconds": total,
+        "accuracy": hist[-1]["val_acc"],
+        "images_per_s": n / total,
+        "epochs": len(hist),
+        "run": str(out),
+    }
 
 
 def main() -> None:
@@ -75,21 +90,40 @@ def main() -> None:
         results["cnn imgclf"] = imgclf_run(["--model", "cnn", "--epochs", e])
     if a.only in ("", "frozen"):
         results["lite0 frozen tutorial way"] = run_phase(__file__, "frozen", "--epochs", e)
-        results["lite0 frozen imgclf"] = imgclf_run(["--model", "efficientnet_lite0", "--freeze",
-                                                     "--augment", "none", "--epochs", e])
+        results["lite0 frozen imgclf"] = imgclf_run(
+            ["--model", "efficientnet_lite0", "--freeze", "--augment", "none", "--epochs", e]
+        )
     if a.only == "finetune":
         results["lite0 fine-tuned imgclf"] = imgclf_run(
-            ["--model", "efficientnet_lite0", "--fine-tune-after", "1", "--epochs", e,
-             "--batch-size", "50", "--lr", "1e-3"])
+            [
+                "--model",
+                "efficientnet_lite0",
+                "--fine-tune-after",
+                "1",
+                "--epochs",
+                e,
+                "--batch-size",
+                "50",
+                "--lr",
+                "1e-3",
+            ]
+        )
     for k, r in results.items():
-        print(json.dumps({"name": k, **{x: r[x] for x in ("seconds", "accuracy", "images_per_s")}}),
-              flush=True)
-    pairs = [("cnn imgclf", "cnn tutorial way"), ("lite0 frozen imgclf", "lite0 frozen tutorial way")]
+        print(
+            json.dumps({"name": k, **{x: r[x] for x in ("seconds", "accuracy", "images_per_s")}}),
+            flush=True,
+        )
+    pairs = [
+        ("cnn imgclf", "cnn tutorial way"),
+        ("lite0 frozen imgclf", "lite0 frozen tutorial way"),
+    ]
     for ours, theirs in pairs:
         if ours in results:
-            print(f"{ours}: {results[theirs]['seconds'] / results[ours]['seconds']:.2f}x faster "
-                  f"end to end; accuracy {results[ours]['accuracy']:.2%} vs "
-                  f"{results[theirs]['accuracy']:.2%}")
+            print(
+                f"{ours}: {results[theirs]['seconds'] / results[ours]['seconds']:.2f}x faster "
+                f"end to end; accuracy {results[ours]['accuracy']:.2%} vs "
+                f"{results[theirs]['accuracy']:.2%}"
+            )
 
 
 if __name__ == "__main__":

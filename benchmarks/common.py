@@ -26,8 +26,12 @@ def peak_rss_mb() -> float:
 def run_phase(script: str, phase: str, *args: str, env: dict | None = None) -> dict:
     """Run `script --phase phase` in a new process; it prints one JSON line last."""
     t0 = time.perf_counter()
-    out = subprocess.run([sys.executable, script, "--phase", phase, *args], capture_output=True,
-                         text=True, env={**os.environ, **(env or {})})
+    out = subprocess.run(
+        [sys.executable, script, "--phase", phase, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
     if out.returncode != 0:
         raise RuntimeError(f"{phase} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     res = json.loads(out.stdout.strip().splitlines()[-1])
@@ -40,10 +44,16 @@ def machine() -> str:
 
     cpu = platform.processor() or platform.machine()
     try:
-        model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                     if line.startswith("model name"))
+        model = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
     except (OSError, StopIteration):
         model = cpu
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (f"{os.cpu_count()} cores ({model}), {gpu}, Python {platform.python_version()}, "
-            f"torch {torch.__version__}, GLIBC_TUNABLES={'set' if os.environ.get('GLIBC_TUNABLES') else 'unset'}")
+    return (
+        f"{os.cpu_count()} cores ({model}), {gpu}, Python {platform.python_version()}, "
+        f"torch {torch.__version__}, "
+        f"GLIBC_TUNABLES={'set' if os.environ.get('GLIBC_TUNABLES') else 'unset'}"
+    )

@@ -47,8 +47,9 @@ def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int
             d = root / split / name
             d.mkdir(parents=True, exist_ok=True)
             for i in range(n):
-                draw_shape(colour, seed + 1000 * ci + i + (500 if split == "test" else 0),
-                           size).save(d / f"{name}_{i:03d}.png")
+                draw_shape(
+                    colour, seed + 1000 * ci + i + (500 if split == "test" else 0), size
+                ).save(d / f"{name}_{i:03d}.png")
     return root
 
 
@@ -70,13 +71,25 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
     return out
 
 
-def run_cli(*args: str, cwd: Path | None = None, check: bool = True, timeout: int = 600,
-            env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str,
+    cwd: Path | None = None,
+    check: bool = True,
+    timeout: int = 600,
+    env: dict | None = None,
+) -> subprocess.CompletedProcess:
     """The installed console script, as a user runs it."""
     exe = Path(sys.executable).parent / "imgclf"
-    proc = subprocess.run([str(exe), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [str(exe), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     if check and proc.returncode != 0:
-        raise AssertionError(f"imgclf {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n"
-                             f"{proc.stderr}")
+        raise AssertionError(
+            f"imgclf {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        )
     return proc

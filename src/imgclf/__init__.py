@@ -34,5 +34,15 @@ def predict(run: str, paths: list[str]):  # noqa: ANN201
     return predict_paths(load_predictor(run), expand_inputs(paths))
 
 
-__all__ = ["ImageIndex", "RunConfig", "build_config", "create_model", "evaluate", "list_models",
-           "load_splits", "predict", "run_audit", "train"]
+__all__ = [
+    "ImageIndex",
+    "RunConfig",
+    "build_config",
+    "create_model",
+    "evaluate",
+    "list_models",
+    "load_splits",
+    "predict",
+    "run_audit",
+    "train",
+]

@@ -27,27 +27,41 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
         flag = "--" + f.name.replace("_", "-")
         help_ = f"{f.metadata['help']} (default: {f.default!r})"
         if f.type in ("bool", bool):
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=help_)
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
         else:
-            p.add_argument(flag, dest=f.name, default=None, choices=f.metadata.get("choices"),
-                           help=help_, metavar=None if f.metadata.get("choices") else "VALUE")
+            p.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=help_,
+                metavar=None if f.metadata.get("choices") else "VALUE",
+            )
     p.add_argument("--out", dest="out_dir", default=None, help="alias of --out-dir")
     p.add_argument("--config", default=None, help="YAML file of RunConfig keys (below the CLI)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="imgclf", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="imgclf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    a = sub.add_parser("audit", help="decode every image and report problems",
-                       description="Exit status: 0 clean, 1 problems found, 2 usage error.")
+    a = sub.add_parser(
+        "audit",
+        help="decode every image and report problems",
+        description="Exit status: 0 clean, 1 problems found, 2 usage error.",
+    )
     a.add_argument("path", help="image folder (train/ test/ val/ of <class>/, or <class>/), or zip")
     a.add_argument("--json", default="", help="write the whole report as JSON here")
     a.add_argument("--exclude-list", default="", help="write unreadable paths here (for train)")
-    a.add_argument("--out", default="", help="folder for report, exclude list and histogram "
-                                             "(default runs/audit-<folder name>)")
+    a.add_argument(
+        "--out",
+        default="",
+        help="folder for report, exclude list and histogram (default runs/audit-<folder name>)",
+    )
     a.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     a.add_argument("--cache-dir", default="", help="where a zip is unpacked")
 
@@ -82,11 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("runs", nargs="+")
     c.add_argument("--plot", default="runs/compare.png")
 
-    x = sub.add_parser("export", help="ONNX/TorchScript (PyTorch) or .keras/SavedModel (Keras), "
-                                      "verified after writing")
+    x = sub.add_parser(
+        "export",
+        help="ONNX/TorchScript (PyTorch) or .keras/SavedModel (Keras), verified after writing",
+    )
     x.add_argument("run")
-    x.add_argument("--format", required=True, choices=("onnx", "torchscript", "keras",
-                                                        "savedmodel"))
+    x.add_argument(
+        "--format", required=True, choices=("onnx", "torchscript", "keras", "savedmodel")
+    )
     x.add_argument("--out", default="", help="output folder (default RUN/export)")
 
     s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
@@ -105,8 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _reexec_with_tunables(argv: list[str]) -> None:
-    if sys.platform != "linux" or os.environ.get("GLIBC_TUNABLES") or \
-            os.environ.get("IMGCLF_NO_REEXEC") or not argv or argv[0] not in HEAVY:
+    if (
+        sys.platform != "linux"
+        or os.environ.get("GLIBC_TUNABLES")
+        or os.environ.get("IMGCLF_NO_REEXEC")
+        or not argv
+        or argv[0] not in HEAVY
+    ):
         return
     env = {**os.environ, "GLIBC_TUNABLES": TUNABLES, "IMGCLF_NO_REEXEC": "1"}
     os.execve(sys.executable, [sys.executable, "-m", "imgclf", *argv], env)
@@ -114,7 +136,9 @@ def _reexec_with_tunables(argv: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")  # once, before anything imports keras  # TensorBoard imports TensorFlow if present
+    os.environ.setdefault(
+        "KERAS_BACKEND", "tensorflow"
+    )  # once, before anything imports keras  # TensorBoard imports TensorFlow if present
     if argv is None:  # a real process start (console script / python -m), not a library call
         argv = sys.argv[1:]
         _reexec_with_tunables(argv)

@@ -59,8 +59,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from imgclf.evaluate.metrics import format_per_class
     from imgclf.evaluate.run_eval import evaluate_run
 
-    m = evaluate_run(args.run, args.data, args.split, progress=sys.stderr.isatty(),
-                     device=args.device)
+    m = evaluate_run(
+        args.run, args.data, args.split, progress=sys.stderr.isatty(), device=args.device
+    )
     print(f"{m['model']} ({m['backend']}) on {m['split']} of {m['data']}: {m['images']} images")
     print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
     print(format_per_class(m))
@@ -82,15 +83,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
     width = max(len(display_path(r["path"])) for r in rows)
     for r in rows:
         name = display_path(r["path"]).ljust(width)
-        print(f"{name}  ERROR {r['error']}" if "error" in r else
-              f"{name}  {r['class']}  {r['probability']:.3f}")
+        print(
+            f"{name}  ERROR {r['error']}"
+            if "error" in r
+            else f"{name}  {r['class']}  {r['probability']:.3f}"
+        )
     if args.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["path", "class", "probability", "error"])
         for r in rows:
-            w.writerow([display_path(r["path"]), r.get("class", ""), r.get("probability", ""),
-                        r.get("error", "")])
+            w.writerow(
+                [
+                    display_path(r["path"]),
+                    r.get("class", ""),
+                    r.get("probability", ""),
+                    r.get("error", ""),
+                ]
+            )
         write_text(args.csv, buf.getvalue())
     if args.json:
         write_json(args.json, [{**r, "path": display_path(r["path"])} for r in rows])
@@ -107,8 +117,10 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
 
     ok = [r for r in rows if "error" not in r][:24]
     imgs = [np.asarray(load_rgb(r["path"])) for r in ok]
-    titles = [f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n"
-              f"({r['probability']:.0%})" for r in ok]
+    titles = [
+        f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n({r['probability']:.0%})"
+        for r in ok
+    ]
     plot_image_grid(imgs, titles, out)
     print(f"wrote {out}")
 
@@ -126,8 +138,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     from imgclf.models.transfer import count_params
     from imgclf.registry import create_model, get_spec, list_models
 
-    print(f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
-          f"{'mean / std':24} description")
+    print(
+        f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
+        f"{'mean / std':24} description"
+    )
     for backend in ("torch", "keras"):
         try:
             names = list_models(backend)
@@ -140,13 +154,19 @@ def cmd_models(args: argparse.Namespace) -> int:
                 total, trainable = count_params(m), count_params(m, True)
             else:
                 m = create_model(name, 2, backend="keras", image_size=spec.image_size)
-                total, trainable = m.count_params(), sum(int(w.numpy().size)
-                                                         for w in m.trainable_weights)
+                total, trainable = (
+                    m.count_params(),
+                    sum(int(w.numpy().size) for w in m.trainable_weights),
+                )
             norm = f"{spec.mean[0]:.3f} / {spec.std[0]:.3f}"
-            print(f"{name:20} {backend:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
-                  f"{norm:24} {spec.description}")
-    print("\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
-          "mobilenet_v3_small, convnext_tiny).")
+            print(
+                f"{name:20} {backend:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
+                f"{norm:24} {spec.description}"
+            )
+    print(
+        "\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
+        "mobilenet_v3_small, convnext_tiny)."
+    )
     return 0
 
 
@@ -160,9 +180,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     from imgclf.export import export_run
 
     r = export_run(args.run, args.format, args.out or None)
-    print(f"wrote {r.path} (+ preprocess.json); verified against the original model on "
-          f"batches of {' and '.join(map(str, r.batch_sizes))}: max abs difference "
-          f"{r.max_abs_diff:.2e}")
+    print(
+        f"wrote {r.path} (+ preprocess.json); verified against the original model on "
+        f"batches of {' and '.join(map(str, r.batch_sizes))}: max abs difference "
+        f"{r.max_abs_diff:.2e}"
+    )
     return 0
 
 

@@ -22,34 +22,66 @@ def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
         hist = _read(d / "history.json") or []
         met = _read(d / "metrics.json") or {}
         acc = met.get("accuracy", hist[-1]["val_acc"] if hist else float("nan"))
-        rows.append({
-            "run": d.name, "model": cfg["model"], "backend": cfg.get("backend", "torch"),
-            "params": cfg.get("params"), "trainable_params": cfg.get("trainable_params"),
-            "epochs": len(hist), "train_s": sum(h["seconds"] for h in hist),
-            "images_per_s": (sum(h["images_per_s"] for h in hist) / len(hist)) if hist else 0.0,
-            "accuracy": acc,
-            "per_class": {c["class"]: c["accuracy"] for c in met.get("per_class", [])},
-        })
+        rows.append(
+            {
+                "run": d.name,
+                "model": cfg["model"],
+                "backend": cfg.get("backend", "torch"),
+                "params": cfg.get("params"),
+                "trainable_params": cfg.get("trainable_params"),
+                "epochs": len(hist),
+                "train_s": sum(h["seconds"] for h in hist),
+                "images_per_s": (sum(h["images_per_s"] for h in hist) / len(hist)) if hist else 0.0,
+                "accuracy": acc,
+                "per_class": {c["class"]: c["accuracy"] for c in met.get("per_class", [])},
+            }
+        )
     return rows
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     classes = sorted({c for r in rows for c in r["per_class"]})[:12]
-    head = ["run", "model", "backend", "params", "trainable", "epochs", "train s", "img/s",
-            "accuracy", *classes]
+    head = [
+        "run",
+        "model",
+        "backend",
+        "params",
+        "trainable",
+        "epochs",
+        "train s",
+        "img/s",
+        "accuracy",
+        *classes,
+    ]
     lines = [head]
     for r in rows:
-        lines.append([r["run"], r["model"], r["backend"], f"{r['params'] or 0:,}",
-                      f"{r['trainable_params'] or 0:,}", str(r["epochs"]), f"{r['train_s']:.1f}",
-                      f"{r['images_per_s']:.0f}", f"{r['accuracy']:.2%}",
-                      *[f"{r['per_class'].get(c) or 0:.1%}" for c in classes]])
+        lines.append(
+            [
+                r["run"],
+                r["model"],
+                r["backend"],
+                f"{r['params'] or 0:,}",
+                f"{r['trainable_params'] or 0:,}",
+                str(r["epochs"]),
+                f"{r['train_s']:.1f}",
+                f"{r['images_per_s']:.0f}",
+                f"{r['accuracy']:.2%}",
+                *[f"{r['per_class'].get(c) or 0:.1%}" for c in classes],
+            ]
+        )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    return "\n".join("  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True))
-                     for line in lines)
+    return "\n".join(
+        "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines
+    )
 
 
 def compare_runs(run_dirs: list[str], plot: str | Path) -> list[dict[str, Any]]:
     rows = collect_runs(run_dirs)
-    plot_bars([f"{r['run']}\n({r['backend']})" for r in rows], [r["accuracy"] for r in rows],
-              plot, "Accuracy by run", "accuracy")
+    plot_bars(
+        [f"{r['run']}\n({r['backend']})" for r in rows],
+        [r["accuracy"] for r in rows],
+        plot,
+        "Accuracy by run",
+        "accuracy",
+    )
     return rows

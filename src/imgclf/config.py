@@ -18,7 +18,9 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any
 @dataclass(frozen=True)
 class RunConfig:
     data_dir: str = _opt("", "image folder, .zip of one, or 'cifar10' / a CIFAR-10 batches folder")
-    model: str = _opt("cnn", "registered model name (see `imgclf models`) or any torchvision/timm name")
+    model: str = _opt(
+        "cnn", "registered model name (see `imgclf models`) or any torchvision/timm name"
+    )
     backend: str = _opt("torch", "training library", ("torch", "keras"))
     pretrained: bool = _opt(False, "start from ImageNet weights where the model has them")
     weights: str = _opt("", "local file with pretrained weights (overrides cache and download)")
@@ -39,7 +41,9 @@ class RunConfig:
     patience: int = _opt(0, "early stopping: epochs without val-accuracy gain (0 = off)")
     augment: str = _opt("tutorial", "train augmentation", ("tutorial", "none"))
     pipeline: str = _opt("cache", "data pipeline", ("cache", "plain"))
-    val_fraction: float = _opt(-1.0, "val share carved from train (-1 = auto: val/ or test/ if any)")
+    val_fraction: float = _opt(
+        -1.0, "val share carved from train (-1 = auto: val/ or test/ if any)"
+    )
     max_per_class: int = _opt(0, "use at most this many images per class and split (0 = all)")
     exclude_list: str = _opt("", "file of paths to skip (from `imgclf audit --exclude-list`)")
     workers: int = _opt(2, "decoding processes")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from imgclf.data.folder import stratified_split, ImageIndex  # noqa: I001
+from imgclf.data.folder import ImageIndex, stratified_split  # noqa: I001
 from imgclf.files import atomic_write
 
 
@@ -45,11 +45,24 @@ def run_demo(out: Path, epochs: int = 8) -> int:
     steps = [
         ["audit", str(data), "--out", str(out / "audit")],
         ["preview", str(data), "--out", str(out / "preview"), "--image-size", "32"],
-        ["train", str(data), "--model", "cnn", "--image-size", "32", "--epochs", str(epochs),
-         "--batch-size", "32", "--out", str(run)] + (["--resume", str(run)]
-                                                     if (run / "config.json").exists() else []),
+        [
+            "train",
+            str(data),
+            "--model",
+            "cnn",
+            "--image-size",
+            "32",
+            "--epochs",
+            str(epochs),
+            "--batch-size",
+            "32",
+            "--out",
+            str(run),
+        ]
+        + (["--resume", str(run)] if (run / "config.json").exists() else []),
         ["evaluate", str(run)],
-        ["predict", str(run)] + [str(next((data / "test" / d).iterdir())) for d in "0379"]
+        ["predict", str(run)]
+        + [str(next((data / "test" / d).iterdir())) for d in "0379"]
         + ["--grid", str(out / "predictions.png")],
     ]
     for argv in steps:

@@ -38,21 +38,30 @@ def sample_images(size: int, n: int = 4, seed: int = 0) -> np.ndarray:
     return small[:, idx][:, :, idx].astype(np.uint8)
 
 
-def export_run(run: str | Path, fmt: str, out_dir: str | Path | None = None,
-               images: np.ndarray | None = None) -> ExportResult:
+def export_run(
+    run: str | Path, fmt: str, out_dir: str | Path | None = None, images: np.ndarray | None = None
+) -> ExportResult:
     run = Path(run)
     backend = run_backend(run)
     if fmt not in FORMATS[backend]:
-        raise ValueError(f"{run}: a {backend} run exports to {', '.join(FORMATS[backend])}, "
-                         f"not {fmt}")
+        raise ValueError(
+            f"{run}: a {backend} run exports to {', '.join(FORMATS[backend])}, not {fmt}"
+        )
     out = Path(out_dir) if out_dir else run / "export"
     out.mkdir(parents=True, exist_ok=True)
     predictor = load_predictor(run, device="cpu")
     imgs = images if images is not None else sample_images(predictor.pre.size)
-    write_json(out / "preprocess.json", {
-        **predictor.pre.to_dict(), "class_names": predictor.class_names, "format": fmt,
-        "input": "float32 " + ("NCHW" if backend == "torch" else "NHWC") + ", (x/255-mean)/std",
-        "output": "class probabilities", "model": predictor.meta.get("model")})
+    write_json(
+        out / "preprocess.json",
+        {
+            **predictor.pre.to_dict(),
+            "class_names": predictor.class_names,
+            "format": fmt,
+            "input": "float32 " + ("NCHW" if backend == "torch" else "NHWC") + ", (x/255-mean)/std",
+            "output": "class probabilities",
+            "model": predictor.meta.get("model"),
+        },
+    )
     if backend == "torch":
         from imgclf.export_torch import export_torch
 
@@ -75,7 +84,7 @@ def _export_keras(predictor, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Pat
     ref = predictor.predict_proba(imgs)
     if fmt == "keras":
         path = out / "model.keras"
-        atomic_write(path, lambda t: (shutil.copyfile(predictor.path, t)))
+        atomic_write(path, lambda t: shutil.copyfile(predictor.path, t))
         loaded = keras.models.load_model(path)
         outs = [np.asarray(loaded.predict_on_batch(b)) for b in (x[:1], x)]
     else:
@@ -84,8 +93,9 @@ def _export_keras(predictor, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Pat
         shutil.rmtree(tmp, ignore_errors=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            inference_model(predictor.model).export(str(tmp), format="tf_saved_model",
-                                                    verbose=False)
+            inference_model(predictor.model).export(
+                str(tmp), format="tf_saved_model", verbose=False
+            )
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
         loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables

@@ -1,4 +1,4 @@
-"""PyTorch exports: ONNX (checked with onnxruntime) and TorchScript (checked with torch.jit.load)."""
+"""PyTorch exports: ONNX (checked with onnxruntime), TorchScript (checked with torch.jit.load)."""
 
 from __future__ import annotations
 
@@ -36,9 +36,17 @@ def export_torch(predictor, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Path
         def write(tmp: str) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                torch.onnx.export(model, (x[:2],), tmp, input_names=["input"],
-                                  output_names=["probabilities"], dynamic_shapes=({0: batch},),
-                                  dynamo=True, external_data=False, verbose=False)
+                torch.onnx.export(
+                    model,
+                    (x[:2],),
+                    tmp,
+                    input_names=["input"],
+                    output_names=["probabilities"],
+                    dynamic_shapes=({0: batch},),
+                    dynamo=True,
+                    external_data=False,
+                    verbose=False,
+                )
 
         atomic_write(path, write)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])

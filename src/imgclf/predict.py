@@ -17,8 +17,9 @@ from imgclf.registry import create_model
 
 def build_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     meta = ckpt["meta"]
-    model = create_model(meta["model"], meta["num_classes"], pretrained=False,
-                         image_size=meta["preprocess"]["size"])
+    model = create_model(
+        meta["model"], meta["num_classes"], pretrained=False, image_size=meta["preprocess"]["size"]
+    )
     model.load_state_dict(ckpt["model"])
     return model.eval()
 

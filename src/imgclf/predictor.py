@@ -52,8 +52,12 @@ def expand_inputs(items: list[str]) -> list[str]:
     out: list[str] = []
     for item in items:
         if os.path.isdir(item):
-            out += [os.path.join(d, f) for d, _, fs in sorted(walk_files(item)) for f in fs
-                    if is_image_name(f)]
+            out += [
+                os.path.join(d, f)
+                for d, _, fs in sorted(walk_files(item))
+                for f in fs
+                if is_image_name(f)
+            ]
         elif any(ch in item for ch in "*?["):
             out += sorted(glob.glob(item, recursive=True))
         else:
@@ -61,8 +65,9 @@ def expand_inputs(items: list[str]) -> list[str]:
     return out
 
 
-def predict_paths(predictor: Predictor, paths: list[str], batch_size: int = 64,
-                  top_k: int = 3) -> list[dict[str, Any]]:
+def predict_paths(
+    predictor: Predictor, paths: list[str], batch_size: int = 64, top_k: int = 3
+) -> list[dict[str, Any]]:
     """One row per path: predicted class and probability, or the reason it could not be read."""
     rows: list[dict[str, Any]] = [{"path": p} for p in paths]
     good, arrays = [], []
@@ -73,10 +78,17 @@ def predict_paths(predictor: Predictor, paths: list[str], batch_size: int = 64,
         except (ImageDecodeError, OSError) as e:
             rows[i]["error"] = str(e) if isinstance(e, ImageDecodeError) else "cannot open"
     for s in range(0, len(good), batch_size):
-        probs = predictor.predict_proba(np.stack(arrays[s:s + batch_size]))
-        for j, pr in zip(good[s:s + batch_size], probs, strict=True):
+        probs = predictor.predict_proba(np.stack(arrays[s : s + batch_size]))
+        for j, pr in zip(good[s : s + batch_size], probs, strict=True):
             order = np.argsort(-pr)[:top_k]
-            rows[j].update({"class": predictor.class_names[order[0]], "probability": float(pr[order[0]]),
-                            "top": [{"class": predictor.class_names[k], "probability": float(pr[k])}
-                                    for k in order]})
+            rows[j].update(
+                {
+                    "class": predictor.class_names[order[0]],
+                    "probability": float(pr[order[0]]),
+                    "top": [
+                        {"class": predictor.class_names[k], "probability": float(pr[k])}
+                        for k in order
+                    ],
+                }
+            )
     return rows

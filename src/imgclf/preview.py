@@ -23,26 +23,43 @@ def denormalize(x: torch.Tensor, pre: Preprocess) -> np.ndarray:
     return img.permute(0, 2, 3, 1).round().to(torch.uint8).numpy()
 
 
-def preview(data: str, out_dir: str | Path, pre: Preprocess | None = None, n: int = 20,
-            seed: int = 42, cache_dir: str = "", workers: int = 2) -> list[Path]:
+def preview(
+    data: str,
+    out_dir: str | Path,
+    pre: Preprocess | None = None,
+    n: int = 20,
+    seed: int = 42,
+    cache_dir: str = "",
+    workers: int = 2,
+) -> list[Path]:
     pre = pre or Preprocess()
     out_dir = Path(out_dir)
     splits = load_splits(resolve_data(data, cache_dir), seed=seed)
     train = prepare_split(splits["train"], pre, cache_dir=cache_dir, workers=workers)
     names = splits["train"].class_names
     x, y = next(iter(batches(train, n, torch.device("cpu"), True, True, seed)))
-    grid = plot_image_grid(list(denormalize(x, pre)), [names[i] for i in y.tolist()],
-                           out_dir / "batch_grid.png", ncols=5,
-                           suptitle="A training batch (augmented, inverse-normalised)")
-    one = torch.from_numpy(train.cache.read_rows(train.rows[:1])) if train.cache is not None \
-        else None
+    grid = plot_image_grid(
+        list(denormalize(x, pre)),
+        [names[i] for i in y.tolist()],
+        out_dir / "batch_grid.png",
+        ncols=5,
+        suptitle="A training batch (augmented, inverse-normalised)",
+    )
+    one = (
+        torch.from_numpy(train.cache.read_rows(train.rows[:1])) if train.cache is not None else None
+    )
     if one is None:
         return [grid]
     gen = torch.Generator().manual_seed(seed)
     base = normalize_batch(one, pre)
     views = torch.cat([base] + [augment_batch(base, gen) for _ in range(7)])
     titles = ["original"] + [f"augmented {i}" for i in range(1, 8)]
-    aug = plot_image_grid(list(denormalize(views, pre)), titles, out_dir / "augmentations.png",
-                          ncols=4, suptitle=f"{Path(splits['train'].paths[int(train.rows[0])]).name}"
-                          f" ({names[splits['train'].labels[int(train.rows[0])]]})")
+    aug = plot_image_grid(
+        list(denormalize(views, pre)),
+        titles,
+        out_dir / "augmentations.png",
+        ncols=4,
+        suptitle=f"{Path(splits['train'].paths[int(train.rows[0])]).name}"
+        f" ({names[splits['train'].labels[int(train.rows[0])]]})",
+    )
     return [grid, aug]

@@ -68,12 +68,20 @@ def get_spec(name: str, backend: str = "torch") -> ModelSpec:
         if spec is not None:
             return spec
     valid = ", ".join(list_models(backend))
-    raise KeyError(f"unknown model {name!r} for backend {backend!r}; registered: {valid}"
-                   + ("; or any torchvision/timm model name" if backend == "torch" else ""))
+    raise KeyError(
+        f"unknown model {name!r} for backend {backend!r}; registered: {valid}"
+        + ("; or any torchvision/timm model name" if backend == "torch" else "")
+    )
 
 
-def create_model(name: str, num_classes: int, backend: str = "torch",
-                 pretrained: bool | None = None, freeze_backbone: bool = False, **kw: Any) -> Any:
+def create_model(
+    name: str,
+    num_classes: int,
+    backend: str = "torch",
+    pretrained: bool | None = None,
+    freeze_backbone: bool = False,
+    **kw: Any,
+) -> Any:
     """pretrained=None means the model's default; a `weights` file implies pretrained."""
     spec = get_spec(name, backend)
     if pretrained is None:

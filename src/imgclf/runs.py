@@ -48,6 +48,8 @@ def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
 
 
 def format_epoch(row: dict[str, Any], epochs: int) -> str:
-    return (f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}"
-            f"  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s")
+    return (
+        f"epoch {row['epoch']}/{epochs}  train loss {row['train_loss']:.4f} "
+        f"acc {row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}"
+        f"  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s"
+    )

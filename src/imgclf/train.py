@@ -26,7 +26,6 @@ from imgclf.features import compute_features, feature_batches
 from imgclf.models.transfer import TransferNet, count_params
 from imgclf.registry import create_model, get_spec
 
-
 _KILL_AT_STEP = int(os.environ.get("IMGCLF_TEST_KILL_AT_STEP", "0") or 0)
 
 
@@ -41,18 +40,26 @@ def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
 
 def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
     """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale."""
-    if isinstance(model, TransferNet) and not model.frozen and (cfg.pretrained or
-                                                                  cfg.fine_tune_after):
-        groups = [{"params": list(model.head.parameters()), "base_lr": cfg.lr},
-                  {"params": list(model.backbone.parameters()),
-                   "base_lr": cfg.lr * cfg.backbone_lr_scale}]
+    if (
+        isinstance(model, TransferNet)
+        and not model.frozen
+        and (cfg.pretrained or cfg.fine_tune_after)
+    ):
+        groups = [
+            {"params": list(model.head.parameters()), "base_lr": cfg.lr},
+            {
+                "params": list(model.backbone.parameters()),
+                "base_lr": cfg.lr * cfg.backbone_lr_scale,
+            },
+        ]
     else:
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "base_lr": cfg.lr}]
     for g in groups:
         g["lr"] = g["base_lr"]
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
@@ -62,9 +69,18 @@ def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractCont
     return contextlib.nullcontext()
 
 
-def train_one_epoch(module: nn.Module, data: Iterable, optimizer: torch.optim.Optimizer,
-                    loss_fn: nn.Module, lr_at: Any, step: int, amp: Any, desc: str,
-                    n_batches: int, progress: bool) -> tuple[dict[str, float], int]:
+def train_one_epoch(
+    module: nn.Module,
+    data: Iterable,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: nn.Module,
+    lr_at: Any,
+    step: int,
+    amp: Any,
+    desc: str,
+    n_batches: int,
+    progress: bool,
+) -> tuple[dict[str, float], int]:
     module.train()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(data, total=n_batches, desc=desc, leave=False, disable=None if progress else True)
@@ -88,8 +104,9 @@ def train_one_epoch(module: nn.Module, data: Iterable, optimizer: torch.optim.Op
 
 
 @torch.no_grad()
-def evaluate_epoch(module: nn.Module, data: Iterable, loss_fn: nn.Module,
-                   amp: Any) -> dict[str, float]:
+def evaluate_epoch(
+    module: nn.Module, data: Iterable, loss_fn: nn.Module, amp: Any
+) -> dict[str, float]:
     module.eval()
     loss_sum, correct, seen = 0.0, 0, 0
     for x, y in data:
@@ -105,36 +122,47 @@ def evaluate_epoch(module: nn.Module, data: Iterable, loss_fn: nn.Module,
 
 def _class_weights(counts: list[int], device: torch.device) -> torch.Tensor:
     counts_a = np.maximum(np.asarray(counts, dtype=np.float64), 1)
-    return torch.tensor(counts_a.sum() / (len(counts_a) * counts_a), dtype=torch.float32,
-                        device=device)
+    return torch.tensor(
+        counts_a.sum() / (len(counts_a) * counts_a), dtype=torch.float32, device=device
+    )
 
 
-def fit(cfg: RunConfig, resume: bool = False, progress: bool = True, rank: int = 0,
-        world: int = 1) -> runs.RunResult:
+def fit(
+    cfg: RunConfig, resume: bool = False, progress: bool = True, rank: int = 0, world: int = 1
+) -> runs.RunResult:
     """Train cfg.model on cfg.data_dir; with resume, continue the run in cfg.out_dir."""
     run_dir = runs.new_run_dir(cfg)
     if not resume and (run_dir / runs.CONFIG).exists():
-        raise FileExistsError(f"{run_dir}: already holds a run; pass --resume {run_dir} to "
-                              "continue it or choose another --out")
+        raise FileExistsError(
+            f"{run_dir}: already holds a run; pass --resume {run_dir} to "
+            "continue it or choose another --out"
+        )
     seed_everything(cfg.seed)
     device = pick_device(cfg.device)
     spec = get_spec(cfg.model)
     pre = spec.preprocess(cfg.image_size)
     root = resolve_data(cfg.data_dir, cfg.cache_dir)
-    splits = load_splits(root, cfg.val_fraction, cfg.seed, read_exclude_list(cfg.exclude_list),
-                         cfg.max_per_class)
+    splits = load_splits(
+        root, cfg.val_fraction, cfg.seed, read_exclude_list(cfg.exclude_list), cfg.max_per_class
+    )
     names = splits["train"].class_names
     pretrained = cfg.pretrained or spec.pretrained_default
-    model = create_model(cfg.model, len(names), pretrained=pretrained,
-                         freeze_backbone=cfg.freeze or cfg.fine_tune_after > 0,
-                         image_size=pre.size, weights=cfg.weights)
+    model = create_model(
+        cfg.model,
+        len(names),
+        pretrained=pretrained,
+        freeze_backbone=cfg.freeze or cfg.fine_tune_after > 0,
+        image_size=pre.size,
+        weights=cfg.weights,
+    )
     prep = dict(cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress and rank == 0)
     train_data = prepare_split(splits["train"], pre, cfg.pipeline, **prep)
     val_data = prepare_split(splits["val"], pre, cfg.pipeline, **prep)
     history: list[dict[str, Any]] = []
     start, best = 0, -1.0
-    ckpt = load_checkpoint(run_dir / runs.LAST) if resume and (run_dir / runs.LAST).exists() \
-        else None
+    ckpt = (
+        load_checkpoint(run_dir / runs.LAST) if resume and (run_dir / runs.LAST).exists() else None
+    )
     if ckpt is not None:
         start, best, history = ckpt["epoch"], ckpt["best_acc"], ckpt["history"]
     if isinstance(model, TransferNet) and 0 < cfg.fine_tune_after <= start:
@@ -147,26 +175,48 @@ def fit(cfg: RunConfig, resume: bool = False, progress: bool = True, rank: int =
     optimizer = build_optimizer(model, cfg)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
-    meta = {"model": cfg.model, "backend": "torch", "class_names": names,
-            "num_classes": len(names), "preprocess": pre.to_dict(), "pretrained": pretrained,
-            "params": count_params(model), "config": cfg.to_dict()}
+    meta = {
+        "model": cfg.model,
+        "backend": "torch",
+        "class_names": names,
+        "num_classes": len(names),
+        "preprocess": pre.to_dict(),
+        "pretrained": pretrained,
+        "params": count_params(model),
+        "config": cfg.to_dict(),
+    }
     if rank == 0:
-        runs.write_config(run_dir, cfg, {"resolved_image_size": pre.size, "data_root": str(root),
-                                         "device": str(device), "classes": names,
-                                         "params": count_params(model),
-                                         "trainable_params": count_params(model, True)})
-    weights = _class_weights(splits["train"].counts(), device) if cfg.class_weights == "auto" \
-        else None
+        runs.write_config(
+            run_dir,
+            cfg,
+            {
+                "resolved_image_size": pre.size,
+                "data_root": str(root),
+                "device": str(device),
+                "classes": names,
+                "params": count_params(model),
+                "trainable_params": count_params(model, True),
+            },
+        )
+    weights = (
+        _class_weights(splits["train"].counts(), device) if cfg.class_weights == "auto" else None
+    )
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     amp = autocast_for(device, cfg.amp)
     n_batches = math.ceil(len(train_data) / world / cfg.batch_size)
     lr_at = lambda s: lr_factor(s, n_batches * cfg.epochs, s // max(1, n_batches), cfg)  # noqa: E731
     # A frozen backbone without augmentation sees the same images every epoch: run it once.
     features = None
-    if isinstance(model, TransferNet) and model.frozen and cfg.augment == "none" \
-            and cfg.fine_tune_after == 0:
-        features = [compute_features(model.backbone, d, cfg.batch_size, device, amp, progress)
-                    for d in (train_data, val_data)]
+    if (
+        isinstance(model, TransferNet)
+        and model.frozen
+        and cfg.augment == "none"
+        and cfg.fine_tune_after == 0
+    ):
+        features = [
+            compute_features(model.backbone, d, cfg.batch_size, device, amp, progress)
+            for d in (train_data, val_data)
+        ]
     writer = _tensorboard(run_dir) if rank == 0 else None
     step = start * n_batches
     for epoch in range(start, cfg.epochs):
@@ -181,25 +231,58 @@ def fit(cfg: RunConfig, resume: bool = False, progress: bool = True, rank: int =
             val_b = feature_batches(*features[1], cfg.batch_size, False, 0)
         else:
             module = model
-            train_b = batches(train_data, cfg.batch_size, device, True, cfg.augment != "none",
-                              cfg.seed + epoch, cfg.workers, cfg.channels_last, rank, world)
-            val_b = batches(val_data, cfg.batch_size, device, False, False, 0, cfg.workers,
-                            cfg.channels_last)
-        tr, step = train_one_epoch(module, train_b, optimizer, loss_fn, lr_at, step, amp,
-                                   f"epoch {epoch + 1}/{cfg.epochs}", n_batches, progress)
+            train_b = batches(
+                train_data,
+                cfg.batch_size,
+                device,
+                True,
+                cfg.augment != "none",
+                cfg.seed + epoch,
+                cfg.workers,
+                cfg.channels_last,
+                rank,
+                world,
+            )
+            val_b = batches(
+                val_data, cfg.batch_size, device, False, False, 0, cfg.workers, cfg.channels_last
+            )
+        tr, step = train_one_epoch(
+            module,
+            train_b,
+            optimizer,
+            loss_fn,
+            lr_at,
+            step,
+            amp,
+            f"epoch {epoch + 1}/{cfg.epochs}",
+            n_batches,
+            progress,
+        )
         train_s = time.perf_counter() - t0
         va = evaluate_epoch(module, val_b, loss_fn, amp)
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": tr["loss"], "train_acc": tr["acc"], "val_loss": va["loss"],
-               "val_acc": va["acc"], "images_per_s": tr["images"] / max(train_s, 1e-9),
-               "seconds": time.perf_counter() - t0}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": tr["loss"],
+            "train_acc": tr["acc"],
+            "val_loss": va["loss"],
+            "val_acc": va["acc"],
+            "images_per_s": tr["images"] / max(train_s, 1e-9),
+            "seconds": time.perf_counter() - t0,
+        }
         history.append(row)
         improved = not math.isnan(va["acc"]) and va["acc"] > best
         best = va["acc"] if improved else best
         if rank == 0:
             print(runs.format_epoch(row, cfg.epochs), flush=True)
-            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                     "epoch": epoch + 1, "best_acc": best, "history": history, "meta": meta}
+            state = {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "best_acc": best,
+                "history": history,
+                "meta": meta,
+            }
             if improved or not (run_dir / runs.BEST).exists():
                 save_checkpoint(run_dir / runs.BEST, state)
             save_checkpoint(run_dir / runs.LAST, state)

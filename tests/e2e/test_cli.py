@@ -1,4 +1,4 @@
-"""The installed `imgclf` command end to end on tiny generated folders (ultralytics' test_cli style)."""
+"""The installed `imgclf` command end to end on tiny generated folders (ultralytics style)."""
 
 from __future__ import annotations
 
@@ -18,8 +18,21 @@ TRAIN = ("--image-size", "32", "--batch-size", "8", "--workers", "1")
 def test_train_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> None:
     before = snapshot(tiny_folder)
     run = tmp_path / "run"
-    out = run_cli("train", str(tiny_folder), "--model", "cnn", "--epochs", "2", *TRAIN,
-                  "--out", str(run), "--schedule", "cosine", "--label-smoothing", "0.1").stdout
+    out = run_cli(
+        "train",
+        str(tiny_folder),
+        "--model",
+        "cnn",
+        "--epochs",
+        "2",
+        *TRAIN,
+        "--out",
+        str(run),
+        "--schedule",
+        "cosine",
+        "--label-smoothing",
+        "0.1",
+    ).stdout
     assert "epoch 2/2" in out and "img/s" in out
     for f in ("config.json", "history.json", "history.csv", "last.pt", "best.pt"):
         assert (run / f).exists(), f
@@ -43,10 +56,19 @@ def test_train_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> No
     odd.mkdir()
     Image.open(tiny_folder / "test" / "red" / "red_000.png").convert("RGBA").save(odd / "r.webp")
     (odd / "broken.jpg").write_bytes(b"nope")
-    pr = run_cli("predict", str(run), str(tiny_folder / "test" / "green"),
-                 str(tiny_folder / "test" / "blue" / "*.png"), str(odd), "--csv",
-                 str(tmp_path / "p.csv"), "--json", str(tmp_path / "p.json"), "--grid",
-                 str(tmp_path / "grid.png"))
+    pr = run_cli(
+        "predict",
+        str(run),
+        str(tiny_folder / "test" / "green"),
+        str(tiny_folder / "test" / "blue" / "*.png"),
+        str(odd),
+        "--csv",
+        str(tmp_path / "p.csv"),
+        "--json",
+        str(tmp_path / "p.json"),
+        "--grid",
+        str(tmp_path / "grid.png"),
+    )
     rows = json.loads((tmp_path / "p.json").read_text())
     assert len(rows) == 10
     bad = [r for r in rows if "error" in r]
@@ -56,15 +78,29 @@ def test_train_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> No
     assert (tmp_path / "p.csv").read_text().count("\n") == 11
 
     run2 = tmp_path / "run2"
-    run_cli("train", str(tiny_folder), "--model", "alexnet_tv", "--epochs", "1", *TRAIN,
-            "--out", str(run2), "--optimizer", "sgd", "--image-size", "64")
+    run_cli(
+        "train",
+        str(tiny_folder),
+        "--model",
+        "alexnet_tv",
+        "--epochs",
+        "1",
+        *TRAIN,
+        "--out",
+        str(run2),
+        "--optimizer",
+        "sgd",
+        "--image-size",
+        "64",
+    )
     cmp_ = run_cli("compare", str(run), str(run2), "--plot", str(tmp_path / "cmp.png")).stdout
     assert "cnn" in cmp_ and "alexnet_tv" in cmp_ and "trainable" in cmp_
     assert (tmp_path / "cmp.png").exists()
     assert snapshot(tiny_folder) == before
     # a second run into the same folder is refused, not overwritten
-    again = run_cli("train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(run),
-                    check=False)
+    again = run_cli(
+        "train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(run), check=False
+    )
     assert again.returncode == 1 and "--resume" in again.stderr
 
 
@@ -73,8 +109,9 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     args = ("train", str(data), "--model", "cnn", "--epochs", "3", *TRAIN, "--seed", "7")
     run_cli(*args, "--out", str(tmp_path / "full"))
     # 36 images / batch 8 = 5 steps per epoch: step 7 is in the middle of epoch 2
-    killed = run_cli(*args, "--out", str(tmp_path / "cut"), check=False,
-                     env={"IMGCLF_TEST_KILL_AT_STEP": "7"})
+    killed = run_cli(
+        *args, "--out", str(tmp_path / "cut"), check=False, env={"IMGCLF_TEST_KILL_AT_STEP": "7"}
+    )
     assert killed.returncode == -signal.SIGKILL
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert cut["epoch"] == 1
@@ -87,11 +124,25 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
 
 
 def test_seeded_runs_are_bit_identical_and_frozen_transfer_caches_features(
-        tiny_folder: Path, tmp_path: Path) -> None:
+    tiny_folder: Path, tmp_path: Path
+) -> None:
     for name in ("a", "b"):
-        run_cli("train", str(tiny_folder), "--model", "mobilenetv3_small_050", "--freeze",
-                "--augment", "none", "--epochs", "2", *TRAIN, "--image-size", "64",
-                "--out", str(tmp_path / name))
+        run_cli(
+            "train",
+            str(tiny_folder),
+            "--model",
+            "mobilenetv3_small_050",
+            "--freeze",
+            "--augment",
+            "none",
+            "--epochs",
+            "2",
+            *TRAIN,
+            "--image-size",
+            "64",
+            "--out",
+            str(tmp_path / name),
+        )
     a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -109,6 +160,7 @@ def test_python_module_entry_point_and_help() -> None:
     import sys
 
     for cmd in ("audit", "preview", "train", "evaluate", "predict", "compare", "models"):
-        p = subprocess.run([sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True,
-                           text=True)
+        p = subprocess.run(
+            [sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True, text=True
+        )
         assert p.returncode == 0 and "usage: imgclf" in p.stdout

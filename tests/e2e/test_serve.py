@@ -24,14 +24,32 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     tmp = tmp_path_factory.mktemp("srv")
     data = make_folder(tmp / "d", {"train": 8, "test": 4})
     run = tmp / "run"
-    run_cli("train", str(data), "--model", "cnn", "--image-size", "32", "--epochs", "4",
-            "--batch-size", "8", "--workers", "1", "--out", str(run))
+    run_cli(
+        "train",
+        str(data),
+        "--model",
+        "cnn",
+        "--image-size",
+        "32",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--workers",
+        "1",
+        "--out",
+        str(run),
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "imgclf"
-    proc = subprocess.Popen([str(exe), "serve", str(run), "--port", str(port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [str(exe), "serve", str(run), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(240):
         try:
@@ -47,8 +65,9 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     proc.wait(10)
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test "
-                                             "installs it)")
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it)"
+)
 def test_drop_a_photo_in_real_chromium(server) -> None:  # noqa: ANN001
     from playwright.sync_api import sync_playwright
 
@@ -56,9 +75,18 @@ def test_drop_a_photo_in_real_chromium(server) -> None:  # noqa: ANN001
     photo = tmp / "my_photo.png"
     draw_shape((220, 50, 40), 3, 64).save(photo)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
         page = browser.new_page()
         page.goto(url + "/")
         page.wait_for_selector("text=knows: blue, green, red")
@@ -66,7 +94,10 @@ def test_drop_a_photo_in_real_chromium(server) -> None:  # noqa: ANN001
         page.wait_for_selector("#result:has-text('is a')", timeout=30_000)
         result = page.inner_text("#result")
         assert result.startswith("my_photo.png is a ") and result.split()[3] in (
-            "blue", "green", "red")
+            "blue",
+            "green",
+            "red",
+        )
         assert page.locator("#bars .bar").count() == 3
         assert page.eval_on_selector("#preview", "img => img.naturalWidth") == 64
         browser.close()
@@ -89,8 +120,10 @@ def test_bounded_loopback_load(server) -> None:  # noqa: ANN001
         results = list(pool.map(one, range(200)))
     codes = [c for c, _ in results]
     lat = np.array([t for _, t in results]) * 1000
-    print(f"\n200 requests, 8 at a time: p50 {np.percentile(lat, 50):.1f} ms, "
-          f"p99 {np.percentile(lat, 99):.1f} ms")
+    print(
+        f"\n200 requests, 8 at a time: p50 {np.percentile(lat, 50):.1f} ms, "
+        f"p99 {np.percentile(lat, 99):.1f} ms"
+    )
     assert codes.count(200) == 200
     # the server survives hostile input and still answers
     assert httpx.post(url + "/predict", content=b"junk").status_code == 415

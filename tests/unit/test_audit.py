@@ -20,12 +20,22 @@ from imgclf.data.audit import run_audit
 
 def _png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims width x height: PIL's decompression-bomb check fires on open."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) \
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0"))
         + chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture
@@ -35,7 +45,8 @@ def bad_corpus(tmp_path: Path) -> Path:
     (cat / "zero.jpg").write_bytes(b"")
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(
-        buf, "JPEG")
+        buf, "JPEG"
+    )
     (cat / "truncated.jpg").write_bytes(buf.getvalue()[:400])
     (cat / "text.jpg").write_text("not an image at all")
     Image.new("CMYK", (30, 30), (0, 50, 100, 0)).save(cat / "cmyk.jpg")
@@ -73,7 +84,8 @@ def test_audit_reports_every_problem_and_changes_nothing(bad_corpus: Path) -> No
     assert [Path(p).name for p in report.animated] == ["anim.gif"]
     assert [Path(p).name for p in report.tiny] == ["one.png"]
     assert [sorted(Path(p).name for p in g) for g in report.duplicates_across] == [
-        ["blue_000.png", "leak.png"]]
+        ["blue_000.png", "leak.png"]
+    ]
     assert report.empty_class_folders and report.empty_class_folders[0].endswith("empty_class")
     assert report.missing_classes == {"test": ["empty_class"]}
     assert report.non_image_files == 1
@@ -87,15 +99,28 @@ def test_audit_reports_every_problem_and_changes_nothing(bad_corpus: Path) -> No
 def test_audit_cli_exit_codes_json_and_exclude_list(bad_corpus: Path, tmp_path: Path) -> None:
     before = snapshot(bad_corpus)
     out = tmp_path / "out"
-    proc = run_cli("audit", str(bad_corpus), "--json", str(tmp_path / "r.json"),
-                   "--exclude-list", str(tmp_path / "bad.txt"), "--out", str(out), check=False)
+    proc = run_cli(
+        "audit",
+        str(bad_corpus),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--exclude-list",
+        str(tmp_path / "bad.txt"),
+        "--out",
+        str(out),
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "unreadable" in proc.stdout and "train/test leak" in proc.stdout
     data = json.loads((tmp_path / "r.json").read_text())
     assert len(data["unreadable"]) == 4 and data["problems"]
     excluded = (tmp_path / "bad.txt").read_text().splitlines()
-    assert sorted(Path(p).name for p in excluded) == ["bomb.png", "text.jpg", "truncated.jpg",
-                                                       "zero.jpg"]
+    assert sorted(Path(p).name for p in excluded) == [
+        "bomb.png",
+        "text.jpg",
+        "truncated.jpg",
+        "zero.jpg",
+    ]
     assert (out / "size_histogram.png").stat().st_size > 1000
     assert snapshot(bad_corpus) == before
     assert run_cli("audit", str(tmp_path / "missing"), check=False).returncode == 2
@@ -110,8 +135,15 @@ def test_clean_folder_exits_zero(tiny_folder: Path, tmp_path: Path) -> None:
 
 @needs_cats_dogs
 def test_audit_cats_dogs_real_data(tmp_path: Path) -> None:
-    proc = run_cli("audit", str(CATS_DOGS), "--json", str(tmp_path / "r.json"),
-                   "--out", str(tmp_path / "a"), check=False)
+    proc = run_cli(
+        "audit",
+        str(CATS_DOGS),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--out",
+        str(tmp_path / "a"),
+        check=False,
+    )
     data = json.loads((tmp_path / "r.json").read_text())
     assert data["images"] == 4000 and data["unreadable"] == []
     assert {s: sum(c.values()) for s, c in data["counts"].items()} == {"test": 1000, "train": 3000}

@@ -1,4 +1,4 @@
-"""The decoded-image cache: same pixels as the preset, reuse, re-decode on change, resume, sharing."""
+"""The decoded cache: same pixels as the preset, reuse, re-decode on change, resume, sharing."""
 
 from __future__ import annotations
 
@@ -52,8 +52,9 @@ def test_reuse_changed_file_and_bad_file(tiny_folder: Path, tmp_path: Path) -> N
     assert s3.decoded == 1 and c3.read_rows(np.array([0])).max() == 0
 
 
-def test_killed_build_resumes_and_concurrent_builds_agree(tiny_folder: Path,
-                                                          tmp_path: Path) -> None:
+def test_killed_build_resumes_and_concurrent_builds_agree(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
     before = snapshot(tiny_folder)
     idx = scan_class_folder(tiny_folder / "train")
     c = DecodedCache(idx, 16, tmp_path)
@@ -62,13 +63,17 @@ def test_killed_build_resumes_and_concurrent_builds_agree(tiny_folder: Path,
     c._save_state({})
     s = DecodedCache(idx, 16, tmp_path).build(progress=False)
     assert s.decoded == len(idx) - 5
-    code = ("import sys; from imgclf.data.folder import scan_class_folder; "
-            "from imgclf.data.cache import DecodedCache; "
-            f"c = DecodedCache(scan_class_folder({str(tiny_folder / 'train')!r}), 20, "
-            f"{str(tmp_path / 'shared')!r}); c.build(progress=False); "
-            "print(int(c.read_rows(c.ok_rows).astype('int64').sum()))")
-    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    code = (
+        "import sys; from imgclf.data.folder import scan_class_folder; "
+        "from imgclf.data.cache import DecodedCache; "
+        f"c = DecodedCache(scan_class_folder({str(tiny_folder / 'train')!r}), 20, "
+        f"{str(tmp_path / 'shared')!r}); c.build(progress=False); "
+        "print(int(c.read_rows(c.ok_rows).astype('int64').sum()))"
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert outs[0] == outs[1] != ""
     assert snapshot(tiny_folder) == before

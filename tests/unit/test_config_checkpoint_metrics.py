@@ -18,8 +18,13 @@ def test_config_layers_defaults_yaml_cli(tmp_path: Path) -> None:
     y = tmp_path / "run.yaml"
     y.write_text("epochs: 7\nlr: 0.01\nmodel: alexnet\n")
     cfg = build_config(str(y), lr="0.05", data_dir="x", freeze="true")
-    assert (cfg.epochs, cfg.lr, cfg.model, cfg.freeze, cfg.batch_size) == (7, 0.05, "alexnet",
-                                                                           True, 100)
+    assert (cfg.epochs, cfg.lr, cfg.model, cfg.freeze, cfg.batch_size) == (
+        7,
+        0.05,
+        "alexnet",
+        True,
+        100,
+    )
     with pytest.raises(ValueError, match="unknown config key 'epoch'"):
         build_config(epoch=3)
     with pytest.raises(ValueError, match="out of range: lr"):
@@ -48,10 +53,12 @@ def test_checkpoint_with_pickled_code_is_refused_not_run(tmp_path: Path) -> None
 
 def test_metrics_and_tutorial_table() -> None:
     y = np.array([0, 0, 1, 1, 2])
-    p = np.array([[.9, .1, 0], [.2, .8, 0], [.1, .9, 0], [.3, .7, 0], [0, .1, .9]])
+    p = np.array([[0.9, 0.1, 0], [0.2, 0.8, 0], [0.1, 0.9, 0], [0.3, 0.7, 0], [0, 0.1, 0.9]])
     m = compute_metrics(y, p, ["cat", "dog", "frog"])
     assert m["accuracy"] == pytest.approx(0.8)
     assert m["confusion_matrix"] == [[1, 1, 0], [0, 2, 0], [0, 0, 1]]
-    assert m["per_class"][0]["accuracy"] == 0.5 and m["per_class"][1]["precision"] == pytest.approx(2 / 3)
+    assert m["per_class"][0]["accuracy"] == 0.5 and m["per_class"][1]["precision"] == pytest.approx(
+        2 / 3
+    )
     assert "Accuracy of cat  : 50.00 %" in format_per_class(m)
     assert top_losses(y, p).tolist() == [1]

@@ -23,7 +23,8 @@ def test_index_matches_imagefolder_on_generated_folder(tmp_path: Path) -> None:
     root = make_folder(tmp_path, {"train": 5})
     (root / "train" / "red" / "nested").mkdir()
     (root / "train" / "red" / "nested" / "deep.png").write_bytes(
-        (root / "train" / "red" / "red_000.png").read_bytes())
+        (root / "train" / "red" / "red_000.png").read_bytes()
+    )
     _assert_matches_imagefolder(root / "train")
 
 

@@ -16,8 +16,11 @@ from imgclf.data.images import ImageDecodeError, decode_square, load_rgb
 def test_every_mode_becomes_rgb(tmp_path: Path, mode: str) -> None:
     ext = "jpg" if mode == "CMYK" else "png"
     p = tmp_path / f"x.{ext}"
-    img = Image.new("RGB", (20, 10), (200, 100, 50)).convert(mode) if mode != "I;16" else \
-        Image.fromarray(np.full((10, 20), 40000, dtype=np.uint16))
+    img = (
+        Image.new("RGB", (20, 10), (200, 100, 50)).convert(mode)
+        if mode != "I;16"
+        else Image.fromarray(np.full((10, 20), 40000, dtype=np.uint16))
+    )
     img.save(p)
     out = load_rgb(str(p))
     assert out.mode == "RGB" and out.size == (20, 10)
@@ -43,10 +46,13 @@ def test_decode_square_is_resize_then_center_crop(tmp_path: Path) -> None:
     assert sq.shape == (20, 20, 3) and sq[:, 2:-2].min() > 200
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"", "zero bytes"),
-    (b"hello, I am text", "not an image"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"", "zero bytes"),
+        (b"hello, I am text", "not an image"),
+    ],
+)
 def test_bad_bytes_have_reasons(tmp_path: Path, data: bytes, reason: str) -> None:
     p = tmp_path / "bad.jpg"
     p.write_bytes(data)
@@ -57,7 +63,8 @@ def test_bad_bytes_have_reasons(tmp_path: Path, data: bytes, reason: str) -> Non
 def test_truncated_jpeg(tmp_path: Path) -> None:
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
-        buf, format="JPEG")
+        buf, format="JPEG"
+    )
     p = tmp_path / "cut.jpg"
     p.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     with pytest.raises(ImageDecodeError, match="truncated"):

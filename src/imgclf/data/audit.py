@@ -76,8 +76,13 @@ def inspect_file(job: tuple[str, str, str]) -> dict[str, Any]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             img = open_image(data)
-        rec.update(width=img.size[0], height=img.size[1], mode=img.mode,
-                   format=img.format or "?", frames=img.info.get("frames", 1))
+        rec.update(
+            width=img.size[0],
+            height=img.size[1],
+            mode=img.mode,
+            format=img.format or "?",
+            frames=img.info.get("frames", 1),
+        )
     except ImageDecodeError as e:
         rec["error"] = str(e)
     return rec
@@ -125,12 +130,21 @@ def _describe(values: list[int]) -> dict[str, float]:
     if a.size == 0:
         return {}
     q = np.percentile(a, [25, 50, 75])
-    return {"count": int(a.size), "mean": float(a.mean()), "std": float(a.std(ddof=1)) if a.size > 1
-            else 0.0, "min": float(a.min()), "25%": float(q[0]), "50%": float(q[1]),
-            "75%": float(q[2]), "max": float(a.max())}
+    return {
+        "count": int(a.size),
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if a.size > 1 else 0.0,
+        "min": float(a.min()),
+        "25%": float(q[0]),
+        "50%": float(q[1]),
+        "75%": float(q[2]),
+        "max": float(a.max()),
+    }
 
 
-def run_audit(root: str | Path, workers: int = 2, progress: bool = True) -> tuple[AuditReport, dict]:
+def run_audit(
+    root: str | Path, workers: int = 2, progress: bool = True
+) -> tuple[AuditReport, dict]:
     """Audit a folder. Returns the report and the raw width/height lists (for the histogram)."""
     root = Path(root)
     if not root.is_dir():
@@ -145,13 +159,21 @@ def run_audit(root: str | Path, workers: int = 2, progress: bool = True) -> tupl
     ctx = get_context("spawn" if os.name != "posix" else "fork")
     with ctx.Pool(max(1, workers)) if workers > 1 else _InlinePool() as pool:
         stream = pool.imap_unordered(inspect_file, jobs, chunksize=32)
-        for rec in tqdm(stream, total=len(jobs), desc="audit", unit="img", disable=None if progress else True):
+        for rec in tqdm(
+            stream, total=len(jobs), desc="audit", unit="img", disable=None if progress else True
+        ):
             shown = display_path(rec["path"])
             if "hash" in rec:
                 by_hash[rec["hash"]].append((rec["split"], shown))
             if "error" in rec:
-                report.unreadable.append({"path": shown, "split": rec["split"],
-                                          "class": rec["class"], "reason": rec["error"]})
+                report.unreadable.append(
+                    {
+                        "path": shown,
+                        "split": rec["split"],
+                        "class": rec["class"],
+                        "reason": rec["error"],
+                    }
+                )
                 continue
             report.images += 1
             report.counts[rec["split"]][rec["class"]] += 1
@@ -167,7 +189,9 @@ def run_audit(root: str | Path, workers: int = 2, progress: bool = True) -> tupl
         if len(group) > 1:
             paths = sorted(p for _, p in group)
             splits = {s for s, _ in group}
-            (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(paths)
+            (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(
+                paths
+            )
     report.unreadable.sort(key=lambda u: u["path"])
     report.duplicates_within.sort()
     report.duplicates_across.sort()

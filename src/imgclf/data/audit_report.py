@@ -19,8 +19,11 @@ def format_audit(r: AuditReport) -> str:
     for c in classes:
         out.append(c.ljust(w) + "".join(str(r.counts[s].get(c, "-")).rjust(10) for s in splits))
     out.append("total".ljust(w) + "".join(str(sum(r.counts[s].values())).rjust(10) for s in splits))
-    out += ["", f"readable images: {r.images}    unreadable: {len(r.unreadable)}    "
-            f"non-image files ignored: {r.non_image_files}"]
+    out += [
+        "",
+        f"readable images: {r.images}    unreadable: {len(r.unreadable)}    "
+        f"non-image files ignored: {r.non_image_files}",
+    ]
     out.append("modes: " + ", ".join(f"{m} {n}" for m, n in r.modes.items()))
     out.append("formats: " + ", ".join(f"{m} {n}" for m, n in r.formats.items()))
     if r.size_stats.get("width"):
@@ -29,11 +32,16 @@ def format_audit(r: AuditReport) -> str:
             out.append(f"{k:6}{r.size_stats['width'][k]:10.1f}{r.size_stats['height'][k]:10.1f}")
     sections = [
         ("unreadable files", [f"{u['path']}: {u['reason']}" for u in r.unreadable]),
-        ("duplicated across splits (train/test leak)", [" = ".join(g) for g in r.duplicates_across]),
+        (
+            "duplicated across splits (train/test leak)",
+            [" = ".join(g) for g in r.duplicates_across],
+        ),
         ("duplicates within a split", [" = ".join(g) for g in r.duplicates_within]),
         ("empty class folders", r.empty_class_folders),
-        ("classes missing from a split", [f"{s}: {', '.join(c)}" for s, c in
-                                          r.missing_classes.items()]),
+        (
+            "classes missing from a split",
+            [f"{s}: {', '.join(c)}" for s, c in r.missing_classes.items()],
+        ),
         ("animated images (first frame used)", r.animated),
         ("tiny images (< 8 px)", r.tiny),
         ("non-image files (examples)", r.non_image_examples),
@@ -49,20 +57,26 @@ def format_audit(r: AuditReport) -> str:
     return "\n".join(out)
 
 
-def write_audit_outputs(r: AuditReport, sizes: dict, out_dir: Path | None, json_path: str = "",
-                        exclude_path: str = "") -> list[Path]:
+def write_audit_outputs(
+    r: AuditReport, sizes: dict, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
+) -> list[Path]:
     from imgclf.evaluate.plots import plot_size_histogram
 
     written = []
     exclude = "".join(f"{p}\n" for p in r.bad_paths())
     targets = [(json_path, "json"), (exclude_path, "exclude")]
     if out_dir is not None:
-        targets += [(str(out_dir / "audit.json"), "json"), (str(out_dir / "exclude.txt"), "exclude")]
+        targets += [
+            (str(out_dir / "audit.json"), "json"),
+            (str(out_dir / "exclude.txt"), "exclude"),
+        ]
         if sizes["width"]:
-            written.append(plot_size_histogram(sizes["width"], sizes["height"],
-                                               out_dir / "size_histogram.png"))
+            written.append(
+                plot_size_histogram(sizes["width"], sizes["height"], out_dir / "size_histogram.png")
+            )
     for path, kind in targets:
         if path:
-            written.append(write_json(path, r.to_dict()) if kind == "json"
-                           else write_text(path, exclude))
+            written.append(
+                write_json(path, r.to_dict()) if kind == "json" else write_text(path, exclude)
+            )
     return written

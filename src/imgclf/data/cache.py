@@ -35,7 +35,8 @@ FORMAT_VERSION = "1"  # bump when the stored preprocessing changes
 
 def default_cache_dir() -> Path:
     base = os.environ.get("IMGCLF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "imgclf")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "imgclf"
+    )
     return Path(base)
 
 
@@ -100,8 +101,11 @@ class DecodedCache:
             elif (self.dir / "state.npy").exists():
                 self.state = np.load(self.dir / "state.npy")
             failed_path = self.dir / "failed.json"
-            failed = {int(k): v for k, v in json.loads(failed_path.read_text()).items()} \
-                if failed_path.exists() else {}
+            failed = (
+                {int(k): v for k, v in json.loads(failed_path.read_text()).items()}
+                if failed_path.exists()
+                else {}
+            )
             stamps = np.array([_stamp(p) for p in self.index.paths], dtype=np.int64).reshape(-1, 2)
             stale = (self.state[:, 2] == TODO) | np.any(self.state[:, :2] != stamps, axis=1)
             todo = np.flatnonzero(stale).tolist()
@@ -115,9 +119,14 @@ class DecodedCache:
         if not todo:
             return
         chunk = 64
-        jobs = [(str(self.data_path), self.size,
-                 [(r, self.index.paths[r]) for r in todo[i:i + chunk]])
-                for i in range(0, len(todo), chunk)]
+        jobs = [
+            (
+                str(self.data_path),
+                self.size,
+                [(r, self.index.paths[r]) for r in todo[i : i + chunk]],
+            )
+            for i in range(0, len(todo), chunk)
+        ]
         bar = tqdm(total=len(todo), desc="decode", unit="img", disable=None if progress else True)
         pool = get_context("fork").Pool(workers) if workers > 1 else None
         results = pool.imap_unordered(_decode_rows, jobs) if pool else map(_decode_rows, jobs)
@@ -153,12 +162,18 @@ class DecodedCache:
         return out
 
 
-def iterate_batches(cache: DecodedCache, rows: np.ndarray, labels: np.ndarray, batch_size: int,
-                    shuffle: bool, seed: int, prefetch: int = 3) -> Iterator[tuple[np.ndarray,
-                                                                                np.ndarray]]:
+def iterate_batches(
+    cache: DecodedCache,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    prefetch: int = 3,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(uint8 NHWC images, int64 labels) batches; a thread reads ahead while the model computes."""
     order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    batches = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     q: queue.Queue = queue.Queue(maxsize=prefetch)
     stop = threading.Event()
 

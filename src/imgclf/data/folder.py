@@ -1,4 +1,4 @@
-"""Scan an image folder into (path, class index) lists, ImageFolder-compatible, plus seeded splits."""
+"""Scan an image folder into (path, class index) lists like ImageFolder, plus seeded splits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 # torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".gif")
+IMAGE_EXTENSIONS = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".ppm",
+    ".bmp",
+    ".pgm",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".gif",
+)
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -40,8 +51,9 @@ class ImageIndex:
         return out
 
     def subset(self, keep: list[int]) -> ImageIndex:
-        return ImageIndex([self.paths[i] for i in keep], [self.labels[i] for i in keep],
-                          self.class_names)
+        return ImageIndex(
+            [self.paths[i] for i in keep], [self.labels[i] for i in keep], self.class_names
+        )
 
 
 def walk_files(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
@@ -78,9 +90,7 @@ def walk_files(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
 
 def list_class_dirs(root: str | Path) -> list[str]:
     root = str(root)
-    return sorted(
-        e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith(".")
-    )
+    return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
 
 
 def scan_class_folder(root: str | Path, class_names: list[str] | None = None) -> ImageIndex:
@@ -110,7 +120,9 @@ def find_splits(root: str | Path) -> dict[str, Path]:
     return found if "train" in found or "test" in found else {}
 
 
-def stratified_split(index: ImageIndex, fraction: float, seed: int) -> tuple[ImageIndex, ImageIndex]:
+def stratified_split(
+    index: ImageIndex, fraction: float, seed: int
+) -> tuple[ImageIndex, ImageIndex]:
     """Hold out `fraction` of every class (at least one image when a class has two or more)."""
     rng = random.Random(seed)
     by_class: dict[int, list[int]] = {}
@@ -136,12 +148,21 @@ def cap_per_class(index: ImageIndex, n: int, seed: int) -> ImageIndex:
     by_class: dict[int, list[int]] = {}
     for i, y in enumerate(index.labels):
         by_class.setdefault(y, []).append(i)
-    keep = [i for y in sorted(by_class) for i in sorted(rng.sample(by_class[y], min(n, len(by_class[y]))))]
+    keep = [
+        i
+        for y in sorted(by_class)
+        for i in sorted(rng.sample(by_class[y], min(n, len(by_class[y]))))
+    ]
     return index.subset(sorted(keep))
 
 
-def load_splits(root: str | Path, val_fraction: float = -1.0, seed: int = 42,
-                exclude: set[str] | None = None, max_per_class: int = 0) -> dict[str, ImageIndex]:
+def load_splits(
+    root: str | Path,
+    val_fraction: float = -1.0,
+    seed: int = 42,
+    exclude: set[str] | None = None,
+    max_per_class: int = 0,
+) -> dict[str, ImageIndex]:
     """train/val/test indices over one class list.
 
     Layouts: root/{train,val,test}/<class>/ or root/<class>/. Validation is val/ when present;

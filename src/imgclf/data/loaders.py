@@ -1,4 +1,4 @@
-"""Batches for PyTorch: the cached fast path (default) or the tutorial's ImageFolder-style DataLoader.
+"""Batches for PyTorch: the cached fast path (default) or the tutorial's ImageFolder DataLoader.
 
 Both yield (normalised float NCHW on `device`, int64 labels on `device`) and count files that
 could not be decoded instead of crashing on them.
@@ -40,21 +40,37 @@ class SplitData:
         return y[self.rows] if self.cache is not None else y
 
 
-def prepare_split(index: ImageIndex, pre: Preprocess, pipeline: str = "cache",
-                  cache_dir: str = "", workers: int = 2, progress: bool = True) -> SplitData:
+def prepare_split(
+    index: ImageIndex,
+    pre: Preprocess,
+    pipeline: str = "cache",
+    cache_dir: str = "",
+    workers: int = 2,
+    progress: bool = True,
+) -> SplitData:
     """Decode into the cache (fast path) so that later epochs never touch JPEG again."""
     if pipeline == "plain" or len(index) == 0:
-        return SplitData(index, pre, "plain" if pipeline == "plain" else "cache",
-                         rows=np.arange(len(index)))
+        return SplitData(
+            index, pre, "plain" if pipeline == "plain" else "cache", rows=np.arange(len(index))
+        )
     cache = DecodedCache(index, pre.size, cache_dir or None)
     stats = cache.build(workers=workers, progress=progress)
     skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
     return SplitData(index, pre, "cache", cache, cache.ok_rows, skipped)
 
 
-def batches(data: SplitData, batch_size: int, device: torch.device, train: bool, augment: bool,
-            seed: int, workers: int = 2, channels_last: bool = True, rank: int = 0,
-            world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: SplitData,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    augment: bool,
+    seed: int,
+    workers: int = 2,
+    channels_last: bool = True,
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of batches. Shuffling and augmentation draw from `seed` only, so an epoch can be
     replayed exactly after a resume; rank/world shard the data for data-parallel training."""
     if data.pipeline == "plain":
@@ -100,13 +116,27 @@ def _collate(items):  # noqa: ANN001, ANN202
     return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), bad
 
 
-def _plain_batches(data: SplitData, batch_size: int, device: torch.device, train: bool,
-                   augment: bool, seed: int, workers: int) -> Iterator:
+def _plain_batches(
+    data: SplitData,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    augment: bool,
+    seed: int,
+    workers: int,
+) -> Iterator:
     tf = train_preset(data.pre) if train and augment else eval_preset(data.pre)
     torch.manual_seed(seed)  # torchvision's random transforms draw from the global generator
-    loader = DataLoader(_FileDataset(data.index, tf), batch_size=batch_size, shuffle=train,
-                        num_workers=workers, collate_fn=_collate, pin_memory=device.type == "cuda",
-                        generator=torch.Generator().manual_seed(seed), persistent_workers=False)
+    loader = DataLoader(
+        _FileDataset(data.index, tf),
+        batch_size=batch_size,
+        shuffle=train,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,
+    )
     for x, y, bad in loader:
         for b in bad:
             path, why = b.split("\0", 1)

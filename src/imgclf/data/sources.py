@@ -63,8 +63,12 @@ def _is_split(folder: Path) -> bool:
 class _ArrayUnpickler(pickle.Unpickler):
     """CIFAR batches hold dicts, lists, bytes and NumPy arrays; nothing else may be built."""
 
-    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
-               ("numpy._core.multiarray", "_reconstruct")}
+    ALLOWED = {
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+    }
 
     def find_class(self, module: str, name: str):  # noqa: ANN201
         if (module, name) in self.ALLOWED:
@@ -87,7 +91,10 @@ def cifar_batches_to_folder(batch_dir: Path, cache_dir: Path) -> Path:
         with open(meta_path, "rb") as f:
             meta = _ArrayUnpickler(f, encoding="bytes").load()
         names = [n.decode() for n in meta[b"label_names"]]
-        files = {"train": sorted(batch_dir.glob("data_batch_*")), "test": [batch_dir / "test_batch"]}
+        files = {
+            "train": sorted(batch_dir.glob("data_batch_*")),
+            "test": [batch_dir / "test_batch"],
+        }
         for split, paths in files.items():
             counts = [0] * len(names)
             for p in paths:
@@ -122,6 +129,7 @@ def resolve_data(spec: str, cache_dir: str | Path = "") -> Path:
     if p.is_file() and zipfile.is_zipfile(p):
         return unpack_zip(p, cache)
     if p.is_file() and tarfile.is_tarfile(p):  # cifar-10-python.tar.gz
+
         def fill(tmp: Path) -> None:
             with tarfile.open(p) as tf:
                 tf.extractall(tmp, filter="data")
@@ -138,5 +146,3 @@ def resolve_data(spec: str, cache_dir: str | Path = "") -> Path:
     if p.is_file():
         raise ValueError(f"{spec}: expected a folder, a .zip of one, or CIFAR-10 batches")
     return p
-
-

@@ -15,19 +15,22 @@ ROTATION_DEGREES = 10.0  # the first tutorial's RandomRotation(10)
 
 def train_preset(pre: Preprocess) -> T.Compose:
     """The first tutorial's train_transform, with size and normalisation from the model."""
-    return T.Compose([
-        T.RandomRotation(ROTATION_DEGREES),
-        T.RandomHorizontalFlip(),
-        T.Resize(pre.size),
-        T.CenterCrop(pre.size),
-        T.ToTensor(),
-        T.Normalize(pre.mean, pre.std),
-    ])
+    return T.Compose(
+        [
+            T.RandomRotation(ROTATION_DEGREES),
+            T.RandomHorizontalFlip(),
+            T.Resize(pre.size),
+            T.CenterCrop(pre.size),
+            T.ToTensor(),
+            T.Normalize(pre.mean, pre.std),
+        ]
+    )
 
 
 def eval_preset(pre: Preprocess) -> T.Compose:
-    return T.Compose([T.Resize(pre.size), T.CenterCrop(pre.size), T.ToTensor(),
-                      T.Normalize(pre.mean, pre.std)])
+    return T.Compose(
+        [T.Resize(pre.size), T.CenterCrop(pre.size), T.ToTensor(), T.Normalize(pre.mean, pre.std)]
+    )
 
 
 def normalize_batch(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
@@ -42,12 +45,14 @@ def normalize_batch(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
     return torch.addcmul(shift, x.float(), scale).permute(0, 3, 1, 2)
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator,
-                  degrees: float = ROTATION_DEGREES) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator, degrees: float = ROTATION_DEGREES
+) -> torch.Tensor:
     """Random horizontal flip and rotation in [-degrees, degrees] per image, on float NCHW.
 
     Runs on normalised images, so the corners a rotation uncovers fill with 0, the mean colour
-    (RandomRotation fills black), and after the crop rather than before it as the tutorial does. The random draws come from `generator` (CPU) for repeatability.
+    (RandomRotation fills black), and after the crop rather than before it as the tutorial does.
+    The random draws come from `generator` (CPU) for repeatability.
     """
     n = x.shape[0]
     flip = torch.rand(n, generator=generator) < 0.5
@@ -55,7 +60,12 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator,
     cos, sin = torch.cos(angle), torch.sin(angle)
     sign = torch.where(flip, -1.0, 1.0)
     # One affine grid does both: [[cos*s, -sin, 0], [sin*s, cos, 0]] with s = -1 mirroring x.
-    theta = torch.stack([torch.stack([cos * sign, -sin, torch.zeros(n)], 1),
-                         torch.stack([sin * sign, cos, torch.zeros(n)], 1)], 1)
+    theta = torch.stack(
+        [
+            torch.stack([cos * sign, -sin, torch.zeros(n)], 1),
+            torch.stack([sin * sign, cos, torch.zeros(n)], 1),
+        ],
+        1,
+    )
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

@@ -27,8 +27,15 @@ def plot_confusion(cm: list[list[int]], class_names: list[str], path: str | Path
     top = cm_a.max() if cm_a.size else 0
     for i in range(n):
         for j in range(n):
-            ax.text(j, i, str(cm_a[i, j]), ha="center", va="center",
-                    color="white" if cm_a[i, j] > top / 2 else "black", fontsize=8)
+            ax.text(
+                j,
+                i,
+                str(cm_a[i, j]),
+                ha="center",
+                va="center",
+                color="white" if cm_a[i, j] > top / 2 else "black",
+                fontsize=8,
+            )
     ax.set_title("Confusion matrix")
     return save_figure(fig, path)
 
@@ -48,8 +55,13 @@ def plot_curves(history: list[dict[str, Any]], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_image_grid(images: list[np.ndarray], titles: list[str], path: str | Path,
-                    ncols: int = 4, suptitle: str = "") -> Path:
+def plot_image_grid(
+    images: list[np.ndarray],
+    titles: list[str],
+    path: str | Path,
+    ncols: int = 4,
+    suptitle: str = "",
+) -> Path:
     """uint8 HWC images with a caption each (the tutorials' prediction and batch grids)."""
     n = max(1, len(images))
     nrows = -(-n // ncols)
@@ -73,8 +85,9 @@ def plot_size_histogram(widths: list[int], heights: list[int], path: str | Path)
     return save_figure(fig, path)
 
 
-def plot_bars(labels: list[str], values: list[float], path: str | Path, title: str,
-              ylabel: str) -> Path:
+def plot_bars(
+    labels: list[str], values: list[float], path: str | Path, title: str, ylabel: str
+) -> Path:
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(labels) + 2), 3.8))
     bars = ax.bar(range(len(labels)), values, color="tab:green")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")

@@ -9,14 +9,19 @@ from typing import Any
 
 from imgclf.files import write_text
 
-IMAGES = [("curves.png", "Training curves"), ("confusion_matrix.png", "Confusion matrix"),
-          ("top_losses.png", "Most confidently wrong images")]
+IMAGES = [
+    ("curves.png", "Training curves"),
+    ("confusion_matrix.png", "Confusion matrix"),
+    ("top_losses.png", "Most confidently wrong images"),
+]
 
 
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"><figcaption>{alt}' \
-           f"</figcaption></figure>"
+    return (
+        f'<figure><img alt="{alt}" src="data:image/png;base64,{data}"><figcaption>{alt}'
+        f"</figcaption></figure>"
+    )
 
 
 def _pct(v: float | None) -> str:
@@ -28,22 +33,26 @@ def write_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str,
     rows = "".join(
         f"<tr><td>{e(c['class'])}</td><td>{_pct(c['accuracy'])}</td>"
         f"<td>{c['precision']:.3f}</td><td>{c['recall']:.3f}</td><td>{c['f1']:.3f}</td>"
-        f"<td>{c['support']}</td></tr>" for c in metrics["per_class"])
+        f"<td>{c['support']}</td></tr>"
+        for c in metrics["per_class"]
+    )
     hist = "".join(
         f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.4f}</td><td>{h['train_acc']:.2%}</td>"
         f"<td>{h['val_loss']:.4f}</td><td>{h['val_acc']:.2%}</td><td>{h['images_per_s']:.0f}</td>"
-        f"</tr>" for h in history)
+        f"</tr>"
+        for h in history
+    )
     figs = "".join(_img(run_dir / f, alt) for f, alt in IMAGES if (run_dir / f).exists())
     body = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>imgclf report: {e(str(metrics.get('model')))}</title>
+<title>imgclf report: {e(str(metrics.get("model")))}</title>
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:
 collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}
 </style></head><body>
-<h1>{e(str(metrics.get('model')))} ({e(str(metrics.get('backend')))})</h1>
-<p>Run <code>{e(str(metrics.get('run')))}</code> evaluated on <code>{e(str(metrics.get('data')))}
-</code> split <b>{e(str(metrics.get('split')))}</b>: {metrics['images']} images.</p>
-<h2>Accuracy {metrics['accuracy']:.2%}</h2><p>loss {metrics['loss']:.4f},
-macro F1 {metrics['macro_f1']:.3f}, unreadable files skipped: {len(metrics.get('skipped', {}))}</p>
+<h1>{e(str(metrics.get("model")))} ({e(str(metrics.get("backend")))})</h1>
+<p>Run <code>{e(str(metrics.get("run")))}</code> evaluated on <code>{e(str(metrics.get("data")))}
+</code> split <b>{e(str(metrics.get("split")))}</b>: {metrics["images"]} images.</p>
+<h2>Accuracy {metrics["accuracy"]:.2%}</h2><p>loss {metrics["loss"]:.4f},
+macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("skipped", {}))}</p>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>
 <th>images</th></tr>{rows}</table>
 <h2>History</h2><table><tr><th>epoch</th><th>train loss</th><th>train acc</th><th>val loss</th>

@@ -29,22 +29,38 @@ def _align(index: ImageIndex, class_names: list[str], where: str) -> ImageIndex:
     return ImageIndex(index.paths, [remap[y] for y in index.labels], class_names)
 
 
-def predict_index(predictor: Predictor, index: ImageIndex, cache_dir: str = "", workers: int = 2,
-                  batch_size: int = 100, progress: bool = True
-                  ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+def predict_index(
+    predictor: Predictor,
+    index: ImageIndex,
+    cache_dir: str = "",
+    workers: int = 2,
+    batch_size: int = 100,
+    progress: bool = True,
+) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     cache = DecodedCache(index, predictor.pre.size, cache_dir or None)
     stats = cache.build(workers=workers, progress=progress)
     rows = cache.ok_rows
-    probs = [predictor.predict_proba(cache.read_rows(rows[i:i + batch_size]))
-             for i in tqdm(range(0, len(rows), batch_size), desc="evaluate", leave=False,
-                           disable=None if progress else True)]
+    probs = [
+        predictor.predict_proba(cache.read_rows(rows[i : i + batch_size]))
+        for i in tqdm(
+            range(0, len(rows), batch_size),
+            desc="evaluate",
+            leave=False,
+            disable=None if progress else True,
+        )
+    ]
     out = np.concatenate(probs) if probs else np.zeros((0, len(predictor.class_names)))
     skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
     return out, rows, skipped
 
 
-def evaluate_run(run_dir: str | Path, data: str = "", split: str = "test", progress: bool = True,
-                 device: str = "auto") -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    data: str = "",
+    split: str = "test",
+    progress: bool = True,
+    device: str = "auto",
+) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     predictor = load_predictor(run_dir, device)
@@ -53,13 +69,21 @@ def evaluate_run(run_dir: str | Path, data: str = "", split: str = "test", progr
     splits = load_splits(root, cfg.val_fraction, cfg.seed)
     use = split if split in splits and len(splits[split]) else "val"
     index = _align(splits[use], names, str(root))
-    probs, rows, skipped = predict_index(predictor, index, cfg.cache_dir, cfg.workers,
-                                         cfg.batch_size, progress)
+    probs, rows, skipped = predict_index(
+        predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
+    )
     y = np.asarray(index.labels)[rows]
     metrics = compute_metrics(y, probs, names)
-    metrics.update({"run": str(run_dir), "data": str(root), "split": use,
-                    "model": predictor.meta.get("model"), "backend": predictor.meta.get("backend"),
-                    "skipped": skipped})
+    metrics.update(
+        {
+            "run": str(run_dir),
+            "data": str(root),
+            "split": use,
+            "model": predictor.meta.get("model"),
+            "backend": predictor.meta.get("backend"),
+            "skipped": skipped,
+        }
+    )
     write_json(run_dir / "metrics.json", metrics)
     plot_confusion(metrics["confusion_matrix"], names, run_dir / "confusion_matrix.png")
     hist_path = run_dir / "history.json"
@@ -70,9 +94,16 @@ def evaluate_run(run_dir: str | Path, data: str = "", split: str = "test", progr
     if len(worst):
         cache = DecodedCache(index, predictor.pre.size, cfg.cache_dir or None)
         imgs = list(cache.read_rows(rows[worst]))
-        titles = [f"{short_name(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "
-                  f"{probs[i].max():.2f} / true {names[y[i]]}" for i in worst]
-        plot_image_grid(imgs, titles, run_dir / "top_losses.png",
-                        suptitle="Most confidently wrong (predicted p / true)")
+        titles = [
+            f"{short_name(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "
+            f"{probs[i].max():.2f} / true {names[y[i]]}"
+            for i in worst
+        ]
+        plot_image_grid(
+            imgs,
+            titles,
+            run_dir / "top_losses.png",
+            suptitle="Most confidently wrong (predicted p / true)",
+        )
     write_report(run_dir, metrics, history)
     return metrics

@@ -13,7 +13,9 @@ from imgclf.registry import register_model
 
 def alexnet_flat_side(image_size: int) -> int:
     s = (image_size - 11) // 4 + 1  # conv1 11x11 stride 4, no padding: 227 -> 55
-    for _ in range(3):  # three 3x3 stride-2 max-pools (convs 2-5 keep the size): 55 -> 27 -> 13 -> 6
+    for _ in range(
+        3
+    ):  # three 3x3 stride-2 max-pools (convs 2-5 keep the size): 55 -> 27 -> 13 -> 6
         s = (s - 3) // 2 + 1
     return s
 
@@ -27,18 +29,30 @@ class AlexNet(nn.Module):
         if side < 1:
             raise ValueError(f"alexnet needs images of at least 67 px, got {image_size}")
         self.features = nn.Sequential(
-            nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(96, 256, 5, padding=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
-            nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 384, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+            nn.Conv2d(3, 96, 11, stride=4),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(96, 256, 5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
+            nn.Conv2d(256, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 384, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(3, 2),
         )
         # Dense -> ReLU -> Dropout, the Keras version's order (the PyTorch one drops out before
         # the ReLU, which computes the same thing).
         self.classifier = nn.Sequential(
             nn.Flatten(1),
-            nn.Linear(256 * side * side, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(256 * side * side, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
             nn.Linear(4096, num_classes),
         )
 
@@ -47,8 +61,13 @@ class AlexNet(nn.Module):
 
 
 @register_model("alexnet", image_size=227, description="second tutorial's AlexNet from scratch")
-def build_alexnet(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-                  image_size: int = 227, **_: object) -> nn.Module:
+def build_alexnet(
+    num_classes: int,
+    pretrained: bool = False,
+    freeze_backbone: bool = False,
+    image_size: int = 227,
+    **_: object,
+) -> nn.Module:
     if pretrained:
         raise ValueError("alexnet (from scratch) has no pretrained weights; use alexnet_tv")
     return AlexNet(num_classes, image_size)
@@ -61,10 +80,18 @@ def _tv_alexnet(pretrained: bool, weights: str) -> nn.Module:
     return model
 
 
-@register_model("alexnet_tv", image_size=224,
-                description="torchvision AlexNet (64-192-384-256-256); --pretrained for ImageNet")
-def build_alexnet_tv(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-                     weights: str = "", **_: object) -> nn.Module:
+@register_model(
+    "alexnet_tv",
+    image_size=224,
+    description="torchvision AlexNet (64-192-384-256-256); --pretrained for ImageNet",
+)
+def build_alexnet_tv(
+    num_classes: int,
+    pretrained: bool = False,
+    freeze_backbone: bool = False,
+    weights: str = "",
+    **_: object,
+) -> nn.Module:
     tv = _tv_alexnet(pretrained, weights)
     tv.classifier[-1] = nn.Linear(4096, num_classes)
     head = tv.classifier
@@ -72,13 +99,23 @@ def build_alexnet_tv(num_classes: int, pretrained: bool = False, freeze_backbone
     return TransferNet(backbone, head, frozen=freeze_backbone)
 
 
-@register_model("alexnet_transfer", image_size=224, pretrained_default=True,
-                description="first tutorial: frozen ImageNet AlexNet, head 9216-1024-C")
-def build_alexnet_transfer(num_classes: int, pretrained: bool = True, freeze_backbone: bool = True,
-                           weights: str = "", **_: object) -> nn.Module:
+@register_model(
+    "alexnet_transfer",
+    image_size=224,
+    pretrained_default=True,
+    description="first tutorial: frozen ImageNet AlexNet, head 9216-1024-C",
+)
+def build_alexnet_transfer(
+    num_classes: int,
+    pretrained: bool = True,
+    freeze_backbone: bool = True,
+    weights: str = "",
+    **_: object,
+) -> nn.Module:
     tv = _tv_alexnet(pretrained, weights)
     backbone = nn.Sequential(tv.features, tv.avgpool, nn.Flatten(1))
-    head = nn.Sequential(nn.Linear(9216, 1024), nn.ReLU(), nn.Dropout(0.4),
-                         nn.Linear(1024, num_classes))
+    head = nn.Sequential(
+        nn.Linear(9216, 1024), nn.ReLU(), nn.Dropout(0.4), nn.Linear(1024, num_classes)
+    )
     # The tutorial freezes every feature weight; fine-tuning later unfreezes them.
     return TransferNet(backbone, head, frozen=True)

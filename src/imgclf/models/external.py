@@ -25,8 +25,13 @@ def _replace_last_linear(model: nn.Module) -> int:
 
 
 def _torchvision_builder(name: str):  # noqa: ANN202
-    def build(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-              weights: str = "", **_: object) -> nn.Module:
+    def build(
+        num_classes: int,
+        pretrained: bool = False,
+        freeze_backbone: bool = False,
+        weights: str = "",
+        **_: object,
+    ) -> nn.Module:
         from torchvision.models import get_model
 
         model = get_model(name, weights=None)
@@ -39,8 +44,13 @@ def _torchvision_builder(name: str):  # noqa: ANN202
 
 
 def _timm_builder(name: str):  # noqa: ANN202
-    def build(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-              weights: str = "", **_: object) -> nn.Module:
+    def build(
+        num_classes: int,
+        pretrained: bool = False,
+        freeze_backbone: bool = False,
+        weights: str = "",
+        **_: object,
+    ) -> nn.Module:
         import timm
 
         try:
@@ -49,15 +59,15 @@ def _timm_builder(name: str):  # noqa: ANN202
             if pretrained:
                 raise WeightsUnavailable(
                     f"timm could not load pretrained {name} ({type(e).__name__}); it downloads "
-                    "from the Hugging Face hub into HF_HOME, or pass --weights FILE") from None
+                    "from the Hugging Face hub into HF_HOME, or pass --weights FILE"
+                ) from None
             raise
         if weights:
             model.load_state_dict(load_state_file(weights), strict=False)
         # with num_classes=0 timm returns pooled features of size head_hidden_size when the model
         # has a pre-logits layer (MobileNetV3), num_features otherwise
         width = getattr(model, "head_hidden_size", None) or model.num_features
-        return TransferNet(model, nn.Linear(width, num_classes),
-                           frozen=freeze_backbone)
+        return TransferNet(model, nn.Linear(width, num_classes), frozen=freeze_backbone)
 
     return build
 
@@ -66,8 +76,12 @@ def resolve_external(name: str) -> ModelSpec | None:
     from torchvision.models import list_models as tv_list
 
     if name in tv_list(module=__import__("torchvision.models", fromlist=["x"])):
-        return ModelSpec(name=name, backend="torch", builder=_torchvision_builder(name),
-                         description="torchvision")
+        return ModelSpec(
+            name=name,
+            backend="torch",
+            builder=_torchvision_builder(name),
+            description="torchvision",
+        )
     import timm
 
     if timm.is_model(name):
@@ -76,8 +90,14 @@ def resolve_external(name: str) -> ModelSpec | None:
         mean = tuple(cfg.mean) if cfg else None
         std = tuple(cfg.std) if cfg else None
         extra = {"mean": mean, "std": std} if mean and std else {}
-        return ModelSpec(name=name, backend="torch", builder=_timm_builder(name),
-                         image_size=size, description="timm", **extra)
+        return ModelSpec(
+            name=name,
+            backend="torch",
+            builder=_timm_builder(name),
+            image_size=size,
+            description="timm",
+            **extra,
+        )
     return None
 
 

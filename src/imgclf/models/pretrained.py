@@ -24,7 +24,8 @@ def load_state_file(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         raise WeightsUnavailable(
             f"{path}: refused: the file holds pickled objects other than tensors, "
-            f"which could run code when loaded ({str(e).splitlines()[0][:120]})") from None
+            f"which could run code when loaded ({str(e).splitlines()[0][:120]})"
+        ) from None
     except (RuntimeError, EOFError) as e:
         raise WeightsUnavailable(f"{path}: not a readable PyTorch weights file ({e})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
@@ -49,8 +50,10 @@ def load_torchvision_weights(model: nn.Module, arch: str, weights_file: str = ""
     if cached.is_file():
         model.load_state_dict(load_state_file(cached))
         return
-    how = (f"ImageNet weights for {arch} are not available: download {w.url} into {cache}/ "
-           f"(torch's cache; TORCH_HOME moves it) or pass --weights FILE")
+    how = (
+        f"ImageNet weights for {arch} are not available: download {w.url} into {cache}/ "
+        f"(torch's cache; TORCH_HOME moves it) or pass --weights FILE"
+    )
     if _offline():
         raise WeightsUnavailable(how + " (IMGCLF_OFFLINE is set, so no download was tried)")
     try:

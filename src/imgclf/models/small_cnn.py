@@ -36,8 +36,13 @@ class TutorialCNN(nn.Module):
 
 
 @register_model("cnn", image_size=224, description="first tutorial's 2-conv CNN")
-def build_cnn(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-              image_size: int = 224, **_: object) -> nn.Module:
+def build_cnn(
+    num_classes: int,
+    pretrained: bool = False,
+    freeze_backbone: bool = False,
+    image_size: int = 224,
+    **_: object,
+) -> nn.Module:
     if pretrained:
         raise ValueError("cnn has no pretrained weights")
     return TutorialCNN(num_classes, image_size)

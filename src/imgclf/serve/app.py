@@ -15,18 +15,29 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
-from starlette.concurrency import run_in_threadpool
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.concurrency import run_in_threadpool
 
-from imgclf.data.images import ImageDecodeError, to_rgb, open_image, resize_center_crop
+from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
 from imgclf.predictor import load_predictor
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-UPLOAD_SCHEMA = {"requestBody": {"content": {
-    "multipart/form-data": {"schema": {"type": "object", "properties": {
-        "file": {"type": "string", "format": "binary"}}, "required": ["file"]}},
-    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}, "required": True}}
+UPLOAD_SCHEMA = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+        "required": True,
+    }
+}
 
 
 async def read_limited(request: Request, max_bytes: int) -> bytes:
@@ -62,13 +73,19 @@ def first_file_part(body: bytes, content_type: str) -> bytes:
     def on_part_end() -> None:
         parts.append(state.pop("part"))
 
-    parser = MultipartParser(boundary, {"on_part_begin": on_part_begin,
-                                        "on_header_value": on_header_value,
-                                        "on_part_data": on_part_data, "on_part_end": on_part_end})
+    parser = MultipartParser(
+        boundary,
+        {
+            "on_part_begin": on_part_begin,
+            "on_header_value": on_header_value,
+            "on_part_data": on_part_data,
+            "on_part_end": on_part_end,
+        },
+    )
     parser.write(body)
     parser.finalize()
     for p in parts:
-        if b"filename=" in p["headers"] or b"name=\"file\"" in p["headers"]:
+        if b"filename=" in p["headers"] or b'name="file"' in p["headers"]:
             return bytes(p["data"])
     raise HTTPException(400, "multipart upload has no file part (send the image as 'file')")
 
@@ -78,19 +95,28 @@ def decode_upload(data: bytes, size: int) -> np.ndarray:
         img = to_rgb(open_image(data, draft=size))
     except ImageDecodeError as e:
         reason = str(e)
-        status = 415 if reason.startswith(("not an image", "zero bytes")) else \
-            413 if reason.startswith("decompression bomb") else 422
+        status = (
+            415
+            if reason.startswith(("not an image", "zero bytes"))
+            else 413
+            if reason.startswith("decompression bomb")
+            else 422
+        )
         raise HTTPException(status, f"cannot use this upload: {reason}") from None
     return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
 
 
-def create_app(run: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, top_k: int = 3,
-               device: str = "auto") -> FastAPI:
+def create_app(
+    run: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, top_k: int = 3, device: str = "auto"
+) -> FastAPI:
     predictor = load_predictor(run, device)
     lock = threading.Lock()
     names = predictor.class_names
-    app = FastAPI(title="imgclf", version="0.1.0",
-                  description=f"{predictor.meta.get('model')} classifying {', '.join(names)}")
+    app = FastAPI(
+        title="imgclf",
+        version="0.1.0",
+        description=f"{predictor.meta.get('model')} classifying {', '.join(names)}",
+    )
     page = files("imgclf.serve").joinpath("static/index.html").read_text()
 
     def _classify(data: bytes) -> np.ndarray:
@@ -100,9 +126,14 @@ def create_app(run: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, top_k: int =
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "model": predictor.meta.get("model"),
-                "backend": predictor.meta.get("backend"), "classes": names,
-                "image_size": predictor.pre.size, "max_upload_bytes": max_bytes}
+        return {
+            "status": "ok",
+            "model": predictor.meta.get("model"),
+            "backend": predictor.meta.get("backend"),
+            "classes": names,
+            "image_size": predictor.pre.size,
+            "max_upload_bytes": max_bytes,
+        }
 
     @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request) -> dict[str, Any]:

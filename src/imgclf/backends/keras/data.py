@@ -1,4 +1,4 @@
-"""The shared decoded cache fed to Keras through a PyDataset: same index, same split, same pixels."""
+"""The shared decoded cache fed to Keras through a PyDataset: same index, split and pixels."""
 
 from __future__ import annotations
 
@@ -19,8 +19,16 @@ def normalize(images: np.ndarray, pre: Preprocess) -> np.ndarray:
 
 
 class CachedImages(keras.utils.PyDataset):
-    def __init__(self, cache: DecodedCache, rows: np.ndarray, labels: np.ndarray,
-                 pre: Preprocess, batch_size: int, shuffle: bool, seed: int):
+    def __init__(
+        self,
+        cache: DecodedCache,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        pre: Preprocess,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+    ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.cache, self.rows, self.labels, self.pre = cache, rows, labels, pre
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
@@ -35,7 +43,7 @@ class CachedImages(keras.utils.PyDataset):
         return math.ceil(len(self.rows) / self.batch_size)
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        pick = self.order[i * self.batch_size:(i + 1) * self.batch_size]
+        pick = self.order[i * self.batch_size : (i + 1) * self.batch_size]
         return normalize(self.cache.read_rows(self.rows[pick]), self.pre), self.labels[pick]
 
     def on_epoch_end(self) -> None:

@@ -21,37 +21,72 @@ def _augmented(model_layers: list, size: int, augment: bool, name: str) -> keras
     return keras.Model(inputs, x, name=name)
 
 
-@register_model("cnn", backend="keras", image_size=224,
-                description="first tutorial's 2-conv CNN (Keras)")
-def build_cnn(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-              image_size: int = 224, augment: bool = False, **_: object) -> keras.Model:
-    return _augmented([
-        layers.Conv2D(6, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Conv2D(16, 3, activation="relu"), layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(120, activation="relu"), layers.Dense(84, activation="relu"),
-        layers.Dense(num_classes, activation="softmax"),
-    ], image_size, augment, "cnn")
+@register_model(
+    "cnn", backend="keras", image_size=224, description="first tutorial's 2-conv CNN (Keras)"
+)
+def build_cnn(
+    num_classes: int,
+    pretrained: bool = False,
+    freeze_backbone: bool = False,
+    image_size: int = 224,
+    augment: bool = False,
+    **_: object,
+) -> keras.Model:
+    return _augmented(
+        [
+            layers.Conv2D(6, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(16, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(120, activation="relu"),
+            layers.Dense(84, activation="relu"),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        image_size,
+        augment,
+        "cnn",
+    )
 
 
-@register_model("alexnet", backend="keras", image_size=227,
-                description="second tutorial's AlexNet from scratch (Keras)")
-def build_alexnet(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-                  image_size: int = 227, augment: bool = False, **_: object) -> keras.Model:
-    return _augmented([
-        layers.Resizing(227, 227),  # as in the tutorial: small images such as CIFAR-10 grow to 227
-        layers.Conv2D(96, 11, strides=4, activation="relu"), layers.MaxPooling2D(3, strides=2),
-        layers.Conv2D(256, 5, padding="same", activation="relu"),
-        layers.MaxPooling2D(3, strides=2),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(384, 3, padding="same", activation="relu"),
-        layers.Conv2D(256, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(3, strides=2),
-        layers.Flatten(),
-        layers.Dense(4096, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(4096, activation="relu"), layers.Dropout(0.5),
-        layers.Dense(num_classes, activation="softmax"),
-    ], image_size, augment, "alexnet")
+@register_model(
+    "alexnet",
+    backend="keras",
+    image_size=227,
+    description="second tutorial's AlexNet from scratch (Keras)",
+)
+def build_alexnet(
+    num_classes: int,
+    pretrained: bool = False,
+    freeze_backbone: bool = False,
+    image_size: int = 227,
+    augment: bool = False,
+    **_: object,
+) -> keras.Model:
+    return _augmented(
+        [
+            layers.Resizing(
+                227, 227
+            ),  # as in the tutorial: small images such as CIFAR-10 grow to 227
+            layers.Conv2D(96, 11, strides=4, activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Conv2D(256, 5, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(384, 3, padding="same", activation="relu"),
+            layers.Conv2D(256, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(3, strides=2),
+            layers.Flatten(),
+            layers.Dense(4096, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(4096, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        image_size,
+        augment,
+        "alexnet",
+    )
 
 
 # keras.applications by our name: (constructor, size, mean, std) with the mean/std that turns our
@@ -67,21 +102,35 @@ APPLICATIONS = {
 def _application_builder(name: str):  # noqa: ANN202
     cls_name, size, _, _ = APPLICATIONS[name]
 
-    def build(num_classes: int, pretrained: bool = False, freeze_backbone: bool = False,
-              image_size: int = size, augment: bool = False, **_: object) -> keras.Model:
+    def build(
+        num_classes: int,
+        pretrained: bool = False,
+        freeze_backbone: bool = False,
+        image_size: int = size,
+        augment: bool = False,
+        **_: object,
+    ) -> keras.Model:
         cls = getattr(keras.applications, cls_name)
         try:
-            base = cls(include_top=False, pooling="avg", input_shape=(image_size, image_size, 3),
-                       weights="imagenet" if pretrained else None)
+            base = cls(
+                include_top=False,
+                pooling="avg",
+                input_shape=(image_size, image_size, 3),
+                weights="imagenet" if pretrained else None,
+            )
         except Exception as e:  # urllib errors when offline and not cached
             raise RuntimeError(
                 f"Keras ImageNet weights for {cls_name} are not available ({type(e).__name__}): "
                 "Keras downloads them into ~/.keras/models when online; copy the file there "
-                "to work offline") from None
+                "to work offline"
+            ) from None
         base.trainable = not freeze_backbone
-        return _augmented([base, layers.Dropout(0.2),
-                           layers.Dense(num_classes, activation="softmax")],
-                          image_size, augment, name)
+        return _augmented(
+            [base, layers.Dropout(0.2), layers.Dense(num_classes, activation="softmax")],
+            image_size,
+            augment,
+            name,
+        )
 
     return build
 
@@ -90,13 +139,20 @@ def resolve_application(name: str) -> ModelSpec | None:
     if name not in APPLICATIONS:
         return None
     _, size, mean, std = APPLICATIONS[name]
-    return ModelSpec(name=name, backend="keras", builder=_application_builder(name),
-                     image_size=size, mean=(mean,) * 3, std=(std,) * 3,
-                     description=f"keras.applications.{APPLICATIONS[name][0]}")
+    return ModelSpec(
+        name=name,
+        backend="keras",
+        builder=_application_builder(name),
+        image_size=size,
+        mean=(mean,) * 3,
+        std=(std,) * 3,
+        description=f"keras.applications.{APPLICATIONS[name][0]}",
+    )
 
 
 register_model("__external__", backend="keras", extra={"resolve": resolve_application})(
-    lambda *a, **k: None)
+    lambda *a, **k: None
+)
 
 
 def inference_model(model: keras.Model) -> keras.Model:

@@ -47,17 +47,23 @@ class RunLogger(keras.callbacks.Callback):
         logs = logs or {}
         secs = time.perf_counter() - self.t0
         lr = self.model.optimizer.learning_rate
-        row = {"epoch": epoch + 1, "lr": float(np.asarray(lr)),
-               "train_loss": float(logs.get("loss", math.nan)),
-               "train_acc": float(logs.get("accuracy", math.nan)),
-               "val_loss": float(logs.get("val_loss", math.nan)),
-               "val_acc": float(logs.get("val_accuracy", math.nan)),
-               "images_per_s": self.n_train / max(secs, 1e-9), "seconds": secs}
+        row = {
+            "epoch": epoch + 1,
+            "lr": float(np.asarray(lr)),
+            "train_loss": float(logs.get("loss", math.nan)),
+            "train_acc": float(logs.get("accuracy", math.nan)),
+            "val_loss": float(logs.get("val_loss", math.nan)),
+            "val_acc": float(logs.get("val_accuracy", math.nan)),
+            "images_per_s": self.n_train / max(secs, 1e-9),
+            "seconds": secs,
+        }
         self.history[:] = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
         print(runs.format_epoch(row, self.cfg.epochs), flush=True)
         runs.write_history(self.run_dir, self.history)
-        atomic_write(self.run_dir / LAST, lambda t: self.model.save(t + ".keras") or
-                     Path(t + ".keras").replace(t))
+        atomic_write(
+            self.run_dir / LAST,
+            lambda t: self.model.save(t + ".keras") or Path(t + ".keras").replace(t),
+        )
 
 
 def _data(cfg: RunConfig, idx: Any, pre: Any, shuffle: bool, seed: int) -> tuple:
@@ -72,52 +78,89 @@ def _data(cfg: RunConfig, idx: Any, pre: Any, shuffle: bool, seed: int) -> tuple
 def fit(cfg: RunConfig, resume: bool = False, progress: bool = True) -> runs.RunResult:
     run_dir = runs.new_run_dir(cfg)
     if not resume and (run_dir / runs.CONFIG).exists():
-        raise FileExistsError(f"{run_dir}: already holds a run; pass --resume {run_dir} to "
-                              "continue it or choose another --out")
+        raise FileExistsError(
+            f"{run_dir}: already holds a run; pass --resume {run_dir} to "
+            "continue it or choose another --out"
+        )
     keras.utils.set_random_seed(cfg.seed)
     spec = get_spec(cfg.model, "keras")
     pre = spec.preprocess(cfg.image_size)
     root = resolve_data(cfg.data_dir, cfg.cache_dir)
-    splits = load_splits(root, cfg.val_fraction, cfg.seed, read_exclude_list(cfg.exclude_list),
-                         cfg.max_per_class)
+    splits = load_splits(
+        root, cfg.val_fraction, cfg.seed, read_exclude_list(cfg.exclude_list), cfg.max_per_class
+    )
     names = splits["train"].class_names
     train, skipped = _data(cfg, splits["train"], pre, True, cfg.seed)
     val, skipped_val = _data(cfg, splits["val"], pre, False, 0)
-    model = create_model(cfg.model, len(names), backend="keras",
-                         pretrained=cfg.pretrained or spec.pretrained_default,
-                         freeze_backbone=cfg.freeze, image_size=pre.size,
-                         augment=cfg.augment != "none")
+    model = create_model(
+        cfg.model,
+        len(names),
+        backend="keras",
+        pretrained=cfg.pretrained or spec.pretrained_default,
+        freeze_backbone=cfg.freeze,
+        image_size=pre.size,
+        augment=cfg.augment != "none",
+    )
     steps = len(train) * cfg.epochs
-    lr = keras.optimizers.schedules.CosineDecay(cfg.lr, steps) if cfg.schedule == "cosine" \
+    lr = (
+        keras.optimizers.schedules.CosineDecay(cfg.lr, steps)
+        if cfg.schedule == "cosine"
         else cfg.lr
-    opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None) \
-        if cfg.optimizer == "sgd" else keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
+    )
+    opt = (
+        keras.optimizers.SGD(lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None)
+        if cfg.optimizer == "sgd"
+        else keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
+    )
     model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    meta = {"model": cfg.model, "backend": "keras", "class_names": names,
-            "num_classes": len(names), "preprocess": pre.to_dict(), "params": model.count_params()}
+    meta = {
+        "model": cfg.model,
+        "backend": "keras",
+        "class_names": names,
+        "num_classes": len(names),
+        "preprocess": pre.to_dict(),
+        "params": model.count_params(),
+    }
     write_json(run_dir / META, meta)
     trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    runs.write_config(run_dir, cfg, {"resolved_image_size": pre.size, "data_root": str(root),
-                                     "device": "keras/" + keras.backend.backend(),
-                                     "classes": names, "params": model.count_params(),
-                                     "trainable_params": trainable})
+    runs.write_config(
+        run_dir,
+        cfg,
+        {
+            "resolved_image_size": pre.size,
+            "data_root": str(root),
+            "device": "keras/" + keras.backend.backend(),
+            "classes": names,
+            "params": model.count_params(),
+            "trainable_params": trainable,
+        },
+    )
     hist_path = run_dir / runs.HISTORY_JSON
     history = json.loads(hist_path.read_text()) if resume and hist_path.exists() else []
     callbacks = [
         # BackupAndRestore resumes a killed fit() at the last finished epoch
         keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(str(run_dir / BEST), monitor="val_accuracy",
-                                        save_best_only=True),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / BEST), monitor="val_accuracy", save_best_only=True
+        ),
         RunLogger(run_dir, cfg, len(train.rows), history),
     ]
     if cfg.patience:
         callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.patience))
     counts = np.bincount(train.labels, minlength=len(names)).astype(np.float64)
-    class_weight = {i: float(counts.sum() / (len(names) * max(c, 1))) for i, c in enumerate(counts)} \
-        if cfg.class_weights == "auto" else None
-    model.fit(train, validation_data=val if len(val.rows) else None, epochs=cfg.epochs,
-              callbacks=callbacks, class_weight=class_weight,
-              verbose=1 if progress and sys.stdout.isatty() else 0)
+    class_weight = (
+        {i: float(counts.sum() / (len(names) * max(c, 1))) for i, c in enumerate(counts)}
+        if cfg.class_weights == "auto"
+        else None
+    )
+    model.fit(
+        train,
+        validation_data=val if len(val.rows) else None,
+        epochs=cfg.epochs,
+        callbacks=callbacks,
+        class_weight=class_weight,
+        verbose=1 if progress and sys.stdout.isatty() else 0,
+    )
     all_skipped = {**skipped, **skipped_val}
     if all_skipped:
         write_json(run_dir / "skipped.json", all_skipped)
