@@ -10,7 +10,6 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -24,43 +23,10 @@ from imgclf.data.sources import resolve_data
 from imgclf.device import pick_device, seed_everything
 from imgclf.features import compute_features, feature_batches
 from imgclf.models.transfer import TransferNet, count_params
+from imgclf.optim import build_optimizer, class_weights, lr_factor
 from imgclf.registry import create_model, get_spec
 
 _KILL_AT_STEP = int(os.environ.get("IMGCLF_TEST_KILL_AT_STEP", "0") or 0)
-
-
-def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
-    """The schedule as a pure function of the step (nanoGPT's get_lr)."""
-    if cfg.schedule == "cosine":
-        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
-    if cfg.schedule == "step":
-        return 0.1 ** (epoch // cfg.step_epochs)
-    return 1.0
-
-
-def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale."""
-    if (
-        isinstance(model, TransferNet)
-        and not model.frozen
-        and (cfg.pretrained or cfg.fine_tune_after)
-    ):
-        groups = [
-            {"params": list(model.head.parameters()), "base_lr": cfg.lr},
-            {
-                "params": list(model.backbone.parameters()),
-                "base_lr": cfg.lr * cfg.backbone_lr_scale,
-            },
-        ]
-    else:
-        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "base_lr": cfg.lr}]
-    for g in groups:
-        g["lr"] = g["base_lr"]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def autocast_for(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
@@ -118,13 +84,6 @@ def evaluate_epoch(
     if seen == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     return {"loss": loss_sum / seen, "acc": correct / seen}
-
-
-def _class_weights(counts: list[int], device: torch.device) -> torch.Tensor:
-    counts_a = np.maximum(np.asarray(counts, dtype=np.float64), 1)
-    return torch.tensor(
-        counts_a.sum() / (len(counts_a) * counts_a), dtype=torch.float32, device=device
-    )
 
 
 def fit(
@@ -199,7 +158,7 @@ def fit(
             },
         )
     weights = (
-        _class_weights(splits["train"].counts(), device) if cfg.class_weights == "auto" else None
+        class_weights(splits["train"].counts(), device) if cfg.class_weights == "auto" else None
     )
     loss_fn = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
     amp = autocast_for(device, cfg.amp)

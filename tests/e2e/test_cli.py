@@ -164,3 +164,35 @@ def test_python_module_entry_point_and_help() -> None:
             [sys.executable, "-m", "imgclf", cmd, "--help"], capture_output=True, text=True
         )
         assert p.returncode == 0 and "usage: imgclf" in p.stdout
+
+
+def test_plain_torchvision_pipeline_trains_too(tiny_folder: Path, tmp_path: Path) -> None:
+    (tiny_folder / "train" / "red" / "broken.png").write_bytes(b"\x89PNG broken")
+    out = run_cli(
+        "train",
+        str(tiny_folder),
+        "--pipeline",
+        "plain",
+        "--epochs",
+        "1",
+        *TRAIN,
+        "--out",
+        str(tmp_path / "plain"),
+    ).stdout
+    assert "epoch 1/1" in out and "skipped 1 unreadable file" in out
+    skipped = json.loads((tmp_path / "plain" / "skipped.json").read_text())
+    assert [Path(p).name for p in skipped] == ["broken.png"]
+
+
+def test_demo_command_runs_the_whole_job_offline(tmp_path: Path) -> None:
+    out = run_cli("demo", "--out", str(tmp_path / "demo"), "--epochs", "1", cwd=tmp_path).stdout
+    for step in (
+        "imgclf audit",
+        "imgclf preview",
+        "imgclf train",
+        "imgclf evaluate",
+        "imgclf predict",
+    ):
+        assert f"$ {step}" in out
+    assert (tmp_path / "demo" / "run-cnn" / "report.html").exists()
+    assert len(list((tmp_path / "demo" / "digits" / "train").rglob("*.png"))) == 1437

@@ -47,11 +47,7 @@ def test_decode_square_is_resize_then_center_crop(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "data,reason",
-    [
-        (b"", "zero bytes"),
-        (b"hello, I am text", "not an image"),
-    ],
+    "data,reason", [(b"", "zero bytes"), (b"hello, I am text", "not an image")]
 )
 def test_bad_bytes_have_reasons(tmp_path: Path, data: bytes, reason: str) -> None:
     p = tmp_path / "bad.jpg"

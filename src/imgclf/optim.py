@@ -1,0 +1,54 @@
+"""Optimizer, learning-rate schedule and loss weights for the PyTorch trainer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from imgclf.config import RunConfig
+from imgclf.models.transfer import TransferNet
+
+
+def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
+    """The schedule as a pure function of the step (nanoGPT's get_lr)."""
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(1, total_steps)))
+    if cfg.schedule == "step":
+        return 0.1 ** (epoch // cfg.step_epochs)
+    return 1.0
+
+
+def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
+    """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale."""
+    if (
+        isinstance(model, TransferNet)
+        and not model.frozen
+        and (cfg.pretrained or cfg.fine_tune_after)
+    ):
+        groups = [
+            {"params": list(model.head.parameters()), "base_lr": cfg.lr},
+            {
+                "params": list(model.backbone.parameters()),
+                "base_lr": cfg.lr * cfg.backbone_lr_scale,
+            },
+        ]
+    else:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "base_lr": cfg.lr}]
+    for g in groups:
+        g["lr"] = g["base_lr"]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def class_weights(counts: list[int], device: torch.device) -> torch.Tensor:
+    """Inverse-frequency loss weights (scikit-learn's 'balanced'): N / (classes * count)."""
+    counts_a = np.maximum(np.asarray(counts, dtype=np.float64), 1)
+    return torch.tensor(
+        counts_a.sum() / (len(counts_a) * counts_a), dtype=torch.float32, device=device
+    )
