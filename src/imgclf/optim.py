@@ -21,13 +21,10 @@ def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
     return 1.0
 
 
-def build_optimizer(model: nn.Module, cfg: RunConfig) -> torch.optim.Optimizer:
-    """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale."""
-    if (
-        isinstance(model, TransferNet)
-        and not model.frozen
-        and (cfg.pretrained or cfg.fine_tune_after)
-    ):
+def build_optimizer(model: nn.Module, cfg: RunConfig, pretrained: bool) -> torch.optim.Optimizer:
+    """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale (fastai's
+    discriminative rates: ImageNet features need nudging, not relearning)."""
+    if isinstance(model, TransferNet) and not model.frozen and pretrained:
         groups = [
             {"params": list(model.head.parameters()), "base_lr": cfg.lr},
             {

@@ -131,7 +131,7 @@ def fit(
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, cfg)
+    optimizer = build_optimizer(model, cfg, pretrained)
     if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
     meta = {
@@ -181,7 +181,7 @@ def fit(
     for epoch in range(start, cfg.epochs):
         if isinstance(model, TransferNet) and cfg.fine_tune_after and epoch == cfg.fine_tune_after:
             model.set_frozen(False)
-            optimizer = build_optimizer(model, cfg)
+            optimizer = build_optimizer(model, cfg, pretrained)
         seed_everything(cfg.seed * 1000 + epoch)  # dropout etc.: an epoch replays exactly
         t0 = time.perf_counter()
         if features is not None:

@@ -16,6 +16,7 @@ from PIL import Image
 
 from conftest import CATS_DOGS, make_folder, needs_cats_dogs, run_cli, snapshot
 from imgclf.data.audit import run_audit
+from imgclf.data.folder import load_splits, read_exclude_list
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -62,6 +63,8 @@ def bad_corpus(tmp_path: Path) -> Path:
     Image.new("RGB", (1, 1), "red").save(cat / "one.png")
     (cat / "bomb.png").write_bytes(_png_header_only(30000, 30000))
     Image.new("RGB", (12, 12), (1, 2, 3)).save(os.path.join(os.fsencode(cat), b"caf\xe9.png"))
+    with open(os.path.join(os.fsencode(cat), b"bad\xff.jpg"), "wb") as f:
+        f.write(b"GIF89a-but-cut")  # unreadable and not UTF-8: the exclude list must match it
     os.symlink(cat, cat / "loop")
     (root / "train" / "empty_class").mkdir()
     shutil.copy(root / "train" / "blue" / "blue_000.png", root / "test" / "blue" / "leak.png")
@@ -74,7 +77,7 @@ def test_audit_reports_every_problem_and_changes_nothing(bad_corpus: Path) -> No
     report, sizes = run_audit(bad_corpus, workers=2, progress=False)
     assert snapshot(bad_corpus) == before
     reasons = {Path(u["path"]).name: u["reason"] for u in report.unreadable}
-    assert reasons.keys() == {"zero.jpg", "truncated.jpg", "text.jpg", "bomb.png"}
+    assert reasons.keys() == {"zero.jpg", "truncated.jpg", "text.jpg", "bomb.png", "bad\ufffd.jpg"}
     assert "zero bytes" in reasons["zero.jpg"]
     assert "truncated" in reasons["truncated.jpg"]
     assert "not an image" in reasons["text.jpg"]
@@ -113,14 +116,12 @@ def test_audit_cli_exit_codes_json_and_exclude_list(bad_corpus: Path, tmp_path: 
     assert proc.returncode == 1, proc.stderr
     assert "unreadable" in proc.stdout and "train/test leak" in proc.stdout
     data = json.loads((tmp_path / "r.json").read_text())
-    assert len(data["unreadable"]) == 4 and data["problems"]
-    excluded = (tmp_path / "bad.txt").read_text().splitlines()
-    assert sorted(Path(p).name for p in excluded) == [
-        "bomb.png",
-        "text.jpg",
-        "truncated.jpg",
-        "zero.jpg",
-    ]
+    assert len(data["unreadable"]) == 5 and data["problems"]
+    excluded = read_exclude_list(tmp_path / "bad.txt")
+    assert len(excluded) == 5
+    # training honours the list, non-UTF-8 names included: every bad file is left out
+    kept = load_splits(bad_corpus, exclude=excluded)["train"].paths
+    assert not excluded & set(kept) and len(kept) == 3 * 3 + 7
     assert (out / "size_histogram.png").stat().st_size > 1000
     assert snapshot(bad_corpus) == before
     assert run_cli("audit", str(tmp_path / "missing"), check=False).returncode == 2

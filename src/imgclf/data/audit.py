@@ -40,6 +40,8 @@ class AuditReport:
     non_image_examples: list[str] = field(default_factory=list)
     animated: list[str] = field(default_factory=list)
     tiny: list[str] = field(default_factory=list)
+    # the unreadable paths as the OS spells them (not display-safe), for the exclude list
+    bad_raw: list[str] = field(default_factory=list, repr=False)
 
     def problems(self) -> list[str]:
         out = []
@@ -57,11 +59,9 @@ class AuditReport:
             out.append("no images found")
         return out
 
-    def bad_paths(self) -> list[str]:
-        return [u["path"] for u in self.unreadable]
-
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        del d["bad_raw"]
         d["problems"] = self.problems()
         return d
 
@@ -166,6 +166,7 @@ def run_audit(
             if "hash" in rec:
                 by_hash[rec["hash"]].append((rec["split"], shown))
             if "error" in rec:
+                report.bad_raw.append(rec["path"])
                 report.unreadable.append(
                     {
                         "path": shown,
@@ -193,6 +194,7 @@ def run_audit(
                 paths
             )
     report.unreadable.sort(key=lambda u: u["path"])
+    report.bad_raw.sort()
     report.duplicates_within.sort()
     report.duplicates_across.sort()
     report.modes, report.formats = dict(modes.most_common()), dict(formats.most_common())

@@ -63,7 +63,7 @@ def write_audit_outputs(
     from imgclf.evaluate.plots import plot_size_histogram
 
     written = []
-    exclude = "".join(f"{p}\n" for p in r.bad_paths())
+    exclude = "".join(f"{p}\n" for p in r.bad_raw)
     targets = [(json_path, "json"), (exclude_path, "exclude")]
     if out_dir is not None:
         targets += [
