@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # noqa: F401
+import torchvision.models  # noqa: F401  (before any TensorFlow import: see imgclf.backends.keras)
 from PIL import Image, ImageDraw
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

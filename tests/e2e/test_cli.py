@@ -195,4 +195,7 @@ def test_demo_command_runs_the_whole_job_offline(tmp_path: Path) -> None:
     ):
         assert f"$ {step}" in out
     assert (tmp_path / "demo" / "run-cnn" / "report.html").exists()
-    assert len(list((tmp_path / "demo" / "digits" / "train").rglob("*.png"))) == 1437
+    digits = tmp_path / "demo" / "digits"
+    # all 1,797 of scikit-learn's digits, a stratified 80/20 split
+    assert len(list((digits / "train").rglob("*.png"))) == 1438
+    assert len(list((digits / "test").rglob("*.png"))) == 359

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from filelock import FileLock
@@ -29,6 +30,7 @@ from imgclf.data.folder import ImageIndex
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.files import atomic_write, write_json
 
+T = TypeVar("T")
 TODO, OK, FAILED = 0, 1, 2
 FORMAT_VERSION = "1"  # bump when the stored preprocessing changes
 
@@ -169,25 +171,37 @@ def iterate_batches(
     batch_size: int,
     shuffle: bool,
     seed: int,
-    prefetch: int = 3,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(uint8 NHWC images, int64 labels) batches; a thread reads ahead while the model computes."""
+    """(uint8 NHWC images, int64 labels) batches in a seeded order."""
     order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    for i in range(0, len(order), batch_size):
+        b = order[i : i + batch_size]
+        yield cache.read_rows(rows[b]), labels[b]
+
+
+def prefetch(items: Iterator[T], depth: int = 3) -> Iterator[T]:
+    """Run a generator in a background thread, `depth` items ahead, so that reading (and the
+    tensor ops on the batches, which release the GIL) overlap with the training step."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
+    done = object()
 
     def produce() -> None:
-        for b in batches:
-            if stop.is_set():
-                return
-            q.put((cache.read_rows(rows[b]), labels[b]))
-        q.put(None)
+        try:
+            for item in items:
+                if stop.is_set():
+                    return
+                q.put(item)
+        except BaseException as e:  # surface the producer's error in the consumer
+            q.put(_Failure(e))
+        q.put(done)
 
     t = threading.Thread(target=produce, daemon=True)
     t.start()
     try:
-        while (item := q.get()) is not None:
+        while (item := q.get()) is not done:
+            if isinstance(item, _Failure):
+                raise item.error
             yield item
     finally:
         stop.set()
@@ -196,3 +210,8 @@ def iterate_batches(
                 q.get_nowait()
             except queue.Empty:
                 t.join(0.05)
+
+
+@dataclass
+class _Failure:
+    error: BaseException

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from imgclf.data.cache import DecodedCache, iterate_batches
+from imgclf.data.cache import DecodedCache, iterate_batches, prefetch
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
 from imgclf.data.presets import Preprocess
@@ -76,6 +76,22 @@ def batches(
     if data.pipeline == "plain":
         yield from _plain_batches(data, batch_size, device, train, augment, seed, workers)
         return
+    yield from prefetch(
+        _cached_batches(data, batch_size, device, train, augment, seed, channels_last, rank, world)
+    )
+
+
+def _cached_batches(
+    data: SplitData,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    augment: bool,
+    seed: int,
+    channels_last: bool,
+    rank: int,
+    world: int,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     gen = torch.Generator().manual_seed(seed)
     rows, labels = data.rows, data.labels
     if world > 1:
