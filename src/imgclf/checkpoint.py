@@ -20,19 +20,25 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def safe_load(path: str | Path, what: str = "checkpoint", error: type = CheckpointError) -> Any:
+    """torch.load(weights_only=True): tensors and plain containers only. A file that carries
+    pickled code is refused with `error`, never executed."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
+        raise error(f"{path}: {what} not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else "unpickling refused"
-        raise CheckpointError(
+        raise error(
             f"{path}: refused to load: it carries pickled code, not just weights ({first})"
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({e})") from None
+        raise error(f"{path}: not a readable {what} ({e})") from None
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    ckpt = safe_load(path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
         raise CheckpointError(f"{path}: not an imgclf checkpoint (no 'model'/'meta' entries)")
     return ckpt

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from imgclf.checkpoint import safe_load
 
 
 class WeightsUnavailable(RuntimeError):
@@ -15,19 +16,8 @@ class WeightsUnavailable(RuntimeError):
 
 
 def load_state_file(path: str | Path) -> dict:
-    """torch.load with weights_only=True: tensors and plain containers only, never code."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsUnavailable(f"{path}: weights file not found")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise WeightsUnavailable(
-            f"{path}: refused: the file holds pickled objects other than tensors, "
-            f"which could run code when loaded ({str(e).splitlines()[0][:120]})"
-        ) from None
-    except (RuntimeError, EOFError) as e:
-        raise WeightsUnavailable(f"{path}: not a readable PyTorch weights file ({e})") from None
+    """A state dict from a weights file (or a checkpoint holding one under 'state_dict')."""
+    obj = safe_load(path, "weights file", WeightsUnavailable)
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     return obj
