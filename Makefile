@@ -2,7 +2,7 @@
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXTRAS := keras,serve,dev
+EXTRAS := keras,serve,dev,extra-weights
 # glibc's malloc returns freed image buffers to the OS and page-faults them back in every batch;
 # these tunables keep them (measured: ~40 % of CPU time in training on the 2-core machine).
 export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295

@@ -199,3 +199,22 @@ def test_demo_command_runs_the_whole_job_offline(tmp_path: Path) -> None:
     # all 1,797 of scikit-learn's digits, a stratified 80/20 split
     assert len(list((digits / "train").rglob("*.png"))) == 1438
     assert len(list((digits / "test").rglob("*.png"))) == 359
+
+
+def test_early_stopping_with_patience(tiny_folder: Path, tmp_path: Path) -> None:
+    # lr 1e-12 cannot move the weights: validation accuracy stalls from the first epoch on
+    out = run_cli(
+        "train",
+        str(tiny_folder),
+        "--epochs",
+        "6",
+        "--patience",
+        "2",
+        "--lr",
+        "1e-12",
+        *TRAIN,
+        "--out",
+        str(tmp_path / "es"),
+    ).stdout
+    assert "early stop" in out
+    assert len(json.loads((tmp_path / "es" / "history.json").read_text())) == 3

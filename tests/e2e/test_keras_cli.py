@@ -17,8 +17,18 @@ TRAIN = ("--image-size", "32", "--batch-size", "8", "--workers", "1", "--model",
 
 def test_keras_run_works_with_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> None:
     k, t = tmp_path / "keras", tmp_path / "torch"
+    smooth = ("--label-smoothing", "0.1", "--class-weights", "auto", "--schedule", "cosine")
     out = run_cli(
-        "train", str(tiny_folder), "--backend", "keras", "--epochs", "2", *TRAIN, "--out", str(k)
+        "train",
+        str(tiny_folder),
+        "--backend",
+        "keras",
+        "--epochs",
+        "2",
+        *TRAIN,
+        *smooth,
+        "--out",
+        str(k),
     ).stdout
     assert "epoch 2/2" in out
     for f in (

@@ -77,18 +77,25 @@ def test_missing_weights_say_how_to_get_them(
         create_model("alexnet_transfer", 2)
 
 
-def test_efficientnet_lite0_weights_are_real_imagenet() -> None:
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_weights_are_real_imagenet(variant: int) -> None:
     """scikit-image's photo of Chelsea the cat must come out as an ImageNet cat (281-285)."""
     from PIL import Image
     from skimage.data import chelsea
 
     from imgclf.data.images import resize_center_crop
     from imgclf.data.presets import LITE_MEAN, LITE_STD
-    from imgclf.models.efficientnet_lite import build_lite_imagenet, lite_weights_path
+    from imgclf.models.efficientnet_lite import (
+        LITE_VARIANTS,
+        build_lite_imagenet,
+        lite_weights_path,
+    )
 
-    assert "57934424" in lite_weights_path(0).name
-    net = build_lite_imagenet(0).eval()
-    img = np.asarray(resize_center_crop(Image.fromarray(chelsea()), 224), np.float32) / 255
+    if variant == 0:
+        assert "57934424" in lite_weights_path(0).name  # the checkpoint the brief names
+    net = build_lite_imagenet(variant).eval()
+    size = LITE_VARIANTS[variant]
+    img = np.asarray(resize_center_crop(Image.fromarray(chelsea()), size), np.float32) / 255
     x = (
         torch.from_numpy(img).permute(2, 0, 1)[None] - torch.tensor(LITE_MEAN).view(1, 3, 1, 1)
     ) / torch.tensor(LITE_STD).view(1, 3, 1, 1)

