@@ -106,22 +106,23 @@ def fit(
     )
     names = splits["train"].class_names
     pretrained = cfg.pretrained or spec.pretrained_default
+    ckpt = (
+        load_checkpoint(run_dir / runs.LAST) if resume and (run_dir / runs.LAST).exists() else None
+    )
     model = create_model(
         cfg.model,
         len(names),
-        pretrained=pretrained,
+        # a resumed run takes every weight from its checkpoint: no ImageNet file needed again
+        pretrained=pretrained and ckpt is None,
         freeze_backbone=cfg.freeze or cfg.fine_tune_after > 0,
         image_size=pre.size,
-        weights=cfg.weights,
+        weights=cfg.weights if ckpt is None else "",
     )
     prep = dict(cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress and rank == 0)
     train_data = prepare_split(splits["train"], pre, cfg.pipeline, **prep)
     val_data = prepare_split(splits["val"], pre, cfg.pipeline, **prep)
     history: list[dict[str, Any]] = []
     start, best = 0, -1.0
-    ckpt = (
-        load_checkpoint(run_dir / runs.LAST) if resume and (run_dir / runs.LAST).exists() else None
-    )
     if ckpt is not None:
         start, best, history = ckpt["epoch"], ckpt["best_acc"], ckpt["history"]
     if isinstance(model, TransferNet) and 0 < cfg.fine_tune_after <= start:
