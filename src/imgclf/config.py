@@ -44,7 +44,7 @@ class RunConfig:
     val_fraction: float = _opt(
         -1.0, "val share carved from train (-1 = auto: val/ or test/ if any)"
     )
-    max_per_class: int = _opt(0, "use at most this many images per class and split (0 = all)")
+    max_per_class: int = _opt(0, "train/val on at most this many images per class (0 = all)")
     exclude_list: str = _opt("", "file of paths to skip (from `imgclf audit --exclude-list`)")
     workers: int = _opt(2, "decoding processes")
     cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)")

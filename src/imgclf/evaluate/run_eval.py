@@ -66,6 +66,8 @@ def evaluate_run(
     predictor = load_predictor(run_dir, device)
     names = predictor.class_names
     root = resolve_data(data or cfg.data_dir, cfg.cache_dir)
+    # the same split as training (same val_fraction and seed), but all of it: --max-per-class
+    # only shortens training
     splits = load_splits(root, cfg.val_fraction, cfg.seed)
     use = split if split in splits and len(splits[split]) else "val"
     index = _align(splits[use], names, str(root))
