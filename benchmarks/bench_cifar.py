@@ -21,11 +21,12 @@ def main() -> None:
     ap.add_argument("--per-class", type=int, default=200)
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--lr", default="1e-4")
+    ap.add_argument("--backends", default="torch,keras")
     a = ap.parse_args()
     exe = str(Path(sys.executable).parent / "imgclf")
     out = Path(tempfile.mkdtemp(prefix="imgclf-cifar-"))
     print(machine(), flush=True)
-    for backend in ("torch", "keras"):
+    for backend in a.backends.split(","):
         run = out / backend
         subprocess.run(
             [
