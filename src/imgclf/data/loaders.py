@@ -76,35 +76,25 @@ def batches(
     if data.pipeline == "plain":
         yield from _plain_batches(data, batch_size, device, train, augment, seed, workers)
         return
-    yield from prefetch(
-        _cached_batches(data, batch_size, device, train, augment, seed, channels_last, rank, world)
-    )
 
-
-def _cached_batches(
-    data: SplitData,
-    batch_size: int,
-    device: torch.device,
-    train: bool,
-    augment: bool,
-    seed: int,
-    channels_last: bool,
-    rank: int,
-    world: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    gen = torch.Generator().manual_seed(seed)
-    rows, labels = data.rows, data.labels
-    if world > 1:
-        rows, labels = rows[rank::world], labels[rank::world]
-    pin = device.type == "cuda"
-    for xb, yb in iterate_batches(data.cache, rows, labels, batch_size, shuffle=train, seed=seed):
-        x = torch.from_numpy(xb)
-        x = (x.pin_memory() if pin else x).to(device, non_blocking=True)
-        x = normalize_batch(x, data.pre)
-        if train and augment:
-            x = augment_batch(x, gen)
+    def cached() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        gen = torch.Generator().manual_seed(seed)
+        rows, labels = data.rows, data.labels
+        if world > 1:
+            rows, labels = rows[rank::world], labels[rank::world]
+        pin = device.type == "cuda"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        yield x.contiguous(memory_format=fmt), torch.from_numpy(yb).to(device)
+        for xb, yb in iterate_batches(data.cache, rows, labels, batch_size, train, seed):
+            x = torch.from_numpy(xb)
+            x = normalize_batch(
+                (x.pin_memory() if pin else x).to(device, non_blocking=True), data.pre
+            )
+            if train and augment:
+                x = augment_batch(x, gen)
+            yield x.contiguous(memory_format=fmt), torch.from_numpy(yb).to(device)
+
+    # read, normalise and augment in a background thread, overlapping the training step
+    yield from prefetch(cached())
 
 
 class _FileDataset(Dataset):

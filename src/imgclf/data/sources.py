@@ -17,6 +17,7 @@ from filelock import FileLock
 from PIL import Image
 
 from imgclf.data.cache import default_cache_dir
+from imgclf.data.folder import find_splits
 
 CIFAR_BATCH_DIR = "cifar-10-batches-py"
 
@@ -53,11 +54,7 @@ def unpack_zip(zip_path: Path, cache_dir: Path) -> Path:
     out = _materialise(cache_dir / "unzipped" / _key(zip_path), fill)
     # A zip holding one top folder (e.g. CATS_DOGS/) means that folder.
     entries = [e for e in out.iterdir() if not e.name.startswith(".")]
-    return entries[0] if len(entries) == 1 and entries[0].is_dir() and not _is_split(out) else out
-
-
-def _is_split(folder: Path) -> bool:
-    return any((folder / s).is_dir() for s in ("train", "test"))
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() and not find_splits(out) else out
 
 
 class _ArrayUnpickler(pickle.Unpickler):

@@ -20,7 +20,7 @@ from imgclf.config import RunConfig
 from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import display_path, load_splits, read_exclude_list
 from imgclf.data.sources import resolve_data
-from imgclf.files import atomic_write, write_json
+from imgclf.files import write_json
 from imgclf.registry import create_model, get_spec
 
 BEST, LAST, META = "best.keras", "last.keras", "meta.json"
@@ -60,10 +60,10 @@ class RunLogger(keras.callbacks.Callback):
         self.history[:] = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
         print(runs.format_epoch(row, self.cfg.epochs), flush=True)
         runs.write_history(self.run_dir, self.history)
-        atomic_write(
-            self.run_dir / LAST,
-            lambda t: self.model.save(t + ".keras") or Path(t + ".keras").replace(t),
-        )
+        # Keras insists on the .keras suffix, so save beside the target and rename (atomic)
+        tmp = self.run_dir / f".{LAST}.tmp.keras"
+        self.model.save(tmp)
+        os.replace(tmp, self.run_dir / LAST)
 
 
 def _data(cfg: RunConfig, idx: Any, pre: Any, shuffle: bool, seed: int) -> tuple:
