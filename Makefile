@@ -11,11 +11,11 @@ export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=429
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml Makefile
+$(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch/torchvision are pinned in pyproject.toml to the wheels on this disk.
-	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
+	# pyproject.toml asks for ranges; constraints.txt pins torch/torchvision to this disk's wheels.
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
 	touch $(STAMP)
 
 # Debian's Chromium drives the serve page in the browser test (Playwright's own download is offline here).

@@ -19,8 +19,8 @@ from common import CATS_DOGS, CIFAR_ZIP, machine, peak_rss_mb, run_phase
 def phase(name: str, cache_dir: str, workers: int) -> dict:
     import torch
 
+    from imgclf.backends.torch.loaders import batches, prepare_split
     from imgclf.data.folder import load_splits
-    from imgclf.data.loaders import batches, prepare_split
     from imgclf.data.presets import Preprocess
 
     pre = Preprocess()

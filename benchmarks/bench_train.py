@@ -32,7 +32,7 @@ def tutorial_phase(kind: str, epochs: int) -> dict:
 
     torch.manual_seed(101)
     if kind == "cnn":
-        from imgclf.models.small_cnn import TutorialCNN
+        from imgclf.backends.torch.models.small_cnn import TutorialCNN
 
         model = TutorialCNN(2)
         return train_tutorial(model, model.parameters(), str(CATS_DOGS), epochs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -71,6 +72,25 @@ def snapshot(root: Path) -> dict[str, tuple[str, int]]:
                 continue
             out[p] = (hashlib.sha256(Path(p).read_bytes()).hexdigest(), os.stat(p).st_mtime_ns)
     return out
+
+
+def train_killed_at_step(step: int, **config: object) -> subprocess.CompletedProcess:
+    """imgclf.train(...) in a fresh interpreter that SIGKILLs itself right after optimizer step
+    `step`: the fault comes from this test hook (train's on_step), not from production code."""
+    code = (
+        "import json, os, signal, sys\n"
+        "import imgclf\n"
+        "cfg = imgclf.build_config(**json.loads(sys.argv[1]))\n"
+        "def die(s):\n"
+        f"    if s == {step}: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "imgclf.train(cfg, progress=False, on_step=die)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, json.dumps(config)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def run_cli(

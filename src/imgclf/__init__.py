@@ -3,43 +3,61 @@
 The CLI is a thin layer over these functions, which notebooks can call directly.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 from imgclf.config import RunConfig, build_config
 from imgclf.data.audit import run_audit
 from imgclf.data.folder import ImageIndex, load_splits
 from imgclf.registry import create_model, list_models
+from imgclf.runs import RunResult
 
-__version__ = "0.1.0"
-
-
-def train(cfg: RunConfig, resume: bool = False, progress: bool = True):  # noqa: ANN201
-    """Train with the config's backend; returns a RunResult."""
-    if cfg.backend == "keras":
-        from imgclf.backends.keras.train import fit as keras_fit
-
-        return keras_fit(cfg, resume=resume, progress=progress)
-    from imgclf.train import fit
-
-    return fit(cfg, resume=resume, progress=progress)
+__version__ = "0.2.0"
 
 
-def evaluate(run_dir: str, data: str = "", split: str = "test", progress: bool = True):  # noqa: ANN201
-    from imgclf.evaluate.run_eval import evaluate_run
+def train(
+    cfg: RunConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    """Train with the config's backend. on_step(global_step) runs after every optimizer step."""
+    from imgclf import backends
+
+    backend = backends.get(cfg.backend)
+    backend.check_config(cfg)
+    return backend.train(cfg, resume=resume, progress=progress, on_step=on_step)
+
+
+def evaluate(run_dir: str, data: str = "", split: str = "test", progress: bool = True) -> dict:
+    from imgclf.evaluation.run_eval import evaluate_run
 
     return evaluate_run(run_dir, data, split, progress)
 
 
-def predict(run: str, paths: list[str]):  # noqa: ANN201
+def predict(run: str, paths: list[str]) -> list[dict[str, Any]]:
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
     return predict_paths(load_predictor(run), expand_inputs(paths))
 
 
+def export(run: str, fmt: str, out_dir: str | Path | None = None) -> Any:
+    from imgclf.exporter import export_run
+
+    return export_run(run, fmt, out_dir)
+
+
 __all__ = [
     "ImageIndex",
     "RunConfig",
+    "RunResult",
     "build_config",
     "create_model",
     "evaluate",
+    "export",
     "list_models",
     "load_splits",
     "predict",

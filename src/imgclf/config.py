@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -11,19 +10,26 @@ from pathlib import Path
 from typing import Any
 
 
-def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "choices": choices})
+def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, metavar: str = "") -> Any:
+    """A field with its --help text; metavar PATH/NAME for strings (ints show N, floats FLOAT)."""
+    return field(default=default, metadata={"help": help, "choices": choices, "metavar": metavar})
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    data_dir: str = _opt("", "image folder, .zip of one, or 'cifar10' / a CIFAR-10 batches folder")
+    data_dir: str = _opt(
+        "", "image folder, .zip of one, or 'cifar10' / a CIFAR-10 batches folder", metavar="PATH"
+    )
     model: str = _opt(
-        "cnn", "registered model name (see `imgclf models`) or any torchvision/timm name"
+        "cnn",
+        "registered model name (see `imgclf models`) or any torchvision/timm name",
+        metavar="NAME",
     )
     backend: str = _opt("torch", "training library", ("torch", "keras"))
     pretrained: bool = _opt(False, "start from ImageNet weights where the model has them")
-    weights: str = _opt("", "local file with pretrained weights (overrides cache and download)")
+    weights: str = _opt(
+        "", "local file with pretrained weights (overrides cache and download)", metavar="PATH"
+    )
     freeze: bool = _opt(False, "freeze the backbone and train a new head only")
     fine_tune_after: int = _opt(0, "epochs with a frozen backbone before unfreezing it (0 = never)")
     backbone_lr_scale: float = _opt(0.1, "backbone lr = lr * this after unfreezing (0..1]")
@@ -45,14 +51,16 @@ class RunConfig:
         -1.0, "val share carved from train (-1 = auto: val/ or test/ if any)"
     )
     max_per_class: int = _opt(0, "train/val on at most this many images per class (0 = all)")
-    exclude_list: str = _opt("", "file of paths to skip (from `imgclf audit --exclude-list`)")
+    exclude_list: str = _opt(
+        "", "file of paths to skip (from `imgclf audit --exclude-list`)", metavar="PATH"
+    )
     workers: int = _opt(2, "decoding processes")
-    cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)")
+    cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)", metavar="PATH")
     seed: int = _opt(42, "seed for weights, split, shuffling and augmentation")
-    device: str = _opt("auto", "auto picks cuda, then mps, then cpu")
+    device: str = _opt("auto", "auto picks cuda, then mps, then cpu", metavar="NAME")
     amp: bool = _opt(True, "mixed precision on CUDA")
     channels_last: bool = _opt(True, "NHWC memory format for convolutions")
-    out_dir: str = _opt("", "run folder (default runs/<model>-<time>)")
+    out_dir: str = _opt("", "run folder (default runs/<model>-<time>)", metavar="PATH")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -126,7 +134,7 @@ def build_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
     return RunConfig(**values)
 
 
-def load_run_config(run_dir: str | Path) -> RunConfig:
-    data = json.loads((Path(run_dir) / "config.json").read_text())
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """A RunConfig from a run's config.json (which also holds derived, non-config keys)."""
     known = {f.name for f in dataclasses.fields(RunConfig)}
     return RunConfig(**{k: v for k, v in data.items() if k in known})

@@ -32,13 +32,3 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, obj: Any) -> Path:
     return write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
-
-
-def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save a Matplotlib figure atomically and close it."""
-    import matplotlib.pyplot as plt
-
-    fmt = Path(path).suffix.lstrip(".") or "png"
-    out = atomic_write(path, lambda t: fig.savefig(t, format=fmt, dpi=100, bbox_inches="tight"))
-    plt.close(fig)
-    return out

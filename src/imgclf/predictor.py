@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import glob
-import json
 import os
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from imgclf import backends
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.data.presets import Preprocess
+from imgclf.runs import RunDir
 
 
 class Predictor(Protocol):
@@ -25,26 +26,18 @@ class Predictor(Protocol):
         ...
 
 
-def run_backend(run: str | Path) -> str:
-    run = Path(run)
-    cfg = run / "config.json"
-    if run.is_dir() and cfg.exists():
-        return json.loads(cfg.read_text()).get("backend", "torch")
-    return "keras" if run.suffix == ".keras" else "torch"
-
-
 def load_predictor(run: str | Path, device: str = "auto") -> Predictor:
-    """A run folder (its best checkpoint) or a checkpoint file."""
+    """A run folder (its best checkpoint) or a checkpoint file inside one."""
     run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"{run}: no such run folder or checkpoint")
-    if run_backend(run) == "keras":
-        from imgclf.backends.keras.predict import KerasPredictor
-
-        return KerasPredictor(run)
-    from imgclf.predict import TorchPredictor
-
-    return TorchPredictor(run, device)
+    run_dir = RunDir(run.parent if run.is_file() else run)
+    meta = run_dir.read_meta()
+    backend = backends.get(meta["backend"])
+    weights = run if run.is_file() else run_dir.checkpoint("best", backend.CHECKPOINT_SUFFIX)
+    if not weights.exists():  # a run killed before its first epoch ended has no best yet
+        weights = run_dir.checkpoint("last", backend.CHECKPOINT_SUFFIX)
+    if not weights.exists():
+        raise FileNotFoundError(f"{run_dir}: the run has no checkpoint yet (no {weights.name})")
+    return backend.load_predictor(meta, weights, device)
 
 
 def expand_inputs(items: list[str]) -> list[str]:

@@ -1,11 +1,12 @@
 """Model registry keyed by (name, backend), in the manner of timm's @register_model.
 
-Backend-neutral: builders live in imgclf.models (torch) and imgclf.backends.keras.models; importing
-those modules registers them.
+Backend-neutral and import-light: a backend's builders live in `imgclf.backends.<name>.models`,
+which registers them when imported (timm style); this module never imports them by name.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,10 +47,7 @@ def register_model(name: str, backend: str = "torch", **spec: Any) -> Callable:
 
 
 def _load_backend(backend: str) -> None:
-    if backend == "torch":
-        import imgclf.models  # noqa: F401  (registers the torch builders)
-    elif backend == "keras":
-        import imgclf.backends.keras.models  # noqa: F401
+    importlib.import_module(f"imgclf.backends.{backend}.models")  # registers its builders
 
 
 def list_models(backend: str = "torch") -> list[str]:
@@ -68,10 +66,8 @@ def get_spec(name: str, backend: str = "torch") -> ModelSpec:
         if spec is not None:
             return spec
     valid = ", ".join(list_models(backend))
-    raise KeyError(
-        f"unknown model {name!r} for backend {backend!r}; registered: {valid}"
-        + ("; or any torchvision/timm model name" if backend == "torch" else "")
-    )
+    more = fallback.extra.get("hint", "") if fallback is not None else ""
+    raise KeyError(f"unknown model {name!r} for backend {backend!r}; registered: {valid}{more}")
 
 
 def create_model(
@@ -85,5 +81,6 @@ def create_model(
     """pretrained=None means the model's default; a `weights` file implies pretrained."""
     spec = get_spec(name, backend)
     if pretrained is None:
-        pretrained = spec.pretrained_default or bool(kw.get("weights"))
+        pretrained = spec.pretrained_default
+    pretrained = pretrained or bool(kw.get("weights"))  # a weights file is pretrained weights
     return spec.builder(num_classes, pretrained=pretrained, freeze_backbone=freeze_backbone, **kw)

@@ -1,19 +1,18 @@
-"""Run folders: where a run's config, history, checkpoints, plots and report live."""
+"""RunDir: every file name of a run folder, meta.json and history I/O, in one place."""
 
 from __future__ import annotations
 
 import csv
 import io
+import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import RunConfig
+from imgclf.config import RunConfig, config_from_dict
 from imgclf.files import write_json, write_text
-
-CONFIG, HISTORY_JSON, HISTORY_CSV = "config.json", "history.json", "history.csv"
-LAST, BEST = "last.pt", "best.pt"
 
 
 @dataclass
@@ -27,24 +26,110 @@ class RunResult:
     skipped: dict[str, str] = field(default_factory=dict)
 
 
-def new_run_dir(cfg: RunConfig) -> Path:
-    if cfg.out_dir:
-        return Path(cfg.out_dir)
+class NotARunError(FileNotFoundError):
+    """A folder given as a run that holds no imgclf run."""
+
+
+class RunDir:
+    """A run folder. Both backends write the same files; only the checkpoint suffix differs."""
+
+    CONFIG = "config.json"  # the resolved RunConfig plus what was derived from it
+    META = "meta.json"  # model, backend, class names, preprocessing, parameter counts
+    HISTORY_JSON, HISTORY_CSV = "history.json", "history.csv"
+    SKIPPED = "skipped.json"  # unreadable files the run left out, with reasons
+    METRICS, REPORT = "metrics.json", "report.html"
+    CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion_matrix.png", "top_losses.png"
+    TENSORBOARD = "tensorboard"
+    BACKUP = "backup"  # Keras' BackupAndRestore state
+    EXPORT = "export"
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+    def checkpoint(self, which: str, suffix: str) -> Path:
+        """best or last, e.g. best.pt (PyTorch) or best.keras (Keras)."""
+        return self.path / f"{which}{suffix}"
+
+    def is_run(self) -> bool:
+        return (self.path / self.CONFIG).is_file()
+
+    def check_new(self) -> None:
+        """Refuse to write a new run over an old one or into a folder of other files."""
+        if self.is_run():
+            raise FileExistsError(
+                f"{self.path}: already holds a run; pass --resume {self.path} to continue it "
+                "or choose another --out"
+            )
+        if self.path.exists() and (not self.path.is_dir() or any(os.scandir(self.path))):
+            raise FileExistsError(
+                f"{self.path}: exists and is not an empty folder or an imgclf run; "
+                "choose another --out"
+            )
+
+    def require(self) -> RunDir:
+        if not (self.path / self.META).is_file():
+            what = "no such folder" if not self.path.exists() else "no meta.json"
+            raise NotARunError(f"{self.path}: not an imgclf run folder ({what})")
+        return self
+
+    def read_meta(self) -> dict[str, Any]:
+        return json.loads(self.require().path.joinpath(self.META).read_text())
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        write_json(self.path / self.META, meta)
+
+    def read_config(self) -> RunConfig:
+        if not self.is_run():
+            raise NotARunError(f"{self.path}: not an imgclf run folder (no {self.CONFIG})")
+        return config_from_dict(json.loads((self.path / self.CONFIG).read_text()))
+
+    def write_config(self, cfg: RunConfig, derived: dict[str, Any]) -> None:
+        write_json(self.path / self.CONFIG, {**cfg.to_dict(), **derived})
+
+    def read_history(self) -> list[dict[str, Any]]:
+        p = self.path / self.HISTORY_JSON
+        return json.loads(p.read_text()) if p.exists() else []
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        write_json(self.path / self.HISTORY_JSON, history)
+        if history:
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=list(history[0]))
+            w.writeheader()
+            w.writerows(history)
+            write_text(self.path / self.HISTORY_CSV, buf.getvalue())
+
+
+def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def write_config(run_dir: Path, cfg: RunConfig, extra: dict[str, Any]) -> None:
-    write_json(run_dir / CONFIG, {**cfg.to_dict(), **extra})
-
-
-def write_history(run_dir: Path, history: list[dict[str, Any]]) -> None:
-    write_json(run_dir / HISTORY_JSON, history)
-    if history:
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-        write_text(run_dir / HISTORY_CSV, buf.getvalue())
+def history_row(
+    epoch: int,
+    lr: float,
+    train: dict[str, float],
+    val: dict[str, float],
+    images: int,
+    train_seconds: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """One epoch's line of history.json, the same keys for both backends."""
+    return {
+        "epoch": epoch,
+        "lr": lr,
+        "train_loss": train["loss"],
+        "train_acc": train["acc"],
+        "val_loss": val["loss"],
+        "val_acc": val["acc"],
+        "images_per_s": images / max(train_seconds, 1e-9),
+        "seconds": seconds,
+    }
 
 
 def format_epoch(row: dict[str, Any], epochs: int) -> str:
@@ -53,3 +138,16 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
         f"acc {row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}"
         f"  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s"
     )
+
+
+def stalled(history: list[dict[str, Any]], patience: int) -> bool:
+    """Early stopping: no val-accuracy gain over the best before the last `patience` epochs."""
+    accs = [h["val_acc"] for h in history]
+    if not patience or len(accs) <= patience:
+        return False
+    return max(accs[-patience:]) <= max(accs[:-patience])
+
+
+def fine_tune_message(cfg: RunConfig, epoch: int, pretrained: bool) -> str:
+    rate = f"lr x {cfg.backbone_lr_scale}" if pretrained else "full lr (not pretrained)"
+    return f"epoch {epoch + 1}: backbone unfrozen, it now trains at {rate}"

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from conftest import make_folder, run_cli, snapshot
+from conftest import make_folder, run_cli, snapshot, train_killed_at_step
 
 TRAIN = ("--image-size", "32", "--batch-size", "8", "--workers", "1")
 
@@ -40,7 +40,8 @@ def test_train_evaluate_predict_compare(tiny_folder: Path, tmp_path: Path) -> No
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["model"] == "cnn" and cfg["classes"] == ["blue", "green", "red"]
     assert len(json.loads((run / "history.json").read_text())) == 2
-    assert torch.load(run / "best.pt", weights_only=True)["meta"]["class_names"] == cfg["classes"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["class_names"] == cfg["classes"] and meta["backend"] == "torch"
 
     ev = run_cli("evaluate", str(run)).stdout
     assert "Accuracy of green" in ev
@@ -109,10 +110,18 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path) -> None:
     args = ("train", str(data), "--model", "cnn", "--epochs", "3", *TRAIN, "--seed", "7")
     run_cli(*args, "--out", str(tmp_path / "full"))
     # 36 images / batch 8 = 5 steps per epoch: step 7 is in the middle of epoch 2
-    killed = run_cli(
-        *args, "--out", str(tmp_path / "cut"), check=False, env={"IMGCLF_TEST_KILL_AT_STEP": "7"}
+    killed = train_killed_at_step(
+        7,
+        data_dir=str(data),
+        model="cnn",
+        epochs=3,
+        image_size=32,
+        batch_size=8,
+        workers=1,
+        seed=7,
+        out_dir=str(tmp_path / "cut"),
     )
-    assert killed.returncode == -signal.SIGKILL
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     cut = torch.load(tmp_path / "cut" / "last.pt", weights_only=True)
     assert cut["epoch"] == 1
     run_cli("train", "--resume", str(tmp_path / "cut"))
@@ -218,3 +227,71 @@ def test_early_stopping_with_patience(tiny_folder: Path, tmp_path: Path) -> None
     ).stdout
     assert "early stop" in out
     assert len(json.loads((tmp_path / "es" / "history.json").read_text())) == 3
+
+
+def test_commands_on_a_folder_that_is_not_a_run_say_so_in_one_line(tmp_path: Path) -> None:
+    (tmp_path / "photos").mkdir()
+    for cmd in (
+        ["evaluate", str(tmp_path / "photos")],
+        ["predict", str(tmp_path / "photos"), "x.jpg"],
+        ["export", str(tmp_path / "photos"), "--format", "onnx"],
+        ["evaluate", str(tmp_path / "missing")],
+    ):
+        out = run_cli(*cmd, check=False)
+        assert out.returncode == 1, cmd
+        lines = out.stderr.strip().splitlines()
+        assert len(lines) == 1 and "not an imgclf run folder" in lines[0], out.stderr
+
+
+def test_help_names_a_metavar_per_type() -> None:
+    text = run_cli("train", "--help").stdout
+    for piece in ("--batch-size N", "--lr FLOAT", "--weights PATH", "--model NAME", "--out PATH"):
+        assert piece in text, piece
+    assert "VALUE" not in text
+
+
+def test_resume_applies_or_refuses_every_option(tiny_folder: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run_cli("train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(run))
+    refused = run_cli("train", "--resume", str(run), "--lr", "0.5", check=False)
+    assert refused.returncode == 1 and "--lr would change the run" in refused.stderr
+    out = run_cli("train", "--resume", str(run), "--epochs", "2").stdout
+    assert "epoch 2/2" in out and "epoch 1/2" not in out
+    assert json.loads((run / "config.json").read_text())["epochs"] == 2
+    # a class renamed mid-run would silently change what output 0 means: refused
+    (tiny_folder / "train" / "blue").rename(tiny_folder / "train" / "zebra")
+    (tiny_folder / "test" / "blue").rename(tiny_folder / "test" / "zebra")
+    moved = run_cli("train", "--resume", str(run), "--epochs", "3", check=False)
+    assert moved.returncode == 1 and "classes changed" in moved.stderr
+
+
+def test_preprocess_json_is_the_whole_rule_for_a_plain_client(tmp_path: Path) -> None:
+    """A client with only PIL, NumPy, onnxruntime and preprocess.json gets imgclf's answer."""
+    import numpy as np
+    import onnxruntime as ort
+
+    data = make_folder(tmp_path / "d", {"train": 6, "test": 2})
+    run = tmp_path / "run"
+    run_cli("train", str(data), "--epochs", "1", *TRAIN, "--out", str(run))
+    run_cli("export", str(run), "--format", "onnx")
+    rule = json.loads((run / "export" / "preprocess.json").read_text())
+    photo = tmp_path / "wide.png"
+    Image.open(data / "test" / "red" / "red_000.png").resize((80, 50)).save(photo)
+
+    img = Image.open(photo).convert("RGB")
+    w, h = img.size
+    side = rule["resize_shorter_side"]
+    size = (side, int(side * h / w)) if w <= h else (int(side * w / h), side)
+    img = img.resize(size, Image.BILINEAR)
+    crop = rule["center_crop"]
+    left, top = round((size[0] - crop) / 2), round((size[1] - crop) / 2)
+    x = np.asarray(img.crop((left, top, left + crop, top + crop)), np.float32) * rule["scale"]
+    x = ((x - rule["mean"]) / rule["std"]).astype(np.float32)
+    x = x.transpose(2, 0, 1)[None] if rule["layout"] == "NCHW" else x[None]
+    sess = ort.InferenceSession(str(run / "export" / "model.onnx"))
+    probs = sess.run(None, {"input": x})[0][0]
+
+    run_cli("predict", str(run), str(photo), "--json", str(tmp_path / "p.json"))
+    row = json.loads((tmp_path / "p.json").read_text())[0]
+    assert rule["class_names"][int(probs.argmax())] == row["class"]
+    assert abs(float(probs.max()) - row["probability"]) < 1e-4

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, train_killed_at_step
 
 pytest.importorskip("keras", reason="the [keras] extra is not installed")
 pytestmark = pytest.mark.keras
@@ -62,18 +62,16 @@ def test_killed_keras_run_resumes_at_the_epoch_it_stopped(
 ) -> None:
     run = tmp_path / "k"
     # 24 images / batch 8 = 3 steps per epoch: step 5 is inside epoch 2
-    killed = run_cli(
-        "train",
-        str(tiny_folder),
-        "--backend",
-        "keras",
-        "--epochs",
-        "3",
-        *TRAIN,
-        "--out",
-        str(run),
-        check=False,
-        env={"IMGCLF_TEST_KILL_AT_STEP": "5"},
+    killed = train_killed_at_step(
+        5,
+        data_dir=str(tiny_folder),
+        backend="keras",
+        model="cnn",
+        epochs=3,
+        image_size=32,
+        batch_size=8,
+        workers=1,
+        out_dir=str(run),
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1]
@@ -81,3 +79,35 @@ def test_killed_keras_run_resumes_at_the_epoch_it_stopped(
     assert "epoch 1/3" not in out and "epoch 2/3" in out and "epoch 3/3" in out
     assert [h["epoch"] for h in json.loads((run / "history.json").read_text())] == [1, 2, 3]
     assert (run / "best.keras").exists() and (run / "last.keras").exists()
+
+
+def test_keras_honours_weights_file_fine_tune_and_step_schedule(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    import keras
+    import numpy as np
+
+    # a local weights file for the backbone, as a user brings ImageNet's when offline
+    base = keras.applications.MobileNetV3Small(
+        include_top=False, pooling="avg", input_shape=(32, 32, 3), weights=None
+    )
+    weights = tmp_path / "backbone.weights.h5"
+    base.save_weights(weights)
+    run = tmp_path / "ft"
+    out = run_cli(
+        "train", str(tiny_folder), "--backend", "keras", "--model", "mobilenet_v3_small",
+        "--weights", str(weights), "--fine-tune-after", "1", "--backbone-lr-scale", "0.5",
+        "--epochs", "3", "--schedule", "step", "--step-epochs", "2", "--lr", "0.001",
+        "--image-size", "32", "--batch-size", "8", "--workers", "1", "--out", str(run),
+    ).stdout  # fmt: skip
+    assert "epoch 2: backbone unfrozen, it now trains at lr x 0.5" in out
+    lrs = [h["lr"] for h in json.loads((run / "history.json").read_text())]
+    assert np.allclose(lrs, [1e-3, 1e-3, 1e-4])
+    assert json.loads((run / "meta.json").read_text())["pretrained"] is True
+    trained = keras.models.load_model(run / "last.keras", compile=False)
+    backbone = next(layer for layer in trained.layers if isinstance(layer, keras.Model))
+    moved = [
+        float(np.abs(a - b).max())
+        for a, b in zip(backbone.get_weights(), base.get_weights(), strict=True)
+    ]
+    assert max(moved) > 0  # the backbone learnt once unfrozen, from the file's weights

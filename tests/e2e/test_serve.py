@@ -71,7 +71,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     CHROMIUM is None and not os.environ.get("CI"),
     reason="Debian's chromium is not installed (make test installs it)",
 )
-def test_drop_a_photo_in_real_chromium(server) -> None:  # noqa: ANN001
+def test_drop_a_photo_in_real_chromium(server, tmp_path: Path) -> None:  # noqa: ANN001
     from playwright.sync_api import sync_playwright
 
     url, tmp = server
@@ -103,7 +103,28 @@ def test_drop_a_photo_in_real_chromium(server) -> None:  # noqa: ANN001
         )
         assert page.locator("#bars .bar").count() == 3
         assert page.eval_on_selector("#preview", "img => img.naturalWidth") == 64
+        page.screenshot(path=str(tmp_path / "serve_page.png"), full_page=True)
+        boxes = {
+            sel: page.locator(sel).bounding_box()
+            for sel in ("#model", "#drop", "#preview", "#result", "#bars")
+        }
         browser.close()
+    assert (tmp_path / "serve_page.png").stat().st_size > 1000
+    assert all(b and b["width"] > 0 and b["height"] > 0 for b in boxes.values()), boxes
+    names = list(boxes)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert not overlap(boxes[a], boxes[b]), f"{a} overlaps {b}: {boxes[a]} {boxes[b]}"
+
+
+def overlap(a: dict, b: dict) -> bool:
+    """Two page boxes share area (touching edges do not count)."""
+    return (
+        a["x"] < b["x"] + b["width"]
+        and b["x"] < a["x"] + a["width"]
+        and a["y"] < b["y"] + b["height"]
+        and b["y"] < a["y"] + a["height"]
+    )
 
 
 def test_bounded_loopback_load(server) -> None:  # noqa: ANN001

@@ -11,11 +11,11 @@ import numpy as np
 import torch
 
 from conftest import snapshot
+from imgclf.backends.torch.loaders import batches, prepare_split
+from imgclf.backends.torch.transforms import eval_preset
 from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import scan_class_folder
-from imgclf.data.loaders import batches, prepare_split
 from imgclf.data.presets import Preprocess
-from imgclf.data.transforms import eval_preset
 
 
 def test_cache_rows_match_the_eval_preset(tiny_folder: Path, tmp_path: Path) -> None:

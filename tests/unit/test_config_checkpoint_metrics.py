@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from imgclf.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from imgclf.backends.torch.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from imgclf.config import RunConfig, build_config
-from imgclf.evaluate.metrics import compute_metrics, format_per_class, top_losses
+from imgclf.evaluation.metrics import compute_metrics, format_per_class, top_losses
 
 
 def test_config_layers_defaults_yaml_cli(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import imgclf.backends.keras  # noqa: F401  (loads torch before TensorFlow: see 
 
 keras = pytest.importorskip("keras", reason="the [keras] extra is not installed")
 
-from imgclf.models.transfer import count_params  # noqa: E402
+from imgclf.backends.torch.models.transfer import count_params  # noqa: E402
 from imgclf.registry import create_model, list_models  # noqa: E402
 
 pytestmark = pytest.mark.keras

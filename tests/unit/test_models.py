@@ -9,8 +9,8 @@ import pytest
 import torch
 from torchvision import models as tvm
 
-from imgclf.models.pretrained import WeightsUnavailable
-from imgclf.models.transfer import count_params
+from imgclf.backends.torch.models.pretrained import WeightsUnavailable
+from imgclf.backends.torch.models.transfer import count_params
 from imgclf.registry import create_model, get_spec, list_models, register_model
 
 
@@ -83,13 +83,13 @@ def test_efficientnet_lite_weights_are_real_imagenet(variant: int) -> None:
     from PIL import Image
     from skimage.data import chelsea
 
-    from imgclf.data.images import resize_center_crop
-    from imgclf.data.presets import LITE_MEAN, LITE_STD
-    from imgclf.models.efficientnet_lite import (
+    from imgclf.backends.torch.models.efficientnet_lite import (
         LITE_VARIANTS,
         build_lite_imagenet,
         lite_weights_path,
     )
+    from imgclf.data.images import resize_center_crop
+    from imgclf.data.presets import LITE_MEAN, LITE_STD
 
     if variant == 0:
         assert "57934424" in lite_weights_path(0).name  # the checkpoint the brief names

@@ -92,7 +92,7 @@ def test_concurrent_requests_agree(client: TestClient) -> None:
 
 
 def test_export_onnx_and_torchscript_match(run_dir: Path, tmp_path: Path) -> None:
-    from imgclf.export import export_run
+    from imgclf.exporter import export_run
 
     for fmt in ("onnx", "torchscript"):
         r = export_run(run_dir, fmt, tmp_path / fmt)

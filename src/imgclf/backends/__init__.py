@@ -1,1 +1,62 @@
-"""Training backends other than PyTorch (PyTorch's code lives at the package top level)."""
+"""What a backend offers, by name: the one place that maps a backend's name to its code.
+
+Each backend is a package (`backends/torch`, `backends/keras`) whose `__init__` provides the
+functions of `Backend` below; both use the same module names for the same jobs (train, data or
+loaders, callbacks, predict, export, models). Nothing outside `backends/` compares backend names.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from imgclf.config import RunConfig
+from imgclf.runs import RunResult
+
+NAMES = ("torch", "keras")
+
+
+class UnsupportedOption(ValueError):
+    """An option this backend cannot honour: refused up front, never silently ignored."""
+
+
+class Backend(Protocol):
+    NAME: str
+    CHECKPOINT_SUFFIX: str  # best<suffix>, last<suffix> in the run folder
+    EXPORT_FORMATS: tuple[str, ...]
+    INPUT_LAYOUT: str  # of exported models: NCHW (PyTorch) or NHWC (Keras)
+
+    def check_config(self, cfg: RunConfig) -> None:
+        """Raise UnsupportedOption naming the option and the backend."""
+
+    def train(
+        self,
+        cfg: RunConfig,
+        resume: bool = False,
+        progress: bool = True,
+        on_step: Callable[[int], None] | None = None,
+    ) -> RunResult: ...
+
+    def load_predictor(self, meta: dict[str, Any], weights: Path, device: str) -> Any: ...
+
+    def export(
+        self, predictor: Any, fmt: str, out: Path, images: np.ndarray
+    ) -> tuple[Path, float]: ...
+
+    def count_params(self, model: Any) -> tuple[int, int]:
+        """(all, trainable)"""
+
+
+def get(name: str) -> Backend:
+    if name not in NAMES:
+        raise ValueError(f"unknown backend {name!r}; choose from {', '.join(NAMES)}")
+    try:
+        return importlib.import_module(f"imgclf.backends.{name}")  # type: ignore[return-value]
+    except ImportError as e:
+        raise RuntimeError(
+            f"the {name} backend is not installed ({e}); pip install 'imgclf[{name}]'"
+        ) from None

@@ -58,10 +58,8 @@ def format_audit(r: AuditReport) -> str:
 
 
 def write_audit_outputs(
-    r: AuditReport, sizes: dict, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
+    r: AuditReport, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
 ) -> list[Path]:
-    from imgclf.evaluate.plots import plot_size_histogram
-
     written = []
     exclude = "".join(f"{p}\n" for p in r.bad_raw)
     targets = [(json_path, "json"), (exclude_path, "exclude")]
@@ -70,10 +68,6 @@ def write_audit_outputs(
             (str(out_dir / "audit.json"), "json"),
             (str(out_dir / "exclude.txt"), "exclude"),
         ]
-        if sizes["width"]:
-            written.append(
-                plot_size_histogram(sizes["width"], sizes["height"], out_dir / "size_histogram.png")
-            )
     for path, kind in targets:
         if path:
             written.append(

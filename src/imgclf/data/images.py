@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import warnings
 
 import numpy as np
@@ -100,8 +99,3 @@ def decode_square(path: str, size: int) -> np.ndarray:
     """path -> uint8 array (size, size, 3): the cache's and the predictor's preprocessing."""
     img = load_rgb(path, draft=size)
     return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
-
-
-def file_stamp(path: str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_size, st.st_mtime_ns

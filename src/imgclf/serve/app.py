@@ -18,6 +18,7 @@ from fastapi.responses import HTMLResponse
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from imgclf import __version__
 from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
 from imgclf.predictor import load_predictor
 
@@ -114,7 +115,7 @@ def create_app(
     names = predictor.class_names
     app = FastAPI(
         title="imgclf",
-        version="0.1.0",
+        version=__version__,
         description=f"{predictor.meta.get('model')} classifying {', '.join(names)}",
     )
     page = files("imgclf.serve").joinpath("static/index.html").read_text()

@@ -1,4 +1,7 @@
-"""Keras 3 backend: the only place that imports keras. Importing models registers them."""
+"""The Keras 3 backend: what `imgclf.backends.get("keras")` offers. The only place that imports
+keras; importing `models` registers its builders under the same names as the PyTorch ones."""
+
+from __future__ import annotations
 
 import os
 
@@ -7,5 +10,75 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 # TensorFlow loaded before PyTorch makes a later `import torchvision.models` crash the process
 # (segmentation fault, seen with tensorflow-cpu 2.21 and torch 2.14.1): load PyTorch's side first.
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
 import torch  # noqa: E402, F401
 import torchvision.models  # noqa: E402, F401
+
+from imgclf.backends import UnsupportedOption  # noqa: E402
+from imgclf.config import RunConfig  # noqa: E402
+from imgclf.runs import RunResult  # noqa: E402
+
+NAME = "keras"
+CHECKPOINT_SUFFIX = ".keras"
+EXPORT_FORMATS = ("keras", "savedmodel")
+INPUT_LAYOUT = "NHWC"
+
+# Options this backend refuses, with the reason: each is checked before anything is written.
+REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
+    "pipeline": (
+        lambda c: c.pipeline != "cache",
+        "feeds Keras from the decoded cache only (--pipeline cache)",
+    ),
+    "channels_last": (
+        lambda c: not c.channels_last,
+        "always computes in NHWC (channels_last), Keras' own layout",
+    ),
+    "device": (
+        lambda c: not (c.device in ("auto", "cpu") or c.device.startswith(("cuda", "gpu"))),
+        "runs on auto, cpu or cuda[:N] (TensorFlow's devices)",
+    ),
+}
+
+
+def check_config(cfg: RunConfig) -> None:
+    for name, (bad, why) in REFUSED.items():
+        if bad(cfg):
+            value = getattr(cfg, name)
+            flag = f"--{name.replace('_', '-')}" + ("" if isinstance(value, bool) else f" {value}")
+            if isinstance(value, bool) and not value:
+                flag = f"--no-{name.replace('_', '-')}"
+            raise UnsupportedOption(f"{flag} is not supported by the keras backend: it {why}")
+
+
+def train(
+    cfg: RunConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    check_config(cfg)
+    from imgclf.backends.keras.train import fit
+
+    return fit(cfg, resume, progress, on_step)
+
+
+def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
+    from imgclf.backends.keras.predict import KerasPredictor
+
+    return KerasPredictor(meta, weights)
+
+
+def export(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
+    from imgclf.backends.keras.export import export_model
+
+    return export_model(predictor, fmt, out, images)
+
+
+def count_params(model: Any) -> tuple[int, int]:
+    from imgclf.backends.keras.models import count_params as count
+
+    return count(model)

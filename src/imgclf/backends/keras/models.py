@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers
 
 from imgclf.registry import ModelSpec, register_model
@@ -11,6 +12,11 @@ from imgclf.registry import ModelSpec, register_model
 def _augment() -> list:
     # The tutorial's flip + RandomRotation(10): Keras counts rotation in fractions of a turn.
     return [layers.RandomFlip("horizontal"), layers.RandomRotation(10 / 360, fill_mode="constant")]
+
+
+def _classifier(num_classes: int) -> layers.Layer:
+    # float32 even under a mixed-precision policy: probabilities and the loss stay exact
+    return layers.Dense(num_classes, activation="softmax", dtype="float32")
 
 
 def _augmented(model_layers: list, size: int, augment: bool, name: str) -> keras.Model:
@@ -32,6 +38,8 @@ def build_cnn(
     augment: bool = False,
     **_: object,
 ) -> keras.Model:
+    if pretrained:
+        raise ValueError("cnn has no pretrained weights")
     return _augmented(
         [
             layers.Conv2D(6, 3, activation="relu"),
@@ -41,7 +49,7 @@ def build_cnn(
             layers.Flatten(),
             layers.Dense(120, activation="relu"),
             layers.Dense(84, activation="relu"),
-            layers.Dense(num_classes, activation="softmax"),
+            _classifier(num_classes),
         ],
         image_size,
         augment,
@@ -63,6 +71,8 @@ def build_alexnet(
     augment: bool = False,
     **_: object,
 ) -> keras.Model:
+    if pretrained:
+        raise ValueError("alexnet (from scratch) has no pretrained weights")
     return _augmented(
         [
             layers.Resizing(
@@ -81,7 +91,7 @@ def build_alexnet(
             layers.Dropout(0.5),
             layers.Dense(4096, activation="relu"),
             layers.Dropout(0.5),
-            layers.Dense(num_classes, activation="softmax"),
+            _classifier(num_classes),
         ],
         image_size,
         augment,
@@ -108,6 +118,7 @@ def _application_builder(name: str):  # noqa: ANN202
         freeze_backbone: bool = False,
         image_size: int = size,
         augment: bool = False,
+        weights: str = "",
         **_: object,
     ) -> keras.Model:
         cls = getattr(keras.applications, cls_name)
@@ -116,8 +127,11 @@ def _application_builder(name: str):  # noqa: ANN202
                 include_top=False,
                 pooling="avg",
                 input_shape=(image_size, image_size, 3),
-                weights="imagenet" if pretrained else None,
+                # a local weights file (--weights), else Keras' download/cache of ImageNet's
+                weights=(weights or "imagenet") if pretrained else None,
             )
+        except ValueError:
+            raise
         except Exception as e:  # urllib errors when offline and not cached
             raise RuntimeError(
                 f"Keras ImageNet weights for {cls_name} are not available ({type(e).__name__}): "
@@ -126,10 +140,7 @@ def _application_builder(name: str):  # noqa: ANN202
             ) from None
         base.trainable = not freeze_backbone
         return _augmented(
-            [base, layers.Dropout(0.2), layers.Dense(num_classes, activation="softmax")],
-            image_size,
-            augment,
-            name,
+            [base, layers.Dropout(0.2), _classifier(num_classes)], image_size, augment, name
         )
 
     return build
@@ -164,3 +175,14 @@ def inference_model(model: keras.Model) -> keras.Model:
         if not isinstance(layer, (layers.RandomFlip, layers.RandomRotation)):
             x = layer(x)
     return keras.Model(inputs, x, name=model.name)
+
+
+def backbone_of(model: keras.Model) -> keras.Model | None:
+    """The pretrained feature extractor inside a keras.applications model (None for cnn/alexnet)."""
+    return next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+
+
+def count_params(model: keras.Model) -> tuple[int, int]:
+    """(all, trainable)"""
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    return model.count_params(), trainable

@@ -2,173 +2,144 @@
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import signal
 import sys
-import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import keras
-import numpy as np
 
-from imgclf import runs
-from imgclf.backends.keras.data import CachedImages
+from imgclf.backends import UnsupportedOption
+from imgclf.backends.common import (
+    RunSetup,
+    balanced_class_weights,
+    finish_run,
+    start_run,
+    write_run_info,
+)
+from imgclf.backends.keras.callbacks import Checkpoints, EarlyStopping, HistoryLog, StepHook
+from imgclf.backends.keras.loaders import CachedImages, load_split
+from imgclf.backends.keras.models import backbone_of, count_params
+from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
-from imgclf.data.cache import DecodedCache
-from imgclf.data.folder import display_path, load_splits, read_exclude_list
-from imgclf.data.sources import resolve_data
-from imgclf.files import write_json
-from imgclf.registry import create_model, get_spec
-
-BEST, LAST, META = "best.keras", "last.keras", "meta.json"
-_KILL_AT_STEP = int(os.environ.get("IMGCLF_TEST_KILL_AT_STEP", "0") or 0)
+from imgclf.registry import create_model
+from imgclf.runs import RunDir, RunResult, fine_tune_message
 
 
-class RunLogger(keras.callbacks.Callback):
-    """Appends one history row per epoch in the PyTorch trainer's format and saves last.keras."""
-
-    def __init__(self, run_dir: Path, cfg: RunConfig, n_train: int, history: list[dict]):
-        super().__init__()
-        self.run_dir, self.cfg, self.n_train, self.history = run_dir, cfg, n_train, history
-        self.t0 = 0.0
-
-    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-        self.t0 = time.perf_counter()
-
-    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-        self.steps = getattr(self, "steps", 0) + 1
-        if self.steps == _KILL_AT_STEP:  # fault injection for the resume test, like `kill -9`
-            os.kill(os.getpid(), signal.SIGKILL)
-
-    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        logs = logs or {}
-        secs = time.perf_counter() - self.t0
-        lr = self.model.optimizer.learning_rate
-        row = {
-            "epoch": epoch + 1,
-            "lr": float(np.asarray(lr)),
-            "train_loss": float(logs.get("loss", math.nan)),
-            "train_acc": float(logs.get("accuracy", math.nan)),
-            "val_loss": float(logs.get("val_loss", math.nan)),
-            "val_acc": float(logs.get("val_accuracy", math.nan)),
-            "images_per_s": self.n_train / max(secs, 1e-9),
-            "seconds": secs,
-        }
-        self.history[:] = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
-        print(runs.format_epoch(row, self.cfg.epochs), flush=True)
-        runs.write_history(self.run_dir, self.history)
-        # Keras insists on the .keras suffix, so save beside the target and rename (atomic)
-        tmp = self.run_dir / f".{LAST}.tmp.keras"
-        self.model.save(tmp)
-        os.replace(tmp, self.run_dir / LAST)
-
-
-def _data(cfg: RunConfig, idx: Any, pre: Any, shuffle: bool, seed: int) -> tuple:
-    cache = DecodedCache(idx, pre.size, cfg.cache_dir or None)
-    stats = cache.build(workers=cfg.workers, progress=True)
-    rows = cache.ok_rows
-    labels = np.asarray(idx.labels, np.int64)[rows]
-    skipped = {display_path(idx.paths[r]): why for r, why in stats.failed.items()}
-    return CachedImages(cache, rows, labels, pre, cfg.batch_size, shuffle, seed), skipped
-
-
-def fit(cfg: RunConfig, resume: bool = False, progress: bool = True) -> runs.RunResult:
-    run_dir = runs.new_run_dir(cfg)
-    if not resume and (run_dir / runs.CONFIG).exists():
-        raise FileExistsError(
-            f"{run_dir}: already holds a run; pass --resume {run_dir} to "
-            "continue it or choose another --out"
-        )
+def fit(
+    cfg: RunConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> RunResult:
+    s = start_run(cfg, "keras", resume)
     keras.utils.set_random_seed(cfg.seed)
-    spec = get_spec(cfg.model, "keras")
-    pre = spec.preprocess(cfg.image_size)
-    root = resolve_data(cfg.data_dir, cfg.cache_dir)
-    splits = load_splits(
-        root, cfg.val_fraction, cfg.seed, read_exclude_list(cfg.exclude_list), cfg.max_per_class
-    )
-    names = splits["train"].class_names
-    train, skipped = _data(cfg, splits["train"], pre, True, cfg.seed)
-    val, skipped_val = _data(cfg, splits["val"], pre, False, 0)
+    device = select_device(cfg)
+    train, skipped = load_split(s, "train", True)
+    val, skipped_val = load_split(s, "val", False)
+    model = build_model(s, resume)
+    history = s.run.read_history() if resume else []
+    write_run_info(s, "keras", ".keras", count_params(model), device)
+    # fastai-style fine-tuning is two fit() calls: frozen backbone, then all of it (recompiled)
+    for start, stop, frozen in phases(cfg):
+        if len(history) >= stop:
+            continue
+        compile_model(model, s, len(train), frozen, len(history) * len(train))
+        if start > 0:
+            print(fine_tune_message(cfg, max(start, len(history)), s.pretrained), flush=True)
+        callbacks = epoch_callbacks(s, history, len(train.rows), f"phase{start}")
+        if on_step is not None:
+            callbacks.insert(0, StepHook(on_step, len(history) * len(train)))
+        model.fit(
+            train,
+            validation_data=val if len(val.rows) else None,
+            initial_epoch=max(start, len(history)),
+            epochs=stop,
+            callbacks=callbacks,
+            class_weight=class_weight(cfg, train, len(s.names)),
+            verbose=1 if progress and sys.stdout.isatty() else 0,
+        )
+        if model.stop_training:
+            break
+    return finish_run(s, history, {**skipped, **skipped_val}, ".keras")
+
+
+def phases(cfg: RunConfig) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, backbone frozen) for each fit() call."""
+    if 0 < cfg.fine_tune_after < cfg.epochs:
+        return [(0, cfg.fine_tune_after, True), (cfg.fine_tune_after, cfg.epochs, False)]
+    return [(0, cfg.epochs, cfg.freeze or cfg.fine_tune_after > 0)]
+
+
+def build_model(s: RunSetup, resume: bool) -> keras.Model:
+    cfg = s.cfg
+    last = s.run.checkpoint("last", ".keras")
     model = create_model(
         cfg.model,
-        len(names),
+        len(s.names),
         backend="keras",
-        pretrained=cfg.pretrained or spec.pretrained_default,
-        freeze_backbone=cfg.freeze,
-        image_size=pre.size,
+        pretrained=s.pretrained and not (resume and last.exists()),
+        weights=cfg.weights,
+        image_size=s.pre.size,
         augment=cfg.augment != "none",
     )
-    steps = len(train) * cfg.epochs
-    lr = (
-        keras.optimizers.schedules.CosineDecay(cfg.lr, steps)
-        if cfg.schedule == "cosine"
-        else cfg.lr
-    )
-    opt = (
-        keras.optimizers.SGD(lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay or None)
-        if cfg.optimizer == "sgd"
-        else keras.optimizers.Adam(lr, weight_decay=cfg.weight_decay or None)
-    )
+    if (cfg.freeze or cfg.fine_tune_after) and backbone_of(model) is None:
+        raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
+    if resume and last.exists():
+        model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins
+    return model
+
+
+def compile_model(
+    model: keras.Model, s: RunSetup, steps_per_epoch: int, frozen: bool, first_step: int
+) -> None:
+    backbone = backbone_of(model)
+    if backbone is not None:
+        backbone.trainable = not frozen
+    scaled = backbone.trainable_variables if backbone and s.pretrained and not frozen else []
+    cfg = s.cfg
+    opt = build_optimizer(cfg, steps_per_epoch, model.trainable_variables, scaled, first_step)
     # label smoothing needs one-hot targets in Keras; integer labels otherwise (less memory)
     if cfg.label_smoothing:
-        train.num_classes = val.num_classes = len(names)
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
-        metric = keras.metrics.CategoricalAccuracy(name="accuracy")
+        metric: Any = keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
         loss, metric = keras.losses.SparseCategoricalCrossentropy(), "accuracy"
     model.compile(optimizer=opt, loss=loss, metrics=[metric])
-    meta = {
-        "model": cfg.model,
-        "backend": "keras",
-        "class_names": names,
-        "num_classes": len(names),
-        "preprocess": pre.to_dict(),
-        "params": model.count_params(),
-    }
-    write_json(run_dir / META, meta)
-    trainable = int(sum(np.prod(w.shape) for w in model.trainable_weights))
-    runs.write_config(
-        run_dir,
-        cfg,
-        {
-            "resolved_image_size": pre.size,
-            "data_root": str(root),
-            "device": "keras/" + keras.backend.backend(),
-            "classes": names,
-            "params": model.count_params(),
-            "trainable_params": trainable,
-        },
-    )
-    hist_path = run_dir / runs.HISTORY_JSON
-    history = json.loads(hist_path.read_text()) if resume and hist_path.exists() else []
-    callbacks = [
+
+
+def epoch_callbacks(
+    s: RunSetup, history: list, images: int, phase: str
+) -> list[keras.callbacks.Callback]:
+    return [
         # BackupAndRestore resumes a killed fit() at the last finished epoch
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / BEST), monitor="val_accuracy", save_best_only=True
-        ),
-        RunLogger(run_dir, cfg, len(train.rows), history),
+        keras.callbacks.BackupAndRestore(str(s.run / RunDir.BACKUP / phase)),
+        HistoryLog(s.run, s.cfg.epochs, history, images),
+        Checkpoints(s.run, history),
+        keras.callbacks.TensorBoard(str(s.run / RunDir.TENSORBOARD), write_graph=False),
+        EarlyStopping(s.cfg.patience, history),
     ]
-    if cfg.patience:
-        callbacks.append(keras.callbacks.EarlyStopping("val_accuracy", patience=cfg.patience))
-    counts = np.bincount(train.labels, minlength=len(names)).astype(np.float64)
-    class_weight = (
-        {i: float(counts.sum() / (len(names) * max(c, 1))) for i, c in enumerate(counts)}
-        if cfg.class_weights == "auto"
-        else None
-    )
-    model.fit(
-        train,
-        validation_data=val if len(val.rows) else None,
-        epochs=cfg.epochs,
-        callbacks=callbacks,
-        class_weight=class_weight,
-        verbose=1 if progress and sys.stdout.isatty() else 0,
-    )
-    all_skipped = {**skipped, **skipped_val}
-    if all_skipped:
-        write_json(run_dir / "skipped.json", all_skipped)
-    return runs.RunResult(run_dir, run_dir / BEST, history, names, all_skipped)
+
+
+def class_weight(cfg: RunConfig, train: CachedImages, n: int) -> dict[int, float] | None:
+    if cfg.class_weights != "auto":
+        return None
+    return dict(enumerate(map(float, balanced_class_weights(train.labels, n))))
+
+
+def select_device(cfg: RunConfig) -> str:
+    """--device and --amp in TensorFlow's terms; returns what config.json records."""
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if cfg.device == "cpu":
+        tf.config.set_visible_devices([], "GPU")
+        gpus = []
+    elif cfg.device != "auto":
+        index = int(cfg.device.split(":")[1]) if ":" in cfg.device else 0
+        if index >= len(gpus):
+            raise UnsupportedOption(f"--device {cfg.device}: TensorFlow sees {len(gpus)} GPU(s)")
+        tf.config.set_visible_devices(gpus[index], "GPU")
+        gpus = [gpus[index]]
+    if cfg.amp and gpus:  # bf16 like the PyTorch side; softmax outputs stay float32
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    return f"keras/{keras.backend.backend()}/" + ("gpu" if gpus else "cpu")

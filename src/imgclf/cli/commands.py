@@ -1,4 +1,4 @@
-"""CLI command handlers: parse nothing, print results, return an exit status."""
+"""CLI command handlers: parse nothing, call the API, print results, return an exit status."""
 
 from __future__ import annotations
 
@@ -9,9 +9,25 @@ import sys
 from pathlib import Path
 
 import imgclf
-from imgclf.cli import config_from_args, default_out
+from imgclf.cli.parser import build_parser, config_from_args, default_out
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
+from imgclf.runs import RunDir
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the handler for args.command; expected failures become one line on stderr."""
+    try:
+        return globals()[f"cmd_{args.command}"](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        if isinstance(e, OSError) and e.filename and str(e.filename) not in str(msg):
+            msg = f"{e.filename}: {e.strerror or e}"
+        print(f"imgclf {args.command}: error: {msg}", file=sys.stderr)
+        return 1
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
@@ -25,15 +41,21 @@ def cmd_audit(args: argparse.Namespace) -> int:
     root = resolve_data(args.path, args.cache_dir)
     report, sizes = run_audit(root, workers=args.workers, progress=sys.stderr.isatty())
     out = Path(args.out) if args.out else default_out("audit", args.path)
-    written = write_audit_outputs(report, sizes, out, args.json, args.exclude_list)
+    written = write_audit_outputs(report, out, args.json, args.exclude_list)
+    if sizes["width"]:
+        from imgclf.viz import plot_size_histogram
+
+        written.append(
+            plot_size_histogram(sizes["width"], sizes["height"], out / "size_histogram.png")
+        )
     print(format_audit(report))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 1 if report.problems() else 0
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from imgclf.preview import preview
     from imgclf.registry import get_spec
+    from imgclf.tools.preview import preview
 
     pre = get_spec(args.model).preprocess(args.image_size)
     out = Path(args.out) if args.out else default_out("preview", args.path)
@@ -45,19 +67,18 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if not cfg.out_dir:
-        from imgclf.runs import new_run_dir
+        from imgclf.runs import default_run_dir
 
-        cfg = cfg.replace(out_dir=str(new_run_dir(cfg)))
-    print(f"run folder: {cfg.out_dir}", flush=True)
+        cfg = cfg.replace(out_dir=str(default_run_dir(cfg)))
     result = imgclf.train(cfg, resume=bool(args.resume))
     best = max((h["val_acc"] for h in result.history), default=float("nan"))
-    print(f"done: best val accuracy {best:.2%}; checkpoint {result.model_path}")
+    print(f"done: best val accuracy {best:.2%}; run folder {result.run_dir}")
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from imgclf.evaluate.metrics import format_per_class
-    from imgclf.evaluate.run_eval import evaluate_run
+    from imgclf.evaluation.metrics import format_per_class
+    from imgclf.evaluation.run_eval import evaluate_run
 
     m = evaluate_run(
         args.run, args.data, args.split, progress=sys.stderr.isatty(), device=args.device
@@ -67,7 +88,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_per_class(m))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
-    print(f"report: {Path(args.run) / 'report.html'}")
+    print(f"report: {Path(args.run) / RunDir.REPORT}")
     return 0
 
 
@@ -113,7 +134,7 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
     import numpy as np
 
     from imgclf.data.images import load_rgb
-    from imgclf.evaluate.plots import plot_image_grid
+    from imgclf.viz import plot_image_grid
 
     ok = [r for r in rows if "error" not in r][:24]
     imgs = [np.asarray(load_rgb(r["path"])) for r in ok]
@@ -126,7 +147,7 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from imgclf.compare import compare_runs, format_table
+    from imgclf.tools.compare import compare_runs, format_table
 
     rows = compare_runs(args.runs, args.plot)
     print(format_table(rows))
@@ -135,32 +156,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from imgclf.models.transfer import count_params
+    from imgclf import backends
     from imgclf.registry import create_model, get_spec, list_models
 
     print(
         f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
         f"{'mean / std':24} description"
     )
-    for backend in ("torch", "keras"):
+    for name in backends.NAMES:
         try:
-            names = list_models(backend)
-        except ImportError:
-            continue
-        for name in names:
-            spec = get_spec(name, backend)
-            if backend == "torch":
-                m = create_model(name, 2, pretrained=False, image_size=spec.image_size)
-                total, trainable = count_params(m), count_params(m, True)
-            else:
-                m = create_model(name, 2, backend="keras", image_size=spec.image_size)
-                total, trainable = (
-                    m.count_params(),
-                    sum(int(w.numpy().size) for w in m.trainable_weights),
-                )
+            backend, models = backends.get(name), list_models(name)
+        except (ImportError, RuntimeError):
+            continue  # that backend's extra is not installed
+        for model in models:
+            spec = get_spec(model, name)
+            m = create_model(model, 2, backend=name, pretrained=False, image_size=spec.image_size)
+            total, trainable = backend.count_params(m)
             norm = f"{spec.mean[0]:.3f} / {spec.std[0]:.3f}"
             print(
-                f"{name:20} {backend:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
+                f"{model:20} {name:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
                 f"{norm:24} {spec.description}"
             )
     print(
@@ -171,13 +185,23 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from imgclf.demo import run_demo
+    """audit -> preview -> train -> evaluate -> predict on scikit-learn's digits, as a user would
+    type them, each step printed before it runs."""
+    from imgclf.tools.demo import demo_steps
 
-    return run_demo(Path(args.out), args.epochs)
+    out = Path(args.out)
+    for argv in demo_steps(out, args.epochs):
+        print(f"\n$ imgclf {' '.join(argv)}", flush=True)
+        status = dispatch(build_parser().parse_args(argv))
+        if status != 0:
+            print(f"demo step failed with status {status}")
+            return status
+    print(f"\nDemo done. Open the report: {out / 'run-cnn' / RunDir.REPORT}")
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from imgclf.export import export_run
+    from imgclf.exporter import export_run
 
     r = export_run(args.run, args.format, args.out or None)
     print(

@@ -6,29 +6,25 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imgclf.evaluate.plots import plot_bars
-
-
-def _read(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.exists() else None
+from imgclf.runs import RunDir
+from imgclf.viz import plot_bars
 
 
 def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
     rows = []
-    for d in map(Path, run_dirs):
-        cfg = _read(d / "config.json")
-        if cfg is None:
-            raise FileNotFoundError(f"{d}: not a run folder (no config.json)")
-        hist = _read(d / "history.json") or []
-        met = _read(d / "metrics.json") or {}
+    for run in map(RunDir, run_dirs):
+        meta = run.read_meta()
+        hist = run.read_history()
+        met_path = run / RunDir.METRICS
+        met = json.loads(met_path.read_text()) if met_path.exists() else {}
         acc = met.get("accuracy", hist[-1]["val_acc"] if hist else float("nan"))
         rows.append(
             {
-                "run": d.name,
-                "model": cfg["model"],
-                "backend": cfg.get("backend", "torch"),
-                "params": cfg.get("params"),
-                "trainable_params": cfg.get("trainable_params"),
+                "run": run.path.name,
+                "model": meta["model"],
+                "backend": meta["backend"],
+                "params": meta.get("params"),
+                "trainable_params": meta.get("trainable_params"),
                 "epochs": len(hist),
                 "train_s": sum(h["seconds"] for h in hist),
                 "images_per_s": (sum(h["images_per_s"] for h in hist) / len(hist)) if hist else 0.0,

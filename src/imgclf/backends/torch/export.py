@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from imgclf.data.transforms import normalize_batch
+from imgclf.backends.torch.transforms import normalize_batch
 from imgclf.files import atomic_write
 
 
@@ -22,7 +23,7 @@ class WithSoftmax(nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
-def export_torch(predictor, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Path, float]:  # noqa: ANN001
+def export_model(predictor: Any, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Path, float]:
     model = WithSoftmax(predictor.model.cpu().eval()).eval()
     x = normalize_batch(torch.from_numpy(imgs), predictor.pre).contiguous()
     with torch.no_grad():

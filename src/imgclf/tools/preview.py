@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from imgclf.backends.torch.loaders import batches, prepare_split
+from imgclf.backends.torch.transforms import augment_batch, normalize_batch
 from imgclf.data.folder import load_splits
-from imgclf.data.loaders import batches, prepare_split
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
-from imgclf.data.transforms import augment_batch, normalize_batch
-from imgclf.evaluate.plots import plot_image_grid
+from imgclf.viz import plot_image_grid
 
 
 def denormalize(x: torch.Tensor, pre: Preprocess) -> np.ndarray:

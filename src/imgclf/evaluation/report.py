@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from imgclf.files import write_text
+from imgclf.runs import RunDir
 
 IMAGES = [
-    ("curves.png", "Training curves"),
-    ("confusion_matrix.png", "Confusion matrix"),
-    ("top_losses.png", "Most confidently wrong images"),
+    (RunDir.CURVES, "Training curves"),
+    (RunDir.CONFUSION, "Confusion matrix"),
+    (RunDir.TOP_LOSSES, "Most confidently wrong images"),
 ]
 
 
@@ -58,4 +59,4 @@ macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("
 <h2>History</h2><table><tr><th>epoch</th><th>train loss</th><th>train acc</th><th>val loss</th>
 <th>val acc</th><th>img/s</th></tr>{hist}</table>
 {figs}</body></html>"""
-    return write_text(run_dir / "report.html", body)
+    return write_text(run_dir / RunDir.REPORT, body)

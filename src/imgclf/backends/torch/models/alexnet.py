@@ -6,8 +6,8 @@ from __future__ import annotations
 from torch import nn
 from torchvision import models as tvm
 
-from imgclf.models.pretrained import load_torchvision_weights
-from imgclf.models.transfer import TransferNet
+from imgclf.backends.torch.models.pretrained import load_torchvision_weights
+from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.registry import register_model
 
 

@@ -39,6 +39,6 @@ def safe_load(path: str | Path, what: str = "checkpoint", error: type = Checkpoi
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     ckpt = safe_load(path)
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "meta" not in ckpt:
-        raise CheckpointError(f"{path}: not an imgclf checkpoint (no 'model'/'meta' entries)")
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CheckpointError(f"{path}: not an imgclf checkpoint (no 'model' entry)")
     return ckpt

@@ -1,5 +1,6 @@
 """`imgclf demo` (what `make demo` runs): the whole job, offline, on real images that ship with
-scikit-learn: its 1,797 8x8 handwritten digits, written out as an image folder."""
+scikit-learn: its 1,797 8x8 handwritten digits, written out as an image folder. The steps are
+data here; the CLI runs them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from PIL import Image
 
 from imgclf.data.folder import ImageIndex, stratified_split  # noqa: I001
 from imgclf.files import atomic_write
+from imgclf.runs import RunDir
 
 
 def write_digits_folder(root: str | Path, seed: int = 0) -> Path:
@@ -35,42 +37,19 @@ def write_digits_folder(root: str | Path, seed: int = 0) -> Path:
     return root
 
 
-def run_demo(out: Path, epochs: int = 8) -> int:
-    """audit -> preview -> train -> evaluate -> predict, printing as a user would see it."""
-    from imgclf import commands
-    from imgclf.cli import build_parser
-
+def demo_steps(out: Path, epochs: int = 8) -> list[list[str]]:
+    """The demo's commands (argv lists), on the digits folder written under `out`."""
     data = write_digits_folder(out / "digits")
     run = out / "run-cnn"
-    steps = [
+    train = ["train", str(data), "--model", "cnn", "--image-size", "32", "--epochs", str(epochs)]
+    train += ["--batch-size", "32", "--out", str(run)]
+    if RunDir(run).is_run():  # a second `make demo` continues the first run
+        train = ["train", "--resume", str(run)]
+    examples = [str(next((data / "test" / d).iterdir())) for d in "0379"]
+    return [
         ["audit", str(data), "--out", str(out / "audit")],
         ["preview", str(data), "--out", str(out / "preview"), "--image-size", "32"],
-        [
-            "train",
-            str(data),
-            "--model",
-            "cnn",
-            "--image-size",
-            "32",
-            "--epochs",
-            str(epochs),
-            "--batch-size",
-            "32",
-            "--out",
-            str(run),
-        ]
-        + (["--resume", str(run)] if (run / "config.json").exists() else []),
+        train,
         ["evaluate", str(run)],
-        ["predict", str(run)]
-        + [str(next((data / "test" / d).iterdir())) for d in "0379"]
-        + ["--grid", str(out / "predictions.png")],
+        ["predict", str(run), *examples, "--grid", str(out / "predictions.png")],
     ]
-    for argv in steps:
-        print(f"\n$ imgclf {' '.join(argv)}", flush=True)
-        args = build_parser().parse_args(argv)
-        status = getattr(commands, f"cmd_{args.command}")(args)
-        if status != 0:
-            print(f"demo step failed with status {status}")
-            return status
-    print(f"\nDemo done. Open the report: {run / 'report.html'}")
-    return 0

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from imgclf.config import load_run_config
 from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import ImageIndex, display_path, load_splits
 from imgclf.data.sources import resolve_data
-from imgclf.evaluate.metrics import compute_metrics, top_losses
-from imgclf.evaluate.plots import plot_confusion, plot_curves, plot_image_grid, short_name
-from imgclf.evaluate.report import write_report
+from imgclf.evaluation.metrics import compute_metrics, top_losses
+from imgclf.evaluation.report import write_report
 from imgclf.files import write_json
 from imgclf.predictor import Predictor, load_predictor
+from imgclf.runs import RunDir
+from imgclf.viz import plot_confusion, plot_curves, plot_image_grid
 
 
 def _align(index: ImageIndex, class_names: list[str], where: str) -> ImageIndex:
@@ -61,9 +61,9 @@ def evaluate_run(
     progress: bool = True,
     device: str = "auto",
 ) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    cfg = load_run_config(run_dir)
-    predictor = load_predictor(run_dir, device)
+    run = RunDir(run_dir).require()
+    cfg = run.read_config()
+    predictor = load_predictor(run.path, device)
     names = predictor.class_names
     root = resolve_data(data or cfg.data_dir, cfg.cache_dir)
     # the same split as training (same val_fraction and seed), but all of it: --max-per-class
@@ -78,7 +78,7 @@ def evaluate_run(
     metrics = compute_metrics(y, probs, names)
     metrics.update(
         {
-            "run": str(run_dir),
+            "run": str(run),
             "data": str(root),
             "split": use,
             "model": predictor.meta.get("model"),
@@ -86,26 +86,25 @@ def evaluate_run(
             "skipped": skipped,
         }
     )
-    write_json(run_dir / "metrics.json", metrics)
-    plot_confusion(metrics["confusion_matrix"], names, run_dir / "confusion_matrix.png")
-    hist_path = run_dir / "history.json"
-    history = json.loads(hist_path.read_text()) if hist_path.exists() else []
+    write_json(run / RunDir.METRICS, metrics)
+    plot_confusion(metrics["confusion_matrix"], names, run / RunDir.CONFUSION)
+    history = run.read_history()
     if history:
-        plot_curves(history, run_dir / "curves.png")
+        plot_curves(history, run / RunDir.CURVES)
     worst = top_losses(y, probs, 16)
     if len(worst):
         cache = DecodedCache(index, predictor.pre.size, cfg.cache_dir or None)
         imgs = list(cache.read_rows(rows[worst]))
         titles = [
-            f"{short_name(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "
+            f"{os.path.basename(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "
             f"{probs[i].max():.2f} / true {names[y[i]]}"
             for i in worst
         ]
         plot_image_grid(
             imgs,
             titles,
-            run_dir / "top_losses.png",
+            run / RunDir.TOP_LOSSES,
             suptitle="Most confidently wrong (predicted p / true)",
         )
-    write_report(run_dir, metrics, history)
+    write_report(run.path, metrics, history)
     return metrics

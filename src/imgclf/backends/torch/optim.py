@@ -1,15 +1,14 @@
-"""Optimizer, learning-rate schedule and loss weights for the PyTorch trainer."""
+"""Optimizer and learning-rate schedule for the PyTorch trainer."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 from torch import nn
 
+from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.config import RunConfig
-from imgclf.models.transfer import TransferNet
 
 
 def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
@@ -41,11 +40,3 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, pretrained: bool) -> torch
             groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
         )
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def class_weights(counts: list[int], device: torch.device) -> torch.Tensor:
-    """Inverse-frequency loss weights (scikit-learn's 'balanced'): N / (classes * count)."""
-    counts_a = np.maximum(np.asarray(counts, dtype=np.float64), 1)
-    return torch.tensor(
-        counts_a.sum() / (len(counts_a) * counts_a), dtype=torch.float32, device=device
-    )

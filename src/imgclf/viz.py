@@ -1,8 +1,8 @@
-"""Matplotlib figures shared by every backend; each function writes one PNG atomically."""
+"""Every Matplotlib figure (audit, evaluate, preview, predict, compare), for either backend; each
+function writes one PNG atomically. The only module that imports Matplotlib."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,15 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from imgclf.files import save_figure  # noqa: E402
+from imgclf.files import atomic_write  # noqa: E402
+
+
+def save_figure(fig: Any, path: str | Path) -> Path:
+    """Save a figure atomically and close it."""
+    fmt = Path(path).suffix.lstrip(".") or "png"
+    out = atomic_write(path, lambda t: fig.savefig(t, format=fmt, dpi=100, bbox_inches="tight"))
+    plt.close(fig)
+    return out
 
 
 def plot_confusion(cm: list[list[int]], class_names: list[str], path: str | Path) -> Path:
@@ -95,7 +103,3 @@ def plot_bars(
     for b, v in zip(bars, values, strict=True):
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1%}", ha="center", va="bottom", fontsize=8)
     return save_figure(fig, path)
-
-
-def short_name(path: str) -> str:
-    return os.path.basename(path)

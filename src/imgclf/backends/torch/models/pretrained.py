@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from imgclf.checkpoint import safe_load
+from imgclf.backends.torch.checkpoint import safe_load
 
 
 class WeightsUnavailable(RuntimeError):

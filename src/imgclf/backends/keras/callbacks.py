@@ -1,0 +1,87 @@
+"""The Keras trainer's end-of-epoch duties as Keras callbacks, mirroring the PyTorch side's
+backends/torch/callbacks.py: history, checkpoints, early stopping (TensorBoard and
+BackupAndRestore are Keras' own)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from imgclf.runs import RunDir, format_epoch, history_row, stalled
+
+
+class HistoryLog(keras.callbacks.Callback):
+    """One history row per epoch in the PyTorch trainer's format, printed and written."""
+
+    def __init__(self, run: RunDir, epochs: int, history: list[dict[str, Any]], images: int):
+        super().__init__()
+        self.run, self.epochs, self.history, self.images = run, epochs, history, images
+        self.t0 = 0.0
+
+    def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+        self.t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs, secs = logs or {}, time.perf_counter() - self.t0
+        lr = self.model.optimizer.learning_rate
+        train = {"loss": logs.get("loss", math.nan), "acc": logs.get("accuracy", math.nan)}
+        val = {"loss": logs.get("val_loss", math.nan), "acc": logs.get("val_accuracy", math.nan)}
+        row = history_row(epoch + 1, float(np.asarray(lr)), train, val, self.images, secs, secs)
+        row = {k: float(v) if k != "epoch" else v for k, v in row.items()}
+        self.history[:] = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
+        print(format_epoch(row, self.epochs), flush=True)
+        self.run.write_history(self.history)
+
+
+class Checkpoints(keras.callbacks.Callback):
+    """last.keras every epoch, best.keras when validation accuracy beat every earlier epoch,
+    including those before a resume (Keras' ModelCheckpoint forgets them)."""
+
+    def __init__(self, run: RunDir, history: list[dict[str, Any]]):
+        super().__init__()
+        self.run, self.history = run, history
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        accs = [h["val_acc"] for h in self.history if h["epoch"] <= epoch]  # earlier epochs
+        acc = float((logs or {}).get("val_accuracy", math.nan))
+        best = self.run.checkpoint("best", ".keras")
+        if not best.exists() or (not math.isnan(acc) and acc > max(accs, default=-1.0)):
+            self._save(best)
+        self._save(self.run.checkpoint("last", ".keras"))
+
+    def _save(self, path: Any) -> None:
+        # Keras insists on the .keras suffix, so save beside the target and rename (atomic)
+        tmp = path.with_name(f".{path.name}.tmp.keras")
+        self.model.save(tmp)
+        os.replace(tmp, path)
+
+
+class EarlyStopping(keras.callbacks.Callback):
+    """The PyTorch trainer's rule on the whole history, so a resumed run keeps counting."""
+
+    def __init__(self, patience: int, history: list[dict[str, Any]]):
+        super().__init__()
+        self.patience, self.history = patience, history
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        if stalled(self.history, self.patience):
+            print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
+            self.model.stop_training = True
+
+
+class StepHook(keras.callbacks.Callback):
+    """Calls on_step(global step) after every optimizer step, like the PyTorch trainer."""
+
+    def __init__(self, on_step: Callable[[int], None], first_step: int):
+        super().__init__()
+        self.on_step, self.step = on_step, first_step
+
+    def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+        self.step += 1
+        self.on_step(self.step)

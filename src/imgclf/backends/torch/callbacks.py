@@ -1,0 +1,91 @@
+"""End-of-epoch duties of the PyTorch trainer, one small piece each (the Keras side mirrors them
+with its own callbacks in backends/keras/callbacks.py). Each returns True to stop training."""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any, Protocol
+
+from imgclf.backends.torch.checkpoint import save_checkpoint
+from imgclf.runs import RunDir, format_epoch, stalled
+
+
+class Duty(Protocol):
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool: ...
+
+
+class HistoryLog:
+    """Append the epoch's row, print it, rewrite history.json/.csv."""
+
+    def __init__(self, run: RunDir, epochs: int):
+        self.run, self.epochs = run, epochs
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+        state.history.append(row)
+        print(format_epoch(row, self.epochs), flush=True)
+        self.run.write_history(state.history)
+        return False
+
+
+class Checkpoints:
+    """last.pt every epoch, best.pt when validation accuracy improved (both written atomically)."""
+
+    def __init__(self, run: RunDir):
+        self.run = run
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+        improved = not math.isnan(row["val_acc"]) and row["val_acc"] > state.best
+        state.best = row["val_acc"] if improved else state.best
+        ckpt = state.checkpoint()
+        best = self.run.checkpoint("best", ".pt")
+        if improved or not best.exists():
+            save_checkpoint(best, ckpt)
+        save_checkpoint(self.run.checkpoint("last", ".pt"), ckpt)
+        return False
+
+
+class TensorBoardLog:
+    """Every number of the row as a scalar under run/tensorboard; flushed each epoch."""
+
+    def __init__(self, run: RunDir):
+        self.writer = open_summary_writer(run / RunDir.TENSORBOARD)
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+        if self.writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    self.writer.add_scalar(k, v, row["epoch"])
+            self.writer.flush()
+        return False
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class EarlyStopping:
+    def __init__(self, patience: int):
+        self.patience = patience
+
+    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+        if stalled(state.history, self.patience):
+            print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
+            return True
+        return False
+
+
+def open_summary_writer(path: Any) -> Any:
+    # TensorBoard imports all of TensorFlow when it is installed (the [keras] extra): ~7 s per
+    # run here. Its own protobuf stubs write the same event files, so hide TensorFlow meanwhile.
+    hide = "tensorflow" not in sys.modules
+    if hide:
+        sys.modules["tensorflow"] = None  # type: ignore[assignment]
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is a dependency; a broken install should not stop training
+        return None
+    finally:
+        if hide:
+            del sys.modules["tensorflow"]
+    return SummaryWriter(str(path))

@@ -1,0 +1,179 @@
+"""The `imgclf` command line: argparse built from RunConfig, one --option per field.
+
+Exit status: 0 success, 1 problems found or the command failed, 2 usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from imgclf.config import RunConfig, build_config, coerce
+from imgclf.exporter import FORMATS
+from imgclf.runs import RunDir
+
+
+def _metavar(f: dataclasses.Field) -> str:
+    """N for counts, FLOAT for rates, PATH/NAME for strings (from the field's metadata)."""
+    return {"int": "N", "float": "FLOAT"}.get(str(f.type), f.metadata.get("metavar") or "TEXT")
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One --option per RunConfig field: one name per concept, from CLI to trainer."""
+    for f in dataclasses.fields(RunConfig):
+        if f.name == "data_dir":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        help_ = f"{f.metadata['help']} (default: {f.default!r})"
+        if f.type in ("bool", bool):
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_
+            )
+        else:
+            p.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                choices=f.metadata.get("choices"),
+                help=help_,
+                metavar=None if f.metadata.get("choices") else _metavar(f),
+            )
+    p.add_argument("--out", dest="out_dir", default=None, metavar="PATH", help="alias of --out-dir")
+    p.add_argument(
+        "--config", default=None, metavar="PATH", help="YAML file of RunConfig keys (below the CLI)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="imgclf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_data_commands(sub)
+    _add_run_commands(sub)
+    return p
+
+
+def _add_data_commands(sub: argparse._SubParsersAction) -> None:
+    """audit, preview, train: commands that read an image folder."""
+    a = sub.add_parser(
+        "audit",
+        help="decode every image and report problems",
+        description="Exit status: 0 clean, 1 problems found, 2 usage error.",
+    )
+    a.add_argument("path", help="image folder (train/ test/ val/ of <class>/, or <class>/), or zip")
+    a.add_argument("--json", metavar="PATH", default="", help="write the whole report as JSON here")
+    a.add_argument(
+        "--exclude-list", metavar="PATH", default="", help="write unreadable paths here (for train)"
+    )
+    a.add_argument(
+        "--out",
+        metavar="PATH",
+        default="",
+        help="folder for report, exclude list and histogram (default runs/audit-<folder name>)",
+    )
+    a.add_argument("--workers", type=int, metavar="N", default=os.cpu_count() or 2)
+    a.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
+
+    v = sub.add_parser("preview", help="save a batch grid and an augmentation grid as PNG")
+    v.add_argument("path")
+    v.add_argument(
+        "--out",
+        metavar="PATH",
+        default="",
+        help="output folder (default runs/preview-<folder name>)",
+    )
+    v.add_argument(
+        "--model", metavar="NAME", default="cnn", help="model whose image size/normalisation to use"
+    )
+    v.add_argument("--image-size", type=int, metavar="N", default=0)
+    v.add_argument("--cache-dir", metavar="PATH", default="")
+
+    t = sub.add_parser("train", help="train a model; writes a run folder")
+    t.add_argument("data_dir", nargs="?", default=None, help="image folder, zip, or cifar10")
+    t.add_argument("--resume", default=None, metavar="RUN", help="continue a killed run")
+    _add_config_options(t)
+
+
+def _add_run_commands(sub: argparse._SubParsersAction) -> None:
+    """evaluate, predict, compare, export, serve on run folders; models; demo."""
+    e = sub.add_parser("evaluate", help="accuracy, per-class table, plots and HTML report")
+    e.add_argument("run")
+    e.add_argument("data", nargs="?", default="", help="other data (default: the run's)")
+    e.add_argument("--split", default="test", choices=("test", "val", "train"))
+    e.add_argument("--device", metavar="NAME", default="auto")
+
+    r = sub.add_parser("predict", help="classify your own images")
+    r.add_argument("run", help="run folder or checkpoint")
+    r.add_argument("paths", nargs="+", help="files, folders or globs")
+    r.add_argument("--csv", metavar="PATH", default="")
+    r.add_argument("--json", metavar="PATH", default="")
+    r.add_argument(
+        "--grid", metavar="PATH", default="", help="PNG of the images captioned with their class"
+    )
+    r.add_argument("--top-k", type=int, metavar="N", default=3)
+    r.add_argument("--device", metavar="NAME", default="auto")
+
+    c = sub.add_parser("compare", help="table and bar chart over runs")
+    c.add_argument("runs", nargs="+")
+    c.add_argument("--plot", metavar="PATH", default="runs/compare.png")
+
+    x = sub.add_parser(
+        "export",
+        help="ONNX/TorchScript (PyTorch) or .keras/SavedModel (Keras), verified after writing",
+    )
+    x.add_argument("run")
+    x.add_argument("--format", required=True, choices=FORMATS)
+    x.add_argument("--out", metavar="PATH", default="", help="output folder (default RUN/export)")
+
+    s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
+    s.add_argument("run")
+    s.add_argument(
+        "--host", metavar="HOST", default="127.0.0.1", help="0.0.0.0 exposes it to the network"
+    )
+    s.add_argument("--port", type=int, metavar="N", default=8000)
+    s.add_argument("--max-upload-mb", type=float, metavar="FLOAT", default=10.0)
+    s.add_argument("--top-k", type=int, metavar="N", default=3)
+    s.add_argument("--device", metavar="NAME", default="auto")
+
+    sub.add_parser("models", help="list registered models")
+    d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
+    d.add_argument("--out", metavar="PATH", default="runs/demo")
+    d.add_argument("--epochs", type=int, metavar="N", default=8)
+
+
+# What a resumed run may change: how long and where it runs, not what it learns from or how.
+RESUME_MAY_CHANGE = ("epochs", "patience", "workers", "cache_dir", "device")
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    keys = {f.name for f in dataclasses.fields(RunConfig)}
+    given = {k: v for k, v in vars(args).items() if k in keys and v is not None}
+    if args.resume:
+        return resumed_config(args.resume, given, args.config)
+    if not given.get("data_dir"):
+        raise ValueError("train needs DATA (an image folder) or --resume RUN")
+    return build_config(args.config, **given)
+
+
+def resumed_config(run: str, given: dict[str, Any], yaml_path: str | None) -> RunConfig:
+    """The run's own config with the options a resume may change applied; any other option that
+    differs from the run's is refused by name rather than ignored."""
+    if yaml_path:
+        raise ValueError("--config cannot be combined with --resume (the run has its config)")
+    cfg = RunDir(run).read_config()
+    changes = {k: coerce(k, v) for k, v in given.items() if k != "out_dir"}
+    refused = [k for k, v in changes.items() if k not in RESUME_MAY_CHANGE and v != getattr(cfg, k)]
+    if refused:
+        flags = ", ".join("--" + k.replace("_", "-") for k in refused)
+        allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
+        raise ValueError(f"--resume {run}: {flags} would change the run; only {allowed} may")
+    keep = {k: v for k, v in changes.items() if k in RESUME_MAY_CHANGE}
+    return cfg.replace(**keep, out_dir=run)
+
+
+def default_out(prefix: str, path: str) -> Path:
+    return Path("runs") / f"{prefix}-{Path(path).resolve().name}"

@@ -1,3 +1,0 @@
-"""PyTorch model builders; importing this package registers them (timm style)."""
-
-from imgclf.models import alexnet, efficientnet_lite, external, small_cnn  # noqa: F401

@@ -1,0 +1,104 @@
+"""Every RunConfig option is honoured by each backend or refused by name: none is ignored."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from imgclf import backends
+from imgclf.config import RunConfig
+
+# What the Keras backend honours, each covered by a run in this file or in e2e/test_keras_cli.py.
+KERAS_HONOURED = {
+    "data_dir", "model", "backend", "pretrained", "weights", "freeze", "fine_tune_after",
+    "backbone_lr_scale", "image_size", "batch_size", "epochs", "optimizer", "lr", "momentum",
+    "weight_decay", "label_smoothing", "class_weights", "schedule", "step_epochs", "patience",
+    "augment", "val_fraction", "max_per_class", "exclude_list", "workers", "cache_dir", "seed",
+    "amp", "out_dir", "device",
+}  # fmt: skip
+
+# A value of each refused option that the backend cannot honour.
+KERAS_REFUSED_VALUES = {"pipeline": "plain", "channels_last": False, "device": "mps"}
+
+
+def test_every_field_is_honoured_or_refused_by_keras() -> None:
+    pytest.importorskip("keras")
+    keras_backend = backends.get("keras")
+    fields = {f.name for f in dataclasses.fields(RunConfig)}
+    refused = set(keras_backend.REFUSED)
+    assert fields == KERAS_HONOURED | refused, "classify the new RunConfig field"
+    for name in refused:
+        cfg = RunConfig(**{name: KERAS_REFUSED_VALUES[name]})
+        with pytest.raises(backends.UnsupportedOption) as e:
+            keras_backend.check_config(cfg)
+        flag = (
+            "--" + ("no-" if KERAS_REFUSED_VALUES[name] is False else "") + name.replace("_", "-")
+        )
+        assert flag in str(e.value) and "keras backend" in str(e.value)
+        assert "\n" not in str(e.value)
+
+
+def test_torch_honours_every_field() -> None:
+    backends.get("torch").check_config(RunConfig(pipeline="plain", channels_last=False))
+
+
+def test_refused_option_fails_before_anything_is_written(tiny_folder: Path, tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    run = tmp_path / "run"
+    out = run_cli(
+        "train", str(tiny_folder), "--backend", "keras", "--pipeline", "plain", "--out", str(run),
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stderr.strip().splitlines() == [
+        "imgclf train: error: --pipeline plain is not supported by the keras backend: it feeds "
+        "Keras from the decoded cache only (--pipeline cache)"
+    ]
+    assert not run.exists() and "run folder" not in out.stdout
+
+
+def test_freezing_a_model_without_backbone_is_refused(tiny_folder: Path, tmp_path: Path) -> None:
+    out = run_cli(
+        "train", str(tiny_folder), "--model", "cnn", "--freeze", "--out", str(tmp_path / "r"),
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and "cnn has no backbone" in out.stderr
+
+
+def _first_sgd_step(scale: float) -> tuple[float, float]:
+    """(largest backbone change, largest head change) after one SGD step from a seeded init."""
+    import keras
+    import numpy as np
+
+    from imgclf.backends.keras.models import backbone_of
+    from imgclf.backends.keras.optim import build_optimizer
+    from imgclf.registry import create_model
+
+    keras.utils.set_random_seed(0)
+    cfg = RunConfig(optimizer="sgd", momentum=0.0, lr=0.1, backbone_lr_scale=scale)
+    m = create_model("mobilenet_v3_small", 3, backend="keras", pretrained=False, image_size=32)
+    backbone = backbone_of(m)
+    opt = build_optimizer(cfg, 1, m.trainable_variables, backbone.trainable_variables, 0)
+    m.compile(optimizer=opt, loss="sparse_categorical_crossentropy")
+    before = [v.numpy().copy() for v in m.trainable_variables]
+    x = np.random.default_rng(0).normal(size=(4, 32, 32, 3)).astype("float32")
+    m.train_on_batch(x, np.array([0, 1, 2, 0]))
+    ids = {id(v) for v in backbone.trainable_variables}
+    moved = [
+        (id(v) in ids, float(np.abs(v.numpy() - b).max()))
+        for v, b in zip(m.trainable_variables, before, strict=True)
+    ]
+    return max(d for b, d in moved if b), max(d for b, d in moved if not b)
+
+
+def test_keras_discriminative_rates_scale_the_backbone_step() -> None:
+    """backbone_lr_scale scales the backbone's step exactly (SGD's first step is lr x gradient)
+    and leaves the head's alone."""
+    pytest.importorskip("keras")
+    full_b, full_h = _first_sgd_step(1.0)
+    small_b, small_h = _first_sgd_step(0.001)
+    assert full_b > 0 and small_h == pytest.approx(full_h, rel=1e-4)
+    assert small_b == pytest.approx(full_b * 0.001, rel=0.05)
