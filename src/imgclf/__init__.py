@@ -29,7 +29,7 @@ def train(
 
     backend = backends.get(cfg.backend)
     backend.check_config(cfg)
-    return backend.train(cfg, resume=resume, progress=progress, on_step=on_step)
+    return backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
 
 
 def evaluate(run_dir: str, data: str = "", split: str = "test", progress: bool = True) -> dict:

@@ -81,7 +81,7 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     imgs = images if images is not None else sample_images(predictor.pre.size)
     write_json(out / "preprocess.json", preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT))
-    path, diff = backend.export(predictor, fmt, out, imgs)
+    path, diff = backend.export_model(predictor, fmt, out, imgs)
     if diff > TOLERANCE:
         raise RuntimeError(f"{path}: exported model differs from the original by {diff:.2e}")
     return ExportResult(path, fmt, diff, (1, len(imgs)))

@@ -145,3 +145,9 @@ def test_no_submodule_shadows_a_public_function() -> None:
     import imgclf.predictor  # noqa: F401
 
     assert all(callable(getattr(imgclf, n)) for n in functions)
+    for backend in ("torch", "keras"):  # the same inside each backend package's facade
+        init = (PKG / "backends" / backend / "__init__.py").read_text()
+        defs = set(re.findall(r"^def (\w+)\(", init, re.M))
+        assert {"fit", "export_model", "load_predictor"} <= defs
+        subs = {p.stem for p in (PKG / "backends" / backend).iterdir()}
+        assert defs & subs == set(), backend

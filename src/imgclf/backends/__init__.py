@@ -1,8 +1,9 @@
 """What a backend offers, by name: the one place that maps a backend's name to its code.
 
 Each backend is a package (`backends/torch`, `backends/keras`) whose `__init__` provides the
-functions of `Backend` below; both use the same module names for the same jobs (train, data or
-loaders, callbacks, predict, export, models). Nothing outside `backends/` compares backend names.
+functions of `Backend` below, named unlike its submodules (an imported submodule would replace a
+function of its name). Both use the same module names for the same jobs (train, loaders,
+callbacks, optim, predict, export, models). Nothing outside `backends/` compares backend names.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class Backend(Protocol):
     def check_config(self, cfg: RunConfig) -> None:
         """Raise UnsupportedOption naming the option and the backend."""
 
-    def train(
+    def fit(
         self,
         cfg: RunConfig,
         resume: bool = False,
@@ -43,7 +44,7 @@ class Backend(Protocol):
 
     def load_predictor(self, meta: dict[str, Any], weights: Path, device: str) -> Any: ...
 
-    def export(
+    def export_model(
         self, predictor: Any, fmt: str, out: Path, images: np.ndarray
     ) -> tuple[Path, float]: ...
 

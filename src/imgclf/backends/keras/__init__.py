@@ -54,16 +54,16 @@ def check_config(cfg: RunConfig) -> None:
             raise UnsupportedOption(f"{flag} is not supported by the keras backend: it {why}")
 
 
-def train(
+def fit(
     cfg: RunConfig,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
     check_config(cfg)
-    from imgclf.backends.keras.train import fit
+    from imgclf.backends.keras.train import fit as fit_keras
 
-    return fit(cfg, resume, progress, on_step)
+    return fit_keras(cfg, resume, progress, on_step)
 
 
 def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
@@ -72,7 +72,7 @@ def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
     return KerasPredictor(meta, weights)
 
 
-def export(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
+def export_model(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
     from imgclf.backends.keras.export import export_model
 
     return export_model(predictor, fmt, out, images)

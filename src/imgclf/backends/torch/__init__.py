@@ -21,15 +21,15 @@ def check_config(cfg: RunConfig) -> None:
     """Every RunConfig field is honoured by this backend."""
 
 
-def train(
+def fit(
     cfg: RunConfig,
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
-    from imgclf.backends.torch.train import fit
+    from imgclf.backends.torch.train import fit as fit_torch
 
-    return fit(cfg, resume, progress, on_step)
+    return fit_torch(cfg, resume, progress, on_step)
 
 
 def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
@@ -38,7 +38,7 @@ def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
     return TorchPredictor(meta, weights, device)
 
 
-def export(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
+def export_model(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
     from imgclf.backends.torch.export import export_model
 
     return export_model(predictor, fmt, out, images)
