@@ -47,10 +47,8 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
 def check_config(cfg: RunConfig) -> None:
     for name, (bad, why) in REFUSED.items():
         if bad(cfg):
-            value = getattr(cfg, name)
-            flag = f"--{name.replace('_', '-')}" + ("" if isinstance(value, bool) else f" {value}")
-            if isinstance(value, bool) and not value:
-                flag = f"--no-{name.replace('_', '-')}"
+            value, option = getattr(cfg, name), name.replace("_", "-")
+            flag = f"--{option} {value}" if not isinstance(value, bool) else f"--no-{option}"
             raise UnsupportedOption(f"{flag} is not supported by the keras backend: it {why}")
 
 
