@@ -150,3 +150,57 @@ def test_audit_cats_dogs_real_data(tmp_path: Path) -> None:
     assert {s: sum(c.values()) for s, c in data["counts"].items()} == {"test": 1000, "train": 3000}
     assert data["counts"]["train"] == {"CAT": 1500, "DOG": 1500}
     assert proc.returncode == 0, proc.stdout
+
+
+def test_audit_names_links_archives_and_formats_and_touches_nothing(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    import tarfile
+    import zipfile
+
+    os.symlink("..", tiny_folder / "train" / "red" / "up")
+    before = snapshot(tiny_folder)
+    proc = run_cli(
+        "audit",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "a"),
+        "--json",
+        str(tmp_path / "r.json"),
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert "symlinked folders not followed: 1" in proc.stdout and "a loop" in proc.stdout
+    assert "formats: PNG 36" in proc.stdout  # not "? 36"
+    counts = json.loads((tmp_path / "r.json").read_text())["counts"]["train"]
+    assert counts == {"blue": 8, "green": 8, "red": 8}
+    assert snapshot(tiny_folder) == before
+    # a Finder zip: no __MACOSX class, no ._ files counted
+    z = tmp_path / "finder.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        for p in sorted((tiny_folder / "train").rglob("*.png")):
+            rel = p.relative_to(tiny_folder)
+            zf.write(p, f"tiny/{rel}")
+            zf.writestr(f"__MACOSX/tiny/{rel.parent}/._{p.name}", b"\x00\x05\x16\x07")
+    proc = run_cli(
+        "audit",
+        str(z),
+        "--out",
+        str(tmp_path / "b"),
+        "--cache-dir",
+        str(tmp_path / "c"),
+        check=False,
+    )
+    assert proc.returncode == 0 and "__MACOSX" not in proc.stdout, proc.stdout + proc.stderr
+    # a tar with a link member: named, skipped, nothing outside the cache written
+    tar = tmp_path / "cifar.tar.gz"
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    with tarfile.open(tar, "w:gz") as tf:
+        link = tarfile.TarInfo("cifar-10-batches-py/batches.meta")
+        link.type, link.linkname = tarfile.SYMTYPE, str(victim)
+        tf.addfile(link)
+    proc = run_cli("audit", str(tar), "--cache-dir", str(tmp_path / "c"), check=False)
+    assert "skipped link or device member 'cifar-10-batches-py/batches.meta'" in proc.stderr
+    assert "holds no CIFAR-10 batches.meta" in proc.stderr and proc.returncode == 1
+    assert victim.read_text() == "precious"

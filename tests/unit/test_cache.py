@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
+from PIL import Image
 
-from conftest import snapshot
+from conftest import make_folder, run_cli, snapshot
 from imgclf.backends.torch.loaders import batches, prepare_split
 from imgclf.backends.torch.transforms import eval_preset
-from imgclf.data.cache import DecodedCache
-from imgclf.data.folder import scan_class_folder
+from imgclf.data.cache import CacheUnavailable, DecodedCache
+from imgclf.data.cache_admin import prune
+from imgclf.data.folder import ImageIndex, cap_per_class, scan_class_folder
+from imgclf.data.images import decode_square
 from imgclf.data.presets import Preprocess
 
 
@@ -59,8 +66,10 @@ def test_killed_build_resumes_and_concurrent_builds_agree(
     idx = scan_class_folder(tiny_folder / "train")
     c = DecodedCache(idx, 16, tmp_path)
     c.build(progress=False)
-    c.state[5:, 2] = 0  # as if killed after five rows: the saved state lists them as to-do
-    c._save_state({})
+    # as if killed after five rows: the last manifest it published lists only those
+    m = json.loads((c.dir / "manifest.json").read_text())
+    m["ok"] = dict(list(m["ok"].items())[:5])
+    (c.dir / "manifest.json").write_text(json.dumps(m))
     s = DecodedCache(idx, 16, tmp_path).build(progress=False)
     assert s.decoded == len(idx) - 5
     code = (
@@ -77,3 +86,148 @@ def test_killed_build_resumes_and_concurrent_builds_agree(
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert outs[0] == outs[1] != ""
     assert snapshot(tiny_folder) == before
+
+
+def decoded(idx: ImageIndex, size: int) -> np.ndarray:
+    return np.stack([decode_square(p, size) for p in idx.paths])
+
+
+def built(idx: ImageIndex, cache_dir: Path, size: int = 16) -> DecodedCache:
+    c = DecodedCache(idx, size, cache_dir)
+    c.build(workers=1, progress=False)
+    return c
+
+
+def test_two_folders_with_the_same_relative_paths_never_share_pixels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The attack: runs in A/ and B/ both name their folder `data`; A read B's rows."""
+    make_folder(tmp_path / "A" / "data", {"train": 4}, seed=1)
+    make_folder(tmp_path / "B" / "data", {"train": 4}, seed=2)
+    caches, truth = [], []
+    for side in "AB":
+        monkeypatch.chdir(tmp_path / side)
+        idx = scan_class_folder("data/train")  # relative paths, as typed
+        caches.append(built(idx, tmp_path / "cache"))
+        truth.append(decoded(idx, 16))
+    for c, want in zip(caches, truth, strict=True):
+        assert np.array_equal(c.read_rows(c.ok_rows), want)
+
+
+def test_a_file_replaced_with_same_size_and_mtime_is_decoded_again(tmp_path: Path) -> None:
+    d = tmp_path / "data" / "a"
+    d.mkdir(parents=True)
+    Image.new("RGB", (20, 20), (255, 0, 0)).save(d / "x.bmp")
+    Image.new("RGB", (20, 20), (0, 0, 255)).save(tmp_path / "other.bmp")
+    idx = scan_class_folder(tmp_path / "data")
+    built(idx, tmp_path / "cache")
+    st = os.stat(d / "x.bmp")
+    # a folder copied over, keeping sizes and mtimes (cp -p, rsync -t)
+    shutil.copyfile(tmp_path / "other.bmp", d / "x.bmp")
+    os.utime(d / "x.bmp", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(d / "x.bmp").st_size == st.st_size
+    c = built(idx, tmp_path / "cache")
+    assert c.read_rows(np.array([0]))[0, 0, 0].tolist() == [0, 0, 255]
+
+
+def test_damaged_rows_are_named_and_decoded_again(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    idx = scan_class_folder(tiny_folder / "train")
+    c = built(idx, tmp_path)
+    data = next(c.dir.glob("rows-*.u8"))
+    data.write_bytes(bytes(data.stat().st_size))  # zeroed, manifest still says "done"
+    capsys.readouterr()
+    c2 = built(idx, tmp_path)
+    err = capsys.readouterr().err
+    assert f"{len(idx)} cached rows failed their checksum" in err and len(err.splitlines()) == 1
+    assert np.array_equal(c2.read_rows(c2.ok_rows), decoded(idx, 16))
+
+
+def test_a_garbage_manifest_is_reported_in_one_line_and_rebuilt(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    idx = scan_class_folder(tiny_folder / "train")
+    c = built(idx, tmp_path)
+    (c.dir / "manifest.json").write_bytes(b"\x93NUMPY garbage")
+    capsys.readouterr()
+    c2 = built(idx, tmp_path)
+    err = capsys.readouterr().err.strip()
+    assert "manifest.json: damaged cache" in err and "\n" not in err
+    assert np.array_equal(c2.read_rows(c2.ok_rows), decoded(idx, 16))
+
+
+def test_an_open_run_keeps_reading_its_own_rows_while_another_rebuilds(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    idx = scan_class_folder(tiny_folder / "train")
+    first = built(idx, tmp_path)
+    old = first.read_rows(first.ok_rows)
+    Image.new("RGB", (32, 32), (0, 0, 0)).save(idx.paths[0])  # another run sees a new file
+    second = built(idx, tmp_path)
+    assert second.read_rows(np.array([0])).max() == 0
+    assert np.array_equal(first.read_rows(first.ok_rows), old)  # no row changed under it
+    prune(tmp_path, older_than_days=1)  # compaction neither
+    assert np.array_equal(first.read_rows(first.ok_rows), old)
+
+
+def test_subsets_of_one_folder_share_rows(tiny_folder: Path, tmp_path: Path) -> None:
+    idx = scan_class_folder(tiny_folder / "train")
+    small = cap_per_class(idx, 3, seed=1)
+    a = DecodedCache(small, 16, tmp_path)
+    assert a.build(progress=False).decoded == len(small)
+    b = DecodedCache(idx, 16, tmp_path)
+    assert b.build(progress=False).decoded == len(idx) - len(small)
+    assert a.dir == b.dir and len(list((tmp_path / "decoded").iterdir())) == 1
+
+
+def test_cache_folders_are_private_and_an_unwritable_one_falls_back(
+    tiny_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    idx = scan_class_folder(tiny_folder / "train")
+    c = built(idx, tmp_path / "fresh")
+    for d in (tmp_path / "fresh", tmp_path / "fresh" / "decoded", c.dir):
+        assert stat.S_IMODE(d.stat().st_mode) == 0o700
+    # a planted symlink in place of the store is refused, its target untouched
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    shutil.rmtree(c.dir)
+    c.dir.symlink_to(victim)
+    with pytest.raises(CacheUnavailable, match="not a folder"):
+        DecodedCache(idx, 16, tmp_path / "fresh").build(progress=False)
+    assert list(victim.iterdir()) == []
+    # the cache folder is a file: training reads the images directly, with one warning
+    blocked = tmp_path / "blocked"
+    blocked.write_text("not a folder")
+    capsys.readouterr()
+    data = prepare_split(idx, Preprocess(size=16), cache_dir=str(blocked), progress=False)
+    err = capsys.readouterr().err.strip()
+    assert data.pipeline == "plain" and "blocked" in err and "\n" not in err
+    assert len(list(batches(data, 8, torch.device("cpu"), False, False, 0, workers=0))) == 3
+
+
+def test_cache_command_lists_prunes_and_clears_only_its_own_folders(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "c"
+    idx = scan_class_folder(tiny_folder / "train")
+    built(idx, cache)
+    (cache / "notes.txt").parent.mkdir(exist_ok=True)
+    (cache / "notes.txt").write_text("the user's own file")
+    out = run_cli("cache", "--cache-dir", str(cache)).stdout
+    assert "decoded 16 px" in out and str(tiny_folder / "train") in out and " 24 " in out
+    # files gone or changed: their rows go, the store is compacted; a temp file a killed
+    # writer left is swept
+    for p in idx.paths[:12]:
+        os.unlink(p)
+    store = next((cache / "decoded").iterdir())
+    (store / ".manifest.json.x.tmp").write_text("left by a killed run")
+    size_before = sum(f.stat().st_size for f in store.glob("rows-*.u8"))
+    out = run_cli("cache", "prune", "--cache-dir", str(cache)).stdout
+    assert "freed" in out
+    assert sum(f.stat().st_size for f in store.glob("rows-*.u8")) == size_before // 2
+    assert not list(store.glob(".*.tmp"))
+    left = DecodedCache(scan_class_folder(tiny_folder / "train"), 16, cache)
+    assert left.build(progress=False).decoded == 0
+    run_cli("cache", "clear", "--cache-dir", str(cache))
+    assert sorted(p.name for p in cache.iterdir()) == ["notes.txt"]

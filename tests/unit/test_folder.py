@@ -77,3 +77,27 @@ def test_exclude_list_removes_paths(tiny_folder: Path) -> None:
 def test_missing_folder_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="not a folder"):
         load_splits(tmp_path / "nope")
+
+
+def test_symlinked_folders_that_would_mislabel_are_not_followed(tmp_path: Path) -> None:
+    """The attack: train/red/up -> .. indexed every other class's images as red too."""
+    root = make_folder(tmp_path / "data", {"train": 2})
+    extra = make_folder(tmp_path / "elsewhere", {"train": 1}) / "train" / "red"
+    os.symlink("..", root / "train" / "red" / "up")
+    os.symlink(root / "train" / "blue", root / "train" / "red" / "blues")
+    os.symlink(extra, root / "train" / "red" / "more")  # outside the data: still followed
+    refused: list = []
+    from imgclf.data.folder import walk_files
+
+    list(walk_files(str(root / "train" / "red"), str(root), refused))
+    assert sorted(os.path.basename(p) for p, _ in refused) == ["blues", "up"]
+    for idx in (load_splits(root, val_fraction=0)["train"], scan_class_folder(root / "train")):
+        assert idx.counts() == [2, 2, 3]  # blue, green, red (+1 through "more")
+
+
+def test_exclude_list_holds_names_with_newlines(tmp_path: Path) -> None:
+    from imgclf.data.folder import exclude_text, read_exclude_list
+
+    names = [str(tmp_path / "a\nb.png"), str(tmp_path / "#c.png"), str(tmp_path / "d.png ")]
+    (tmp_path / "x.txt").write_text(exclude_text([*names, str(tmp_path / "plain.png")]))
+    assert read_exclude_list(tmp_path / "x.txt") == {*names, str(tmp_path / "plain.png")}

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import io
+import os
 import pickle
+import tarfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import CIFAR_ZIP
+from conftest import CIFAR_ZIP, snapshot
 from imgclf.data.folder import load_splits
 from imgclf.data.sources import resolve_data
 
@@ -80,3 +83,98 @@ def test_shared_cifar10_zip_indexes_60000_images(tmp_path: Path) -> None:
     s = load_splits(resolve_data(str(CIFAR_ZIP), tmp_path / "cache"))
     assert len(s["train"]) == 50_000 and len(s["test"]) == 10_000
     assert s["train"].class_names[:3] == ["airplane", "automobile", "bird"]
+
+
+def test_crafted_cifar_tar_cannot_touch_a_file_outside_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The attack: a symlink inside the destination plus a hard link to it, then a member
+    written "through" them, reached a file levels above the cache with the data filter."""
+    _write_cifar_batches(tmp_path / "src")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    os.chmod(victim, 0o600)
+    before = snapshot(tmp_path / "src") | {str(victim): (victim.read_text(), victim.stat().st_mode)}
+    tar = tmp_path / "cifar-10-python.tar.gz"
+    with tarfile.open(tar, "w:gz") as tf:
+        up = tarfile.TarInfo("cifar-10-batches-py/up")
+        up.type, up.linkname = tarfile.SYMTYPE, "../../../../../../victim.txt"
+        tf.addfile(up)
+        hard = tarfile.TarInfo("cifar-10-batches-py/hard")
+        hard.type, hard.linkname, hard.mode = tarfile.LNKTYPE, "cifar-10-batches-py/up", 0o777
+        tf.addfile(hard)
+        dev = tarfile.TarInfo("cifar-10-batches-py/dev")
+        dev.type = tarfile.CHRTYPE
+        tf.addfile(dev)
+        for f in sorted((tmp_path / "src").iterdir()):
+            tf.add(f, f"cifar-10-batches-py/{f.name}")
+        evil = tarfile.TarInfo("cifar-10-batches-py/up")  # a regular file over the link
+        evil.size, evil.mode = 4, 0o777
+        tf.addfile(evil, io.BytesIO(b"pwnd"))
+    cache = tmp_path / "cache" / "a" / "b" / "c"
+    root = resolve_data(str(tar), cache)
+    assert load_splits(root)["train"].counts() == [2, 1, 1]
+    err = capsys.readouterr().err
+    for name in ("up", "hard", "dev"):
+        assert f"skipped link or device member 'cifar-10-batches-py/{name}'" in err
+    after = snapshot(tmp_path / "src") | {str(victim): (victim.read_text(), victim.stat().st_mode)}
+    assert after == before
+    links = [
+        p for p in cache.rglob("*") if p.is_symlink() or (p.is_file() and p.stat().st_nlink > 1)
+    ]
+    assert links == []
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+def test_finder_zip_skips_macosx_and_accepts_dot_slash(tiny_folder: Path, tmp_path: Path) -> None:
+    png = (tiny_folder / "train" / "red" / "red_000.png").read_bytes()
+    z = _zip(
+        tmp_path / "finder.zip",
+        {
+            "./photos/cat/a.png": png,
+            "./photos/dog/b.png": png,
+            "__MACOSX/photos/cat/._a.png": b"\x00\x05\x16\x07 resource fork",
+            "photos/dog/._b.png": b"\x00\x05\x16\x07",
+        },
+    )
+    root = resolve_data(str(z), tmp_path / "cache")
+    s = load_splits(root)
+    assert s["train"].class_names == ["cat", "dog"] and len(s["train"]) + len(s["val"]) == 2
+
+
+def test_zip_bombs_and_clashing_members_are_refused_in_one_line(tmp_path: Path) -> None:
+    bomb = _zip(tmp_path / "bomb.zip", {"a/x.png": bytes(50 * 2**20)})
+    with pytest.raises(ValueError, match=r"'a/x.png' expands \d+x \(a zip bomb\?\)"):
+        resolve_data(str(bomb), tmp_path / "cache")
+    clash = _zip(tmp_path / "clash.zip", {"a/cat": b"file", "a/cat/x.png": b"png"})
+    with pytest.raises(ValueError, match="'a/cat/x.png' clashes with another member"):
+        resolve_data(str(clash), tmp_path / "cache")
+    assert not [p for p in (tmp_path / "cache" / "unzipped").iterdir() if p.suffix != ".lock"]
+    link = tmp_path / "link.zip"
+    with zipfile.ZipFile(link, "w") as zf:
+        info = zipfile.ZipInfo("d/cat/evil.png")
+        info.external_attr = 0o120777 << 16  # a symlink member
+        zf.writestr(info, "/etc/passwd")
+        zf.writestr("d/cat/ok.png", b"x")
+    root = resolve_data(str(link), tmp_path / "cache")
+    assert not (root / "cat" / "evil.png").exists() and (root / "cat" / "ok.png").exists()
+
+
+def test_zip_over_the_size_cap_is_refused_before_unpacking(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    z = _zip(tmp_path / "big.zip", {"a/x.png": os.urandom(3 * 2**20)})
+    code = (
+        "from imgclf.data.sources import resolve_data; "
+        f"resolve_data({str(z)!r}, {str(tmp_path / 'cache')!r})"
+    )
+    env = {**os.environ, "IMGCLF_MAX_UNPACK_BYTES": str(2**20)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert "unpacks to 0.0 GiB, over the limit" in r.stderr

@@ -53,6 +53,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return 1 if report.problems() else 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    from imgclf.data import cache_admin
+
+    if args.action == "clear":
+        print(f"freed {cache_admin.clear(args.cache_dir) / 1e6:.1f} MB")
+    elif args.action == "prune":
+        r = cache_admin.prune(args.cache_dir, args.older_than)
+        freed = (r["bytes_before"] - r["bytes_after"]) / 1e6
+        print(f"removed {r['stores_removed']} unused stores; freed {freed:.1f} MB")
+    else:
+        print(cache_admin.describe(cache_admin.list_cache(args.cache_dir)))
+    return 0
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from imgclf.registry import get_spec
     from imgclf.tools.preview import preview

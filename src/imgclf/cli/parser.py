@@ -139,6 +139,16 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--top-k", type=int, metavar="N", default=3)
     s.add_argument("--device", metavar="NAME", default="auto")
 
+    k = sub.add_parser(
+        "cache",
+        help="list, prune or clear the decoded-image cache and unpacked archives",
+        description="list: what is cached. prune: drop rows of changed or deleted files, compact, "
+        "and remove what was unused for --older-than days. clear: remove all of it.",
+    )
+    k.add_argument("action", nargs="?", default="list", choices=("list", "prune", "clear"))
+    k.add_argument("--cache-dir", metavar="PATH", default="", help="default ~/.cache/imgclf")
+    k.add_argument("--older-than", type=float, metavar="DAYS", default=30.0)
+
     sub.add_parser("models", help="list registered models")
     d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
     d.add_argument("--out", metavar="PATH", default="runs/demo")

@@ -40,6 +40,8 @@ class AuditReport:
     non_image_examples: list[str] = field(default_factory=list)
     animated: list[str] = field(default_factory=list)
     tiny: list[str] = field(default_factory=list)
+    # symlinked folders not followed: they loop or lead into another class/split
+    refused_links: list[dict[str, str]] = field(default_factory=list)
     # the unreadable paths as the OS spells them (not display-safe), for the exclude list
     bad_raw: list[str] = field(default_factory=list, repr=False)
 
@@ -53,6 +55,11 @@ class AuditReport:
             out.append(f"{len(self.duplicates_within)} group(s) of duplicate images within a split")
         for split, names in self.missing_classes.items():
             out.append(f"split {split!r} lacks class(es): {', '.join(names)}")
+        if self.refused_links:
+            out.append(
+                f"{len(self.refused_links)} symlinked folder(s) not followed "
+                "(loop, or into another class or split)"
+            )
         if self.empty_class_folders:
             out.append(f"{len(self.empty_class_folders)} empty class folder(s)")
         if self.images == 0:
@@ -98,6 +105,7 @@ def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]
             if missing:
                 report.missing_classes[s] = missing
     jobs = []
+    refused: list[tuple[str, str]] = []
     for split, sdir in split_dirs.items():
         report.counts[split] = {c: 0 for c in classes[split]}
         for entry in sorted(os.listdir(sdir)):  # files beside the class folders are not samples
@@ -106,7 +114,7 @@ def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]
                 _note_non_image(report, p)
         for cls in classes[split]:
             n_images = 0
-            for d, _, files in walk_files(os.path.join(sdir, cls)):
+            for d, _, files in walk_files(os.path.join(sdir, cls), str(root), refused):
                 for f in files:
                     p = os.path.join(d, f)
                     if is_image_name(f):
@@ -116,6 +124,7 @@ def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]
                         _note_non_image(report, p)
             if n_images == 0:
                 report.empty_class_folders.append(display_path(os.path.join(sdir, cls)))
+    report.refused_links = [{"path": display_path(p), "reason": why} for p, why in refused]
     return jobs
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from imgclf.data.audit import AuditReport
+from imgclf.data.folder import exclude_text
 from imgclf.files import write_json, write_text
 
 MAX_LISTED = 20
@@ -37,6 +38,10 @@ def format_audit(r: AuditReport) -> str:
             [" = ".join(g) for g in r.duplicates_across],
         ),
         ("duplicates within a split", [" = ".join(g) for g in r.duplicates_within]),
+        (
+            "symlinked folders not followed",
+            [f"{x['path']}: {x['reason']}" for x in r.refused_links],
+        ),
         ("empty class folders", r.empty_class_folders),
         (
             "classes missing from a split",
@@ -61,7 +66,7 @@ def write_audit_outputs(
     r: AuditReport, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
 ) -> list[Path]:
     written = []
-    exclude = "".join(f"{p}\n" for p in r.bad_raw)
+    exclude = exclude_text(r.bad_raw)
     targets = [(json_path, "json"), (exclude_path, "exclude")]
     if out_dir is not None:
         targets += [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 from collections.abc import Iterator
@@ -56,11 +57,31 @@ class ImageIndex:
         )
 
 
-def walk_files(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
+def _inside(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def link_problem(link: str, here: str, top: str, fence: str | None) -> str:
+    """Why a symlinked folder must not be followed, or '' (all real paths)."""
+    if _inside(here, link):
+        return "points to a folder that contains it (a loop)"
+    if fence and _inside(link, fence) and not _inside(link, top):
+        return "points into another class or split folder (its images would get this label)"
+    return ""
+
+
+def walk_files(
+    top: str, fence: str | None = None, refused: list[tuple[str, str]] | None = None
+) -> Iterator[tuple[str, list[str], list[str]]]:
     """os.walk(followlinks=True) that visits each real directory once, so symlink loops end.
 
-    Yields (dirpath, subdirs, files) with hidden entries (leading '.') dropped.
+    Yields (dirpath, subdirs, files) with hidden entries (leading '.') dropped. A symlinked
+    folder that leads back up, or (with `fence`, the data set's root) into another class or
+    split, is not followed: it would index the same images under a wrong label. Those links
+    are appended to `refused` as (path, reason).
     """
+    top_real = os.path.realpath(top)
+    fence = os.path.realpath(fence) if fence else None
     seen: set[tuple[int, int]] = set()
     stack = [top]
     while stack:
@@ -76,14 +97,25 @@ def walk_files(top: str) -> Iterator[tuple[str, list[str], list[str]]]:
             entries = list(os.scandir(d))
         except OSError:
             continue
+        here = os.path.realpath(d)
         dirs, files = [], []
         for e in entries:
             if e.name.startswith("."):
                 continue
             try:
-                (dirs if e.is_dir() else files).append(e.name)
+                is_dir = e.is_dir()
+                why = (
+                    link_problem(os.path.realpath(e.path), here, top_real, fence)
+                    if (is_dir and e.is_symlink())
+                    else ""
+                )
             except OSError:
-                files.append(e.name)
+                is_dir, why = False, ""
+            if why:
+                if refused is not None:
+                    refused.append((e.path, why))
+                continue
+            (dirs if is_dir else files).append(e.name)
         yield d, sorted(dirs), sorted(files)
         stack.extend(os.path.join(d, s) for s in sorted(dirs, reverse=True))
 
@@ -93,8 +125,14 @@ def list_class_dirs(root: str | Path) -> list[str]:
     return sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
 
 
-def scan_class_folder(root: str | Path, class_names: list[str] | None = None) -> ImageIndex:
-    """Index root/<class>/**/<image> in torchvision.datasets.ImageFolder's order."""
+def scan_class_folder(
+    root: str | Path, class_names: list[str] | None = None, fence: str | Path | None = None
+) -> ImageIndex:
+    """Index root/<class>/**/<image> in torchvision.datasets.ImageFolder's order.
+
+    Symlinked folders are followed unless they lead into another class or split under
+    `fence` (the data set's root; default `root`), or back up: see walk_files."""
+    fence = str(fence or root)
     names = list_class_dirs(root) if class_names is None else class_names
     index = ImageIndex(class_names=names)
     for y, name in enumerate(names):
@@ -102,7 +140,7 @@ def scan_class_folder(root: str | Path, class_names: list[str] | None = None) ->
         if not os.path.isdir(target):
             continue
         # ImageFolder sorts os.walk's (root, dirs, files) tuples, i.e. by directory path.
-        for d, _, files in sorted(walk_files(target)):
+        for d, _, files in sorted(walk_files(target, fence)):
             for f in files:
                 if is_image_name(f):
                     index.paths.append(os.path.join(d, f))
@@ -175,7 +213,7 @@ def load_splits(
     split_dirs = find_splits(root)
     if split_dirs:
         names = sorted({c for p in split_dirs.values() for c in list_class_dirs(p)})
-        splits = {k: scan_class_folder(p, names) for k, p in split_dirs.items()}
+        splits = {k: scan_class_folder(p, names, fence=root) for k, p in split_dirs.items()}
     else:
         splits = {"train": scan_class_folder(root)}
         names = splits["train"].class_names
@@ -199,8 +237,29 @@ def load_splits(
     return splits
 
 
+def exclude_text(paths: list[str]) -> str:
+    """One path per line; a path a line cannot hold as is (a newline, a leading '#' or '"',
+    trailing blanks) is written as a JSON string, which read_exclude_list decodes."""
+
+    def line(p: str) -> str:
+        plain = not any(c in p for c in "\n\r") and p[:1] not in ('"', "#") and p == p.rstrip()
+        return p if plain else json.dumps(p)
+
+    return "".join(line(p) + "\n" for p in paths)
+
+
 def read_exclude_list(path: str | Path | None) -> set[str]:
     if not path:
         return set()
-    lines = Path(path).read_text(errors="surrogateescape").splitlines()
-    return {ln for ln in lines if ln and not ln.startswith("#")}
+    lines = Path(path).read_text(errors="surrogateescape").split("\n")
+    out = set()
+    for ln in lines:
+        if ln.startswith('"'):
+            try:
+                out.add(json.loads(ln))
+                continue
+            except ValueError:
+                raise ValueError(f"{path}: bad quoted line {ln[:60]!r}") from None
+        if ln and not ln.startswith("#"):
+            out.add(ln)
+    return out

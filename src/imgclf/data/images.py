@@ -61,9 +61,10 @@ def open_image(data: bytes, draft: int = 0) -> Image.Image:
             if draft and img.format == "JPEG":
                 img.draft("RGB", (draft, draft))
             img.load()
-            frames = getattr(img, "n_frames", 1)
+            frames, fmt = getattr(img, "n_frames", 1), img.format
             img = ImageOps.exif_transpose(img)  # a copy: keep what it drops
             img.info["frames"] = frames
+            img.format = fmt
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageDecodeError(f"decompression bomb: {e}".split(" could be")[0]) from None
     except UnidentifiedImageError:

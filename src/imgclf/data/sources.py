@@ -16,8 +16,10 @@ import numpy as np
 from filelock import FileLock
 from PIL import Image
 
+from imgclf.data.archives import unpack_cifar_tar_into, unpack_zip_into
 from imgclf.data.cache import default_cache_dir
 from imgclf.data.folder import find_splits
+from imgclf.files import private_dir
 
 CIFAR_BATCH_DIR = "cifar-10-batches-py"
 
@@ -28,11 +30,14 @@ def _key(path: Path) -> str:
 
 
 def _materialise(target: Path, fill) -> Path:  # noqa: ANN001
-    """Build `target` once: fill(tmp_dir) then rename, under a lock (concurrent runs wait)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
+    """Build `target` once: fill(tmp_dir) then rename, under a lock (concurrent runs wait).
+    Temp folders a killed build left are swept under the same lock."""
+    private_dir(target.parent)
     with FileLock(str(target) + ".lock"):
+        for stale in target.parent.glob(f".tmp-{target.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
         if not target.is_dir():
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
             try:
                 fill(tmp)
                 os.replace(tmp, target)
@@ -42,16 +47,9 @@ def _materialise(target: Path, fill) -> Path:  # noqa: ANN001
 
 
 def unpack_zip(zip_path: Path, cache_dir: Path) -> Path:
-    def fill(tmp: Path) -> None:
-        with zipfile.ZipFile(zip_path) as zf:
-            for m in zf.infolist():
-                # Refuse absolute paths and '..' (zip-slip): everything stays inside tmp.
-                dest = (tmp / m.filename).resolve()
-                if not str(dest).startswith(str(tmp.resolve()) + os.sep):
-                    raise ValueError(f"{zip_path}: unsafe member path {m.filename!r}")
-            zf.extractall(tmp)
-
-    out = _materialise(cache_dir / "unzipped" / _key(zip_path), fill)
+    out = _materialise(
+        cache_dir / "unzipped" / _key(zip_path), lambda tmp: unpack_zip_into(zip_path, tmp)
+    )
     # A zip holding one top folder (e.g. CATS_DOGS/) means that folder.
     entries = [e for e in out.iterdir() if not e.name.startswith(".")]
     return entries[0] if len(entries) == 1 and entries[0].is_dir() and not find_splits(out) else out
@@ -126,16 +124,10 @@ def resolve_data(spec: str, cache_dir: str | Path = "") -> Path:
     if p.is_file() and zipfile.is_zipfile(p):
         return unpack_zip(p, cache)
     if p.is_file() and tarfile.is_tarfile(p):  # cifar-10-python.tar.gz
-
-        def fill(tmp: Path) -> None:
-            with tarfile.open(p) as tf:
-                tf.extractall(tmp, filter="data")
-
-        unpacked = _materialise(cache / "untarred" / _key(p), fill)
-        found = next(unpacked.rglob("batches.meta"), None)
-        if found is None:
-            raise ValueError(f"{spec}: archive holds no CIFAR-10 batches.meta")
-        return cifar_batches_to_folder(found.parent, cache)
+        unpacked = _materialise(
+            cache / "untarred" / _key(p), lambda tmp: unpack_cifar_tar_into(p, tmp)
+        )
+        return cifar_batches_to_folder(unpacked, cache)
     if p.is_dir() and (p / CIFAR_BATCH_DIR / "batches.meta").exists():
         p = p / CIFAR_BATCH_DIR
     if p.is_dir() and (p / "batches.meta").exists():

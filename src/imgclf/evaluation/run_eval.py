@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from imgclf.data.cache import DecodedCache
+from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, load_splits
 from imgclf.data.sources import resolve_data
 from imgclf.evaluation.metrics import compute_metrics, top_losses
@@ -36,9 +36,8 @@ def predict_index(
     workers: int = 2,
     batch_size: int = 100,
     progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    cache = DecodedCache(index, predictor.pre.size, cache_dir or None)
-    stats = cache.build(workers=workers, progress=progress)
+) -> tuple[np.ndarray, np.ndarray, dict[str, str], DecodedCache]:
+    cache, stats = open_cache(index, predictor.pre.size, cache_dir or None, workers, progress)
     rows = cache.ok_rows
     probs = [
         predictor.predict_proba(cache.read_rows(rows[i : i + batch_size]))
@@ -51,7 +50,7 @@ def predict_index(
     ]
     out = np.concatenate(probs) if probs else np.zeros((0, len(predictor.class_names)))
     skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
-    return out, rows, skipped
+    return out, rows, skipped, cache
 
 
 def evaluate_run(
@@ -71,7 +70,7 @@ def evaluate_run(
     splits = load_splits(root, cfg.val_fraction, cfg.seed)
     use = split if split in splits and len(splits[split]) else "val"
     index = _align(splits[use], names, str(root))
-    probs, rows, skipped = predict_index(
+    probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
     y = np.asarray(index.labels)[rows]
@@ -93,7 +92,6 @@ def evaluate_run(
         plot_curves(history, run / RunDir.CURVES)
     worst = top_losses(y, probs, 16)
     if len(worst):
-        cache = DecodedCache(index, predictor.pre.size, cfg.cache_dir or None)
         imgs = list(cache.read_rows(rows[worst]))
         titles = [
             f"{os.path.basename(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "

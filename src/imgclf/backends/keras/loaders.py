@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from imgclf.backends.common import RunSetup
-from imgclf.data.cache import DecodedCache
+from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import display_path
 from imgclf.data.presets import Preprocess
 
@@ -60,8 +60,7 @@ class CachedImages(keras.utils.PyDataset):
 def load_split(s: RunSetup, split: str, shuffle: bool) -> tuple[CachedImages, dict[str, str]]:
     """A split through the shared decoded cache; also its unreadable files with reasons."""
     cfg, idx = s.cfg, s.splits[split]
-    cache = DecodedCache(idx, s.pre.size, cfg.cache_dir or None)
-    stats = cache.build(workers=cfg.workers, progress=True)
+    cache, stats = open_cache(idx, s.pre.size, cfg.cache_dir or None, cfg.workers, True)
     rows = cache.ok_rows
     labels = np.asarray(idx.labels, np.int64)[rows]
     data = CachedImages(

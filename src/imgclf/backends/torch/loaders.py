@@ -19,7 +19,7 @@ from imgclf.backends.torch.transforms import (
     normalize_batch,
     train_preset,
 )
-from imgclf.data.cache import DecodedCache, iterate_batches, prefetch
+from imgclf.data.cache import CacheUnavailable, DecodedCache, iterate_batches, prefetch, warn
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
 from imgclf.data.presets import Preprocess
@@ -59,7 +59,11 @@ def prepare_split(
             index, pre, "plain" if pipeline == "plain" else "cache", rows=np.arange(len(index))
         )
     cache = DecodedCache(index, pre.size, cache_dir or None)
-    stats = cache.build(workers=workers, progress=progress)
+    try:
+        stats = cache.build(workers=workers, progress=progress)
+    except CacheUnavailable as e:
+        warn(f"{e}; reading the image files directly (--pipeline plain) instead")
+        return SplitData(index, pre, "plain", rows=np.arange(len(index)))
     skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
     return SplitData(index, pre, "cache", cache, cache.ok_rows, skipped)
 

@@ -1,0 +1,125 @@
+"""Unpacking archives a stranger may have crafted: nothing is written outside the target folder,
+no link or device is ever created, and a bomb is refused before it fills the disk.
+
+zip: members are read one by one into paths we build (never extractall); absolute, `..`,
+link and device members are refused; `./` prefixes are accepted; macOS Finder's `__MACOSX/`
+and `._*` resource forks are skipped (they would otherwise become a class); the entry count,
+total size, compression ratio and free disk space are checked first.
+tar (CIFAR-10's python tarball): only the regular files CIFAR-10 has are read, through
+extractfile(), into a flat folder; link/device members are skipped and named.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import sys
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+# Limits, overridable for unusual data sets (a user with a 100 GB zip sets the variable).
+MAX_BYTES = int(os.environ.get("IMGCLF_MAX_UNPACK_BYTES", 64 * 2**30))
+MAX_ENTRIES = int(os.environ.get("IMGCLF_MAX_UNPACK_ENTRIES", 5_000_000))
+MAX_RATIO = 200  # deflate reaches ~1000x only on degenerate data; photos compress < 2x
+CIFAR_MEMBER = re.compile(r"^(data_batch_\d+|test_batch|batches\.meta)$")
+CIFAR_MAX_MEMBER = 512 * 2**20
+
+
+def _warn(msg: str) -> None:
+    print(f"imgclf: warning: {msg}", file=sys.stderr, flush=True)
+
+
+def member_parts(archive: Path, name: str) -> tuple[str, ...] | None:
+    """The safe relative path of a member, None for what is skipped; refuses unsafe names."""
+    p = PurePosixPath(name.replace("\\", "/"))
+    parts = tuple(x for x in p.parts if x not in ("", "."))
+    if p.is_absolute() or ".." in parts or (parts and ":" in parts[0]):
+        raise ValueError(f"{archive}: unsafe member path {name!r}")
+    if not parts or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
+        return None
+    return parts
+
+
+def _zip_kind(info: zipfile.ZipInfo) -> str:
+    kind = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip tool stored no file type
+    if info.is_dir():
+        return "dir"
+    if kind not in (0, stat.S_IFREG, stat.S_IFDIR):
+        return "link or device"
+    return "file"
+
+
+def check_zip_limits(archive: Path, infos: list[zipfile.ZipInfo], dest: Path) -> None:
+    total = sum(i.file_size for i in infos)
+    if len(infos) > MAX_ENTRIES:
+        raise ValueError(f"{archive}: {len(infos)} entries, over the limit of {MAX_ENTRIES}")
+    if total > MAX_BYTES:
+        raise ValueError(
+            f"{archive}: unpacks to {total / 2**30:.1f} GiB, over the limit of "
+            f"{MAX_BYTES / 2**30:.1f} GiB (IMGCLF_MAX_UNPACK_BYTES)"
+        )
+    for i in infos:
+        if i.file_size > 2**20 and i.file_size > MAX_RATIO * max(i.compress_size, 1):
+            raise ValueError(
+                f"{archive}: member {i.filename!r} expands {i.file_size // max(i.compress_size, 1)}"
+                f"x (a zip bomb?)"
+            )
+    free = shutil.disk_usage(dest).free
+    if total > free:
+        raise OSError(
+            f"{dest}: {total / 2**30:.1f} GiB needed to unpack {archive.name}, "
+            f"{free / 2**30:.1f} GiB free"
+        )
+
+
+def unpack_zip_into(archive: Path, dest: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        infos = zf.infolist()
+        check_zip_limits(archive, infos, dest)
+        for info in infos:
+            parts = member_parts(archive, info.filename)
+            kind = _zip_kind(info)
+            if parts is None or kind == "dir":
+                continue
+            if kind != "file":
+                _warn(f"{archive}: skipped {kind} member {info.filename!r}")
+                continue
+            target = dest.joinpath(*parts)
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(info) as src, open(target, "xb") as out:
+                    shutil.copyfileobj(src, out, 2**20)
+            except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                raise ValueError(
+                    f"{archive}: member {info.filename!r} clashes with another member "
+                    "(a file and a folder, or the same name twice)"
+                ) from None
+
+
+def unpack_cifar_tar_into(archive: Path, dest: Path) -> Path:
+    """CIFAR-10's batch files, flat in dest; every other member is ignored, links named."""
+    found = 0
+    with tarfile.open(archive) as tf:
+        for m in tf:
+            name = PurePosixPath(m.name).name
+            if m.isdir():
+                continue
+            if not m.isreg():
+                _warn(f"{archive}: skipped link or device member {m.name!r}")
+                continue
+            if not CIFAR_MEMBER.match(name):
+                continue
+            if m.size > CIFAR_MAX_MEMBER:
+                raise ValueError(f"{archive}: member {m.name!r} is {m.size} bytes, too big")
+            src = tf.extractfile(m)
+            if src is None:
+                continue
+            with src, open(dest / name, "xb") as out:
+                shutil.copyfileobj(src, out, 2**20)
+            found += 1
+    if not (dest / "batches.meta").exists():
+        raise ValueError(f"{archive}: archive holds no CIFAR-10 batches.meta")
+    return dest
