@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from imgclf import backends
+from imgclf.data.cache import prefetch
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.data.presets import Preprocess
@@ -58,30 +61,47 @@ def expand_inputs(items: list[str]) -> list[str]:
     return out
 
 
+def decoded_batches(
+    paths: list[str], size: int, batch_size: int, workers: int = 0
+) -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
+    """(indices, uint8 batch, {index: why unreadable}) per batch of paths, decoded by a thread
+    pool (PIL releases the GIL) one batch ahead of the caller, so decoding overlaps inference."""
+
+    def one(p: str) -> np.ndarray | str:
+        try:
+            return decode_square(p, size)
+        except ImageDecodeError as e:
+            return str(e)
+        except OSError:
+            return "cannot open"
+
+    def produce() -> Iterator[tuple[list[int], np.ndarray, dict[int, str]]]:
+        with ThreadPoolExecutor(workers or os.cpu_count() or 2) as pool:
+            for s in range(0, len(paths), batch_size):
+                out = list(pool.map(one, paths[s : s + batch_size]))
+                good = [s + j for j, o in enumerate(out) if not isinstance(o, str)]
+                bad = {s + j: o for j, o in enumerate(out) if isinstance(o, str)}
+                arrays = [o for o in out if not isinstance(o, str)]
+                empty = np.zeros((0, size, size, 3), np.uint8)
+                yield good, (np.stack(arrays) if arrays else empty), bad
+
+    return prefetch(produce(), depth=1)
+
+
 def predict_paths(
     predictor: Predictor, paths: list[str], batch_size: int = 64, top_k: int = 3
 ) -> list[dict[str, Any]]:
     """One row per path: predicted class and probability, or the reason it could not be read."""
     rows: list[dict[str, Any]] = [{"path": p} for p in paths]
-    good, arrays = [], []
-    for i, p in enumerate(paths):
-        try:
-            arrays.append(decode_square(p, predictor.pre.size))
-            good.append(i)
-        except (ImageDecodeError, OSError) as e:
-            rows[i]["error"] = str(e) if isinstance(e, ImageDecodeError) else "cannot open"
-    for s in range(0, len(good), batch_size):
-        probs = predictor.predict_proba(np.stack(arrays[s : s + batch_size]))
-        for j, pr in zip(good[s : s + batch_size], probs, strict=True):
+    names = predictor.class_names
+    for good, batch, bad in decoded_batches(paths, predictor.pre.size, batch_size):
+        for i, why in bad.items():
+            rows[i]["error"] = why
+        if not good:
+            continue
+        for j, pr in zip(good, predictor.predict_proba(batch), strict=True):
             order = np.argsort(-pr)[:top_k]
-            rows[j].update(
-                {
-                    "class": predictor.class_names[order[0]],
-                    "probability": float(pr[order[0]]),
-                    "top": [
-                        {"class": predictor.class_names[k], "probability": float(pr[k])}
-                        for k in order
-                    ],
-                }
-            )
+            top = [{"class": names[k], "probability": float(pr[k])} for k in order]
+            rows[j].update({"class": top[0]["class"], "probability": top[0]["probability"]})
+            rows[j]["top"] = top
     return rows

@@ -9,6 +9,9 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
+# Titles hold file and class names: "$" in one must print as is, not start mathtext (which
+# crashed evaluate and predict --grid on "price_$5.jpg").
+matplotlib.rcParams["text.parse_math"] = False
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 

@@ -295,3 +295,50 @@ def test_preprocess_json_is_the_whole_rule_for_a_plain_client(tmp_path: Path) ->
     row = json.loads((tmp_path / "p.json").read_text())[0]
     assert rule["class_names"][int(probs.argmax())] == row["class"]
     assert abs(float(probs.max()) - row["probability"]) < 1e-4
+
+
+def test_outputs_never_land_in_the_data_and_awkward_names_do_not_crash(tmp_path: Path) -> None:
+    data = make_folder(tmp_path / "d", {"train": 6, "test": 3})
+    before = snapshot(data)
+    for out in (data, data / "runs" / "r1", data / "train" / "red" / "x"):
+        r = run_cli("train", str(data), "--epochs", "1", *TRAIN, "--out", str(out), check=False)
+        why = "not an empty folder" if out == data else "inside the data folder"
+        assert r.returncode == 1 and why in r.stderr, r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and "run folder:" not in r.stdout
+    assert snapshot(data) == before and not (data / "runs").exists()
+    # "$" in a file name (mathtext) and a class whose every image is unreadable
+    Image.new("RGB", (32, 32), (220, 50, 40)).save(data / "test" / "red" / "price_$5.png")
+    (data / "train" / "gold").mkdir()
+    (data / "train" / "gold" / "a.png").write_bytes(b"not a png")
+    run = tmp_path / "run"
+    r = run_cli("train", str(data), "--epochs", "1", *TRAIN, "--out", str(run))
+    assert "class 'gold' has no readable training image" in r.stderr
+    run_cli("evaluate", str(run))
+    assert (run / "top_losses.png").stat().st_size > 1000
+    # outputs keep the user's umask; a symlink the user named is written through
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    (tmp_path / "link.json").symlink_to(target)
+    grid = tmp_path / "grid.png"
+    run_cli(
+        "predict",
+        str(run),
+        str(data / "test" / "red"),
+        "--grid",
+        str(grid),
+        "--json",
+        str(tmp_path / "link.json"),
+        "--csv",
+        str(tmp_path / "p.csv"),
+    )
+    assert (tmp_path / "link.json").is_symlink() and "price_$5.png" in target.read_text()
+    import os
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (grid, tmp_path / "p.csv", target, run / "metrics.json", run / "config.json"):
+        assert stat.S_IMODE(f.stat().st_mode) == 0o666 & ~umask, f
+    # an output path under a file: one line naming it, no traceback
+    r = run_cli("predict", str(run), str(data / "test"), "--csv", str(grid / "p.csv"), check=False)
+    assert r.returncode == 1 and str(grid) in r.stderr and "Traceback" not in r.stderr

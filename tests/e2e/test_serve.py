@@ -45,9 +45,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "imgclf"
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 (open while the server runs)
     proc = subprocess.Popen(
-        [str(exe), "serve", str(run), "--port", str(port)],
-        stdout=subprocess.PIPE,
+        [str(exe), "serve", str(run), "--port", str(port), "--upload-timeout", "2"],
+        stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
     )
@@ -60,10 +61,11 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             time.sleep(0.25)
     else:
         proc.kill()
-        pytest.fail("server did not start: " + (proc.stdout.read() if proc.stdout else ""))
+        pytest.fail("server did not start: " + (tmp / "server.log").read_text())
     yield url, tmp
     proc.terminate()
     proc.wait(10)
+    log.close()
 
 
 # `make test` installs Debian's chromium; under CI a missing browser fails instead of skipping.
@@ -152,3 +154,44 @@ def test_bounded_loopback_load(server) -> None:  # noqa: ANN001
     # the server survives hostile input and still answers
     assert httpx.post(url + "/predict", content=b"junk").status_code == 415
     assert httpx.get(url + "/health").json()["status"] == "ok"
+
+
+def _raw(port: int, request: bytes, wait: float = 0.0) -> bytes:
+    """Send bytes on a fresh connection; read what comes back within `wait` seconds."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(request)
+        if not wait:
+            return b""
+        s.settimeout(wait)
+        try:
+            return s.recv(4096)
+        except TimeoutError:
+            return b""
+
+
+def test_stalled_abandoned_and_foreign_requests_are_answered_without_tracebacks(
+    server,  # noqa: ANN001
+) -> None:
+    url, tmp = server
+    port = int(url.rsplit(":", 1)[1])
+    head = (
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/png\r\n"
+        b"Content-Length: 50000\r\n\r\n" + b"\x89PNG" * 25
+    )
+    t0 = time.perf_counter()
+    stalled = _raw(port, head, wait=10)  # sends 100 of 50,000 bytes, then nothing
+    assert stalled.startswith(b"HTTP/1.1 408") and time.perf_counter() - t0 < 8
+    for _ in range(5):
+        _raw(port, head)  # the client goes away mid-upload
+    foreign = httpx.get(url + "/health", headers={"host": "rebind.attacker.example"})
+    assert foreign.status_code == 400  # DNS rebinding: a page on another name cannot call us
+    bad = httpx.post(
+        url + "/predict",
+        content=b"--xyz\r\nbroken header\r\n\r\n",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert bad.status_code == 400 and "malformed multipart" in bad.json()["detail"]
+    time.sleep(1)
+    assert httpx.get(url + "/health").json()["status"] == "ok"
+    log = (tmp / "server.log").read_text()
+    assert "Traceback" not in log, log[-3000:]

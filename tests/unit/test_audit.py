@@ -204,3 +204,21 @@ def test_audit_names_links_archives_and_formats_and_touches_nothing(
     assert "skipped link or device member 'cifar-10-batches-py/batches.meta'" in proc.stderr
     assert "holds no CIFAR-10 batches.meta" in proc.stderr and proc.returncode == 1
     assert victim.read_text() == "precious"
+
+
+def test_an_oversized_file_is_refused_before_it_is_read_whole(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    big = tiny_folder / "train" / "red" / "huge.jpg"
+    with open(big, "wb") as f:
+        f.truncate(3 * 2**20)  # sparse: 3 MB that never needs reading to be refused
+    proc = run_cli(
+        "audit",
+        str(tiny_folder),
+        "--out",
+        str(tmp_path / "a"),
+        check=False,
+        env={"IMGCLF_MAX_IMAGE_MB": "2"},
+    )
+    assert proc.returncode == 1
+    assert "huge.jpg: file is 3 MB, over the 2 MB limit (IMGCLF_MAX_IMAGE_MB)" in proc.stdout

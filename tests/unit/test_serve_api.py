@@ -36,7 +36,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(run_dir: Path) -> TestClient:
     from imgclf.serve.app import create_app
 
-    return TestClient(create_app(run_dir, max_bytes=200_000))
+    return TestClient(create_app(run_dir, max_bytes=200_000), base_url="http://localhost")
 
 
 def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
@@ -81,6 +81,42 @@ def test_hostile_uploads_get_4xx_and_the_server_keeps_serving(
     r = client.post("/predict", files={"file": ("x.jpg", payload, "image/jpeg")})
     assert r.status_code == status and words in r.json()["detail"]
     assert client.post("/predict", content=_png((40, 190, 60))).status_code == 200
+
+
+def _sixteen_bit_png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("I;16", (side, side)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_a_small_upload_with_too_many_pixels_is_refused_before_decoding(client: TestClient) -> None:
+    """The attack: a ~100 KB 16-bit PNG of 7000x7000 px decoded into gigabytes."""
+    png = _sixteen_bit_png(7000)
+    assert len(png) < 200_000
+    r = client.post("/predict", content=png)
+    assert r.status_code == 413 and "too many pixels: 7000x7000 = 49 Mpx" in r.json()["detail"]
+    assert client.post("/predict", content=_sixteen_bit_png(500)).status_code == 200
+
+
+def test_foreign_host_and_malformed_multipart_get_400(run_dir: Path, client: TestClient) -> None:
+    from imgclf.serve.app import create_app
+
+    foreign = TestClient(create_app(run_dir), base_url="http://rebind.attacker.example")
+    assert foreign.get("/health").status_code == 400
+    r = client.post(
+        "/predict",
+        content=b"--xyz\r\nbroken header\r\n\r\nabc\r\n--xyz--\r\n",
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert r.status_code == 400 and "malformed multipart" in r.json()["detail"]
+
+
+def test_sixteen_bit_images_scale_like_before_without_a_float64_copy() -> None:
+    from imgclf.data.images import to_rgb
+
+    a = np.array([[0, 256, 257, 1000, 65535]], dtype=np.uint16)
+    got = np.asarray(to_rgb(Image.fromarray(a)))[..., 0]
+    assert got.tolist() == (a.astype(np.float64) / 65535 * 255).astype(np.uint8).tolist()
 
 
 def test_concurrent_requests_agree(client: TestClient) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,12 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
         run.check_new()
     spec = get_spec(cfg.model, backend)
     root = resolve_data(cfg.data_dir, cfg.cache_dir)
+    real_run, real_root = os.path.realpath(run.path), os.path.realpath(root)
+    if real_run == real_root or real_run.startswith(real_root.rstrip(os.sep) + os.sep):
+        raise ValueError(
+            f"{run}: inside the data folder {root}; its files would be read as images or a "
+            "class. Choose an --out outside it"
+        )
     exclude = read_exclude_list(cfg.exclude_list)
     splits = load_splits(root, cfg.val_fraction, cfg.seed, exclude, cfg.max_per_class)
     if resume and (run / RunDir.META).exists():
@@ -91,6 +99,19 @@ def write_run_info(
     s.run.write_config(s.cfg, derived)
     print(f"run folder: {s.run}", flush=True)
     return meta
+
+
+def warn_unreadable_classes(names: list[str], labels: np.ndarray) -> None:
+    """A class with no readable training image cannot be learned: say so before training."""
+    counts = np.bincount(labels, minlength=len(names))
+    for name, n in zip(names, counts, strict=True):
+        if n == 0:
+            print(
+                f"imgclf: warning: class {name!r} has no readable training image; the model "
+                "will never predict it (see skipped.json, or run imgclf audit)",
+                file=sys.stderr,
+                flush=True,
+            )
 
 
 def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

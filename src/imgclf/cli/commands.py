@@ -231,7 +231,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from imgclf.serve.app import create_app
 
-    app = create_app(args.run, int(args.max_upload_mb * 1024 * 1024), args.top_k, args.device)
+    hosts = args.allowed_host
+    if hosts is None:
+        exposed = args.host not in ("127.0.0.1", "localhost", "::1")
+        hosts = ["*"] if exposed else None
+        if exposed:
+            print("note: any Host header is accepted; --allowed-host NAME restricts it", flush=True)
+    app = create_app(
+        args.run,
+        int(args.max_upload_mb * 1024 * 1024),
+        args.top_k,
+        args.device,
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_decodes=args.max_decodes,
+        allowed_hosts=hosts,
+        upload_timeout=args.upload_timeout,
+    )
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=5,
+    )
     return 0

@@ -129,6 +129,15 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("--format", required=True, choices=FORMATS)
     x.add_argument("--out", metavar="PATH", default="", help="output folder (default RUN/export)")
 
+    _add_serve_command(sub)
+    _add_cache_command(sub)
+    sub.add_parser("models", help="list registered models")
+    d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
+    d.add_argument("--out", metavar="PATH", default="runs/demo")
+    d.add_argument("--epochs", type=int, metavar="N", default=8)
+
+
+def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
     s.add_argument("run")
     s.add_argument(
@@ -136,9 +145,34 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--port", type=int, metavar="N", default=8000)
     s.add_argument("--max-upload-mb", type=float, metavar="FLOAT", default=10.0)
+    s.add_argument(
+        "--max-megapixels",
+        type=float,
+        metavar="FLOAT",
+        default=40.0,
+        help="larger images are refused from their header, before decoding",
+    )
+    s.add_argument(
+        "--max-decodes",
+        type=int,
+        metavar="N",
+        default=0,
+        help="decodes at a time (0: min(4, cores))",
+    )
+    s.add_argument("--max-connections", type=int, metavar="N", default=64, help="then 503")
+    s.add_argument("--upload-timeout", type=float, metavar="SECONDS", default=30.0)
+    s.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        default=None,
+        help="Host header to accept (repeatable; default: localhost names, or any with 0.0.0.0)",
+    )
     s.add_argument("--top-k", type=int, metavar="N", default=3)
     s.add_argument("--device", metavar="NAME", default="auto")
 
+
+def _add_cache_command(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser(
         "cache",
         help="list, prune or clear the decoded-image cache and unpacked archives",
@@ -148,11 +182,6 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     k.add_argument("action", nargs="?", default="list", choices=("list", "prune", "clear"))
     k.add_argument("--cache-dir", metavar="PATH", default="", help="default ~/.cache/imgclf")
     k.add_argument("--older-than", type=float, metavar="DAYS", default=30.0)
-
-    sub.add_parser("models", help="list registered models")
-    d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
-    d.add_argument("--out", metavar="PATH", default="runs/demo")
-    d.add_argument("--epochs", type=int, metavar="N", default=8)
 
 
 # What a resumed run may change: how long and where it runs, not what it learns from or how.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 
 import numpy as np
@@ -12,13 +13,24 @@ from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
+# A photo is a few MB; a larger "image" is refused before it is read whole (audit, training,
+# predict). Override for scans and TIFF mosaics.
+MAX_FILE_BYTES = int(float(os.environ.get("IMGCLF_MAX_IMAGE_MB", 50)) * 2**20)
+
+
 class ImageDecodeError(Exception):
     """A file that cannot become an RGB image; str() is the reason, without the path."""
 
 
-def read_bytes(path: str) -> bytes:
+def read_bytes(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ImageDecodeError(
+                    f"file is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit "
+                    "(IMGCLF_MAX_IMAGE_MB)"
+                )
             return f.read()
     except PermissionError:
         raise ImageDecodeError("permission denied") from None
@@ -31,9 +43,14 @@ def read_bytes(path: str) -> bytes:
 def to_rgb(img: Image.Image) -> Image.Image:
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         # 16-bit and float scans: scale the used range to 8 bits instead of clipping at 255.
-        a = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") else max(float(a.max()), 1.0)
-        img = Image.fromarray(np.clip(a / hi * 255.0, 0, 255).astype(np.uint8), "L")
+        # Integer division for 16-bit (no float copy: a 9400 px square took 2.2 GB as float64).
+        a = np.asarray(img)
+        if img.mode.startswith("I;16"):
+            out = (a.astype(np.uint16) // 257).astype(np.uint8)
+        else:
+            a = a.astype(np.float32, copy=False)
+            out = np.clip(a * (255.0 / max(float(a.max()), 1.0)), 0, 255).astype(np.uint8)
+        img = Image.fromarray(out, "L")
     if img.mode == "RGB":
         return img
     try:
@@ -45,11 +62,12 @@ def to_rgb(img: Image.Image) -> Image.Image:
         raise ImageDecodeError(f"unsupported mode {img.mode}: {e}") from None
 
 
-def open_image(data: bytes, draft: int = 0) -> Image.Image:
+def open_image(data: bytes, draft: int = 0, max_pixels: int = 0) -> Image.Image:
     """Fully decode bytes into a PIL image (still in its own mode), EXIF orientation applied.
 
     draft > 0 lets the JPEG decoder scale down by 1/2..1/8 while keeping both sides >= draft,
-    which is several times faster than decoding full size and resizing.
+    which is several times faster than decoding full size and resizing. max_pixels > 0 refuses
+    a larger image from its header, before any pixel is decoded (a server's memory cap).
     """
     if not data:
         raise ImageDecodeError("zero bytes")
@@ -60,11 +78,19 @@ def open_image(data: bytes, draft: int = 0) -> Image.Image:
             img = Image.open(io.BytesIO(data))
             if draft and img.format == "JPEG":
                 img.draft("RGB", (draft, draft))
+            if max_pixels and img.size[0] * img.size[1] > max_pixels:
+                w, h = img.size
+                raise ImageDecodeError(
+                    f"too many pixels: {w}x{h} = {w * h / 1e6:.0f} Mpx, over the limit of "
+                    f"{max_pixels / 1e6:g} Mpx"
+                )
             img.load()
             frames, fmt = getattr(img, "n_frames", 1), img.format
             img = ImageOps.exif_transpose(img)  # a copy: keep what it drops
             img.info["frames"] = frames
             img.format = fmt
+    except ImageDecodeError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageDecodeError(f"decompression bomb: {e}".split(" could be")[0]) from None
     except UnidentifiedImageError:

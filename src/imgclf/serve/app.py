@@ -3,10 +3,16 @@
 Uploads are read into memory up to a byte limit and decoded from memory: nothing in a request
 touches the file system. One model is loaded at start; a lock serialises inference, which keeps
 concurrent requests safe for any backend.
+
+Limits that keep one small upload from taking the machine: bytes per upload, pixels per image
+(checked from the header, before decoding), decodes at a time (a semaphore: memory is bounded
+by decodes x pixels), seconds to send an upload, and the Host header (DNS rebinding).
 """
 
 from __future__ import annotations
 
+import asyncio
+import os
 import threading
 from importlib.resources import files
 from pathlib import Path
@@ -15,14 +21,19 @@ from typing import Any
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
 from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
 from imgclf.predictor import load_predictor
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_PIXELS = 40_000_000
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
 UPLOAD_SCHEMA = {
     "requestBody": {
         "content": {
@@ -41,15 +52,25 @@ UPLOAD_SCHEMA = {
 }
 
 
-async def read_limited(request: Request, max_bytes: int) -> bytes:
+async def read_limited(request: Request, max_bytes: int, timeout: float = 30.0) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"upload is {int(declared):,} bytes; the limit is {max_bytes:,}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > max_bytes:
-            raise HTTPException(413, f"upload exceeds the limit of {max_bytes:,} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise HTTPException(413, f"upload exceeds the limit of {max_bytes:,} bytes")
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except TimeoutError:
+        raise HTTPException(408, f"upload not received within {timeout:g} s") from None
+    except ClientDisconnect:
+        # the client left: nobody reads the answer, and it is not the server's error to log
+        raise HTTPException(400, "client disconnected during the upload") from None
     return bytes(body)
 
 
@@ -83,24 +104,27 @@ def first_file_part(body: bytes, content_type: str) -> bytes:
             "on_part_end": on_part_end,
         },
     )
-    parser.write(body)
-    parser.finalize()
+    try:
+        parser.write(body)
+        parser.finalize()
+    except MultipartParseError as e:
+        raise HTTPException(400, f"malformed multipart upload: {e}") from None
     for p in parts:
         if b"filename=" in p["headers"] or b'name="file"' in p["headers"]:
             return bytes(p["data"])
     raise HTTPException(400, "multipart upload has no file part (send the image as 'file')")
 
 
-def decode_upload(data: bytes, size: int) -> np.ndarray:
+def decode_upload(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     try:
-        img = to_rgb(open_image(data, draft=size))
+        img = to_rgb(open_image(data, draft=size, max_pixels=max_pixels))
     except ImageDecodeError as e:
         reason = str(e)
         status = (
             415
             if reason.startswith(("not an image", "zero bytes"))
             else 413
-            if reason.startswith("decompression bomb")
+            if reason.startswith(("decompression bomb", "too many pixels"))
             else 422
         )
         raise HTTPException(status, f"cannot use this upload: {reason}") from None
@@ -108,20 +132,31 @@ def decode_upload(data: bytes, size: int) -> np.ndarray:
 
 
 def create_app(
-    run: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, top_k: int = 3, device: str = "auto"
+    run: str | Path,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    top_k: int = 3,
+    device: str = "auto",
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_decodes: int = 0,
+    allowed_hosts: list[str] | None = None,
+    upload_timeout: float = 30.0,
 ) -> FastAPI:
+    """allowed_hosts: Host header values served (default: this machine's loopback names)."""
     predictor = load_predictor(run, device)
     lock = threading.Lock()
+    decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
     names = predictor.class_names
     app = FastAPI(
         title="imgclf",
         version=__version__,
         description=f"{predictor.meta.get('model')} classifying {', '.join(names)}",
     )
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOCAL_HOSTS)
     page = files("imgclf.serve").joinpath("static/index.html").read_text()
 
     def _classify(data: bytes) -> np.ndarray:
-        x = decode_upload(data, predictor.pre.size)[None]
+        with decodes:
+            x = decode_upload(data, predictor.pre.size, max_pixels)[None]
         with lock:
             return predictor.predict_proba(x)[0]
 
@@ -134,12 +169,13 @@ def create_app(
             "classes": names,
             "image_size": predictor.pre.size,
             "max_upload_bytes": max_bytes,
+            "max_pixels": max_pixels,
         }
 
     @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request) -> dict[str, Any]:
         """An image as multipart form field `file`, or as the raw request body."""
-        body = await read_limited(request, max_bytes)
+        body = await read_limited(request, max_bytes, upload_timeout)
         ctype = request.headers.get("content-type", "")
         data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
         # decoding and inference are CPU work: off the event loop, so uploads keep streaming

@@ -14,6 +14,7 @@ from imgclf.backends.common import (
     balanced_class_weights,
     finish_run,
     start_run,
+    warn_unreadable_classes,
     write_run_info,
 )
 from imgclf.backends.keras.callbacks import Checkpoints, EarlyStopping, HistoryLog, StepHook
@@ -36,6 +37,7 @@ def fit(
     device = select_device(cfg)
     train, skipped = load_split(s, "train", True)
     val, skipped_val = load_split(s, "val", False)
+    warn_unreadable_classes(s.names, train.labels)
     model = build_model(s, resume)
     history = s.run.read_history() if resume else []
     write_run_info(s, "keras", ".keras", count_params(model), device)

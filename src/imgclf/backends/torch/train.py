@@ -18,6 +18,7 @@ from imgclf.backends.common import (
     balanced_class_weights,
     finish_run,
     start_run,
+    warn_unreadable_classes,
     write_run_info,
 )
 from imgclf.backends.torch.callbacks import Checkpoints, EarlyStopping, HistoryLog, TensorBoardLog
@@ -165,6 +166,7 @@ def build_trainer(s: RunSetup, ckpt: dict[str, Any] | None, progress: bool) -> T
     prep = dict(cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress)
     train_data = prepare_split(s.splits["train"], s.pre, cfg.pipeline, **prep)
     val_data = prepare_split(s.splits["val"], s.pre, cfg.pipeline, **prep)
+    warn_unreadable_classes(s.names, train_data.labels)
     weight = None
     if cfg.class_weights == "auto":
         w = balanced_class_weights(train_data.labels, len(s.names))
