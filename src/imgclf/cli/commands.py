@@ -10,6 +10,7 @@ from pathlib import Path
 
 import imgclf
 from imgclf.cli.parser import build_parser, config_from_args, default_out
+from imgclf.data.audit import AuditReport, exact_pairs
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
 from imgclf.runs import RunDir
@@ -31,7 +32,7 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from imgclf.data.audit import run_audit
+    from imgclf.data.audit import leak_members, run_audit
     from imgclf.data.audit_report import format_audit, write_audit_outputs
     from imgclf.data.sources import resolve_data
 
@@ -41,7 +42,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
     root = resolve_data(args.path, args.cache_dir)
     report, sizes = run_audit(root, workers=args.workers, progress=sys.stderr.isatty())
     out = Path(args.out) if args.out else default_out("audit", args.path)
-    written = write_audit_outputs(report, out, args.json, args.exclude_list)
+    sheet = _near_duplicates(report, args, out) if args.near_duplicates else []
+    if args.exclude_leaks:
+        report.leaks_raw = leak_members(report)
+    written = write_audit_outputs(report, out, args.json, args.exclude_list) + sheet
     if sizes["width"]:
         from imgclf.viz import plot_size_histogram
 
@@ -51,6 +55,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
     print(format_audit(report))
     print("\nwrote " + ", ".join(str(p) for p in written))
     return 1 if report.problems() else 0
+
+
+def _near_duplicates(report: AuditReport, args: argparse.Namespace, out: Path) -> list[Path]:
+    from imgclf.tools.near_duplicates import contact_sheet, find_near_duplicates
+
+    found = find_near_duplicates(
+        report.readable_raw, exact_pairs(report), args.cache_dir, args.workers, sys.stderr.isatty()
+    )
+    report.near_duplicates_across, report.near_duplicates_within = found.across(), found.within()
+    if not found.across():
+        return []
+    return [contact_sheet(found.across(), out / "near_duplicate_leaks.png")]
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
@@ -102,6 +118,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_per_class(m))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
+    if leaks := m.get("near_duplicate_leaks"):
+        print(
+            f"{leaks['images']} of {m['images']} {m['split']} images have a (near-)duplicate in "
+            f"train ({leaks['audit']}); accuracy without them {leaks['accuracy_without']:.2%}"
+        )
     print(f"report: {Path(args.run) / RunDir.REPORT}")
     return 0
 

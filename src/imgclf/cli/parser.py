@@ -77,6 +77,17 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     a.add_argument("--workers", type=int, metavar="N", default=os.cpu_count() or 2)
     a.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
+    a.add_argument(
+        "--near-duplicates",
+        action="store_true",
+        help="also find re-encoded, resized, cropped, shifted or recoloured copies (hash + "
+        "EfficientNet-Lite0 features); writes near_duplicate_leaks.png",
+    )
+    a.add_argument(
+        "--exclude-leaks",
+        action="store_true",
+        help="add the test side of every cross-split duplicate group to the exclude list",
+    )
 
     v = sub.add_parser("preview", help="save a batch grid and an augmentation grid as PNG")
     v.add_argument("path")

@@ -42,8 +42,14 @@ class AuditReport:
     tiny: list[str] = field(default_factory=list)
     # symlinked folders not followed: they loop or lead into another class/split
     refused_links: list[dict[str, str]] = field(default_factory=list)
+    # near-duplicates (audit --near-duplicates): {"members": [{path, split}], score, method}
+    near_duplicates_across: list[dict[str, Any]] = field(default_factory=list)
+    near_duplicates_within: list[dict[str, Any]] = field(default_factory=list)
     # the unreadable paths as the OS spells them (not display-safe), for the exclude list
     bad_raw: list[str] = field(default_factory=list, repr=False)
+    # readable files as (raw path, split), and leak members to exclude (--exclude-leaks)
+    readable_raw: list[tuple[str, str]] = field(default_factory=list, repr=False)
+    leaks_raw: list[str] = field(default_factory=list, repr=False)
 
     def problems(self) -> list[str]:
         out = []
@@ -51,6 +57,12 @@ class AuditReport:
             out.append(f"{len(self.unreadable)} unreadable image file(s)")
         if self.duplicates_across:
             out.append(f"{len(self.duplicates_across)} image(s) duplicated across splits (leak)")
+        if self.near_duplicates_across:
+            out.append(
+                f"{len(self.near_duplicates_across)} near-duplicate group(s) across splits (leak)"
+            )
+        if self.near_duplicates_within:
+            out.append(f"{len(self.near_duplicates_within)} near-duplicate group(s) within a split")
         if self.duplicates_within:
             out.append(f"{len(self.duplicates_within)} group(s) of duplicate images within a split")
         for split, names in self.missing_classes.items():
@@ -68,7 +80,8 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        del d["bad_raw"]
+        for hidden in ("bad_raw", "readable_raw", "leaks_raw"):
+            del d[hidden]
         d["problems"] = self.problems()
         return d
 
@@ -126,6 +139,27 @@ def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]
                 report.empty_class_folders.append(display_path(os.path.join(sdir, cls)))
     report.refused_links = [{"path": display_path(p), "reason": why} for p, why in refused]
     return jobs
+
+
+def exact_pairs(report: AuditReport) -> set[frozenset[str]]:
+    """Every pair of byte-identical files (display paths), already reported as duplicates."""
+    return {
+        frozenset((a, b))
+        for g in report.duplicates_across + report.duplicates_within
+        for i, a in enumerate(g)
+        for b in g[i + 1 :]
+    }
+
+
+def leak_members(report: AuditReport) -> list[str]:
+    """Raw paths of the held-out side (test, else val) of every cross-split duplicate group."""
+    splits = {s for _, s in report.readable_raw}
+    held_out = "test" if "test" in splits else "val"
+    shown = {display_path(p): p for p, _ in report.readable_raw}
+    split_of = {display_path(p): s for p, s in report.readable_raw}
+    groups = [[m["path"] for m in g["members"]] for g in report.near_duplicates_across]
+    groups += report.duplicates_across
+    return sorted({shown[p] for g in groups for p in g if split_of.get(p) == held_out})
 
 
 def _note_non_image(report: AuditReport, path: str) -> None:
@@ -186,6 +220,7 @@ def run_audit(
                 )
                 continue
             report.images += 1
+            report.readable_raw.append((rec["path"], rec["split"]))
             report.counts[rec["split"]][rec["class"]] += 1
             widths.append(rec["width"])
             heights.append(rec["height"])
@@ -202,6 +237,7 @@ def run_audit(
             (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(
                 paths
             )
+    report.readable_raw.sort()
     report.unreadable.sort(key=lambda u: u["path"])
     report.bad_raw.sort()
     report.duplicates_within.sort()

@@ -38,6 +38,8 @@ def format_audit(r: AuditReport) -> str:
             [" = ".join(g) for g in r.duplicates_across],
         ),
         ("duplicates within a split", [" = ".join(g) for g in r.duplicates_within]),
+        ("near-duplicates across splits (leak)", [_near(g) for g in r.near_duplicates_across]),
+        ("near-duplicates within a split", [_near(g) for g in r.near_duplicates_within]),
         (
             "symlinked folders not followed",
             [f"{x['path']}: {x['reason']}" for x in r.refused_links],
@@ -62,11 +64,16 @@ def format_audit(r: AuditReport) -> str:
     return "\n".join(out)
 
 
+def _near(g: dict) -> str:
+    members = " ~ ".join(f"{m['split']}:{m['path']}" for m in g["members"])
+    return f"{g['score']:.3f} ({g['method']}) {members}"
+
+
 def write_audit_outputs(
     r: AuditReport, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
 ) -> list[Path]:
     written = []
-    exclude = exclude_text(r.bad_raw)
+    exclude = exclude_text(r.bad_raw + r.leaks_raw)
     targets = [(json_path, "json"), (exclude_path, "exclude")]
     if out_dir is not None:
         targets += [

