@@ -64,7 +64,12 @@ def main() -> None:
     took = time.perf_counter() - t0
     assert len(rows) == len(paths)
     n = len(originals)
-    res: dict = {"machine": machine(), "size": nd.SIZE, "fingerprint_s": round(took, 1), "positives": {}}
+    res: dict = {
+        "machine": machine(),
+        "size": nd.SIZE,
+        "fingerprint_s": round(took, 1),
+        "positives": {},
+    }
     hash_sim = np.maximum(codes @ codes.T, codes @ mirrored.T) / 64
     emb_sim = feats @ feats.T
     for k, kind in enumerate(KINDS):
