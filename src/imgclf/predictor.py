@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from imgclf import backends
-from imgclf.data.cache import prefetch
+from imgclf.data.batching import prefetch
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.data.presets import Preprocess

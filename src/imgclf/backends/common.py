@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from imgclf.data.folder import ImageIndex, load_splits, read_exclude_list
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
 from imgclf.files import write_json
+from imgclf.messages import warn
 from imgclf.registry import ModelSpec, get_spec
 from imgclf.runs import RunDir, RunResult, default_run_dir
 
@@ -106,11 +106,9 @@ def warn_unreadable_classes(names: list[str], labels: np.ndarray) -> None:
     counts = np.bincount(labels, minlength=len(names))
     for name, n in zip(names, counts, strict=True):
         if n == 0:
-            print(
-                f"imgclf: warning: class {name!r} has no readable training image; the model "
-                "will never predict it (see skipped.json, or run imgclf audit)",
-                file=sys.stderr,
-                flush=True,
+            warn(
+                f"class {name!r} has no readable training image; the model "
+                "will never predict it (see skipped.json, or run imgclf audit)"
             )
 
 

@@ -15,10 +15,11 @@ import os
 import re
 import shutil
 import stat
-import sys
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
+from imgclf.messages import warn
 
 # Limits, overridable for unusual data sets (a user with a 100 GB zip sets the variable).
 MAX_BYTES = int(os.environ.get("IMGCLF_MAX_UNPACK_BYTES", 64 * 2**30))
@@ -26,10 +27,6 @@ MAX_ENTRIES = int(os.environ.get("IMGCLF_MAX_UNPACK_ENTRIES", 5_000_000))
 MAX_RATIO = 200  # deflate reaches ~1000x only on degenerate data; photos compress < 2x
 CIFAR_MEMBER = re.compile(r"^(data_batch_\d+|test_batch|batches\.meta)$")
 CIFAR_MAX_MEMBER = 512 * 2**20
-
-
-def _warn(msg: str) -> None:
-    print(f"imgclf: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def member_parts(archive: Path, name: str) -> tuple[str, ...] | None:
@@ -85,7 +82,7 @@ def unpack_zip_into(archive: Path, dest: Path) -> None:
             if parts is None or kind == "dir":
                 continue
             if kind != "file":
-                _warn(f"{archive}: skipped {kind} member {info.filename!r}")
+                warn(f"{archive}: skipped {kind} member {info.filename!r}")
                 continue
             target = dest.joinpath(*parts)
             try:
@@ -108,7 +105,7 @@ def unpack_cifar_tar_into(archive: Path, dest: Path) -> Path:
             if m.isdir():
                 continue
             if not m.isreg():
-                _warn(f"{archive}: skipped link or device member {m.name!r}")
+                warn(f"{archive}: skipped link or device member {m.name!r}")
                 continue
             if not CIFAR_MEMBER.match(name):
                 continue

@@ -27,18 +27,14 @@ import atexit
 import hashlib
 import json
 import os
-import queue
 import secrets
 import shutil
-import sys
 import tempfile
-import threading
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 from filelock import FileLock
@@ -47,8 +43,8 @@ from tqdm import tqdm
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.files import private_dir, write_json_synced
+from imgclf.messages import warn
 
-T = TypeVar("T")
 FORMAT = 2  # bump when the stored preprocessing or the manifest changes
 MANIFEST = "manifest.json"
 NO_STAMP = (-1, -1, -1, -1)
@@ -63,10 +59,6 @@ def default_cache_dir() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "imgclf"
     )
     return Path(base)
-
-
-def warn(msg: str) -> None:
-    print(f"imgclf: warning: {msg}", file=sys.stderr, flush=True)
 
 
 def file_stamp(path: str) -> tuple[int, int, int, int]:
@@ -310,56 +302,3 @@ def sweep_temp_files(folder: Path) -> None:
     """Remove temp files a killed writer left (call with the folder's lock held)."""
     for p in folder.glob(".*.tmp"):
         p.unlink(missing_ok=True)
-
-
-def iterate_batches(
-    cache: DecodedCache,
-    rows: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(uint8 NHWC images, int64 labels) batches in a seeded order."""
-    order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    for i in range(0, len(order), batch_size):
-        b = order[i : i + batch_size]
-        yield cache.read_rows(rows[b]), labels[b]
-
-
-def prefetch(items: Iterator[T], depth: int = 3) -> Iterator[T]:
-    """Run a generator in a background thread, `depth` items ahead, so that reading (and the
-    tensor ops on the batches, which release the GIL) overlap with the training step."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    done = object()
-
-    def produce() -> None:
-        try:
-            for item in items:
-                if stop.is_set():
-                    return
-                q.put(item)
-        except BaseException as e:  # surface the producer's error in the consumer
-            q.put(_Failure(e))
-        q.put(done)
-
-    t = threading.Thread(target=produce, daemon=True)
-    t.start()
-    try:
-        while (item := q.get()) is not done:
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        while t.is_alive():  # drain so the producer is not stuck on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                t.join(0.05)
-
-
-@dataclass
-class _Failure:
-    error: BaseException

@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from imgclf.data.cache import DecodedCache, file_stamp, open_cache, warn
-from imgclf.data.folder import ImageIndex
+from imgclf.data.cache import DecodedCache, file_stamp, open_cache
+from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 from imgclf.files import atomic_write
+from imgclf.messages import warn
 
 SIZE = 128
 HASH_MIN = 0.75  # at most 16 of 64 hash bits differ (distinct photos: <= 0.56 measured)
@@ -110,19 +111,15 @@ def find_near_duplicates(
         for i, j, s in similar_pairs(a, HASH_MIN, b):
             if i != j and (feats is None or float(feats[i] @ feats[j]) >= HASH_EMBED_MIN):
                 key = (min(i, j), max(i, j))
-                pairs[key] = max(
-                    pairs.get(key, Pair(*key, s, "hash")),
-                    Pair(*key, s, "hash"),
-                    key=lambda p: p.score,
-                )
+                if key not in pairs or s > pairs[key].score:  # plain or mirrored: the best
+                    pairs[key] = Pair(*key, s, "hash")
     if feats is not None:
         for i, j, s in similar_pairs(feats, EMBED_MIN):
             if (i, j) not in pairs:
                 pairs[(i, j)] = Pair(i, j, s, "embedding")
-    paths = [files[r][0] for r in rows]
-    kept = [
-        p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in (exact or set())
-    ]
+    paths = [display_path(files[r][0]) for r in rows]  # as the audit report shows them
+    exact = exact or set()
+    kept = [p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in exact]
     result = NearDuplicates(images=len(rows), used_embeddings=feats is not None)
     for members, score, method in group_pairs(len(rows), kept):
         result.groups.append(

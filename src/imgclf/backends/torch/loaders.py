@@ -19,10 +19,12 @@ from imgclf.backends.torch.transforms import (
     normalize_batch,
     train_preset,
 )
-from imgclf.data.cache import CacheUnavailable, DecodedCache, iterate_batches, prefetch, warn
+from imgclf.data.batching import iterate_batches, prefetch
+from imgclf.data.cache import CacheUnavailable, DecodedCache
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
 from imgclf.data.presets import Preprocess
+from imgclf.messages import warn
 
 
 @dataclass
