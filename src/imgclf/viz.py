@@ -76,7 +76,9 @@ def plot_image_grid(
     """uint8 HWC images with a caption each (the tutorials' prediction and batch grids)."""
     n = max(1, len(images))
     nrows = -(-n // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 3.2 * nrows), squeeze=False)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3 * ncols, 3.2 * nrows), squeeze=False, layout="constrained"
+    )
     for ax in axes.flat:
         ax.axis("off")
     for ax, img, title in zip(axes.flat, images, titles, strict=False):

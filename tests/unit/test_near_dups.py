@@ -134,3 +134,23 @@ def test_exclude_leaks_without_near_duplicates_uses_exact_leaks(
         check=False,
     )
     assert (tmp_path / "x.txt").read_text().split() == [str(tiny_folder / "test/red/copy.png")]
+
+
+def test_a_chained_group_leaks_only_images_with_a_direct_train_partner() -> None:
+    """Groups are connected components: test A ~ test B ~ train C puts A in a cross-split group
+    without A resembling anything in train. Only B may be excluded or counted as a leak."""
+    from imgclf.data.audit import AuditReport, leak_members
+    from imgclf.tools.near_duplicates import _best_matches
+
+    paths, split = ["t/a.jpg", "t/b.jpg", "tr/c.jpg"], ["test", "test", "train"]
+    match = _best_matches([Pair(0, 1, 0.99, "hash"), Pair(1, 2, 0.9, "embedding")], split)
+    assert match == {0: (1, 0.99, "hash"), 1: (2, 0.9, "embedding"), 2: (1, 0.9, "embedding")}
+    members = [
+        {"path": p, "split": s, "match": paths[match[i][0]], "match_split": split[match[i][0]]}
+        for i, (p, s) in enumerate(zip(paths, split, strict=True))
+    ]
+    report = AuditReport(root="x")
+    report.near_duplicates_across = [{"members": members, "score": 0.99, "method": "hash"}]
+    report.readable_raw = list(zip(paths, split, strict=True))
+    assert leak_members(report) == ["t/b.jpg"]
+    assert "1 held-out image(s) with a near-duplicate in train" in " ".join(report.problems())

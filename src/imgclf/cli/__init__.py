@@ -8,7 +8,7 @@ import sys
 # glibc's malloc hands freed image buffers back to the OS and faults them in again each batch
 # (~40 % of CPU time measured here); keeping them must be set before the process starts.
 TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295"
-HEAVY = {"train", "evaluate", "predict", "bench", "demo", "preview"}
+HEAVY = {"train", "evaluate", "predict", "bench", "demo", "preview", "audit"}
 
 
 def _reexec_with_tunables(argv: list[str]) -> None:
@@ -31,6 +31,6 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
         _reexec_with_tunables(argv)
     from imgclf.cli.commands import dispatch
-    from imgclf.cli.parser import build_parser
+    from imgclf.cli.parser import parse_args
 
-    return dispatch(build_parser().parse_args(argv))
+    return dispatch(parse_args(argv))

@@ -58,8 +58,15 @@ class AuditReport:
         if self.duplicates_across:
             out.append(f"{len(self.duplicates_across)} image(s) duplicated across splits (leak)")
         if self.near_duplicates_across:
+            held = {
+                m["path"]
+                for g in self.near_duplicates_across
+                for m in g["members"]
+                if m["split"] in ("test", "val") and m["match_split"] == "train"
+            }
             out.append(
-                f"{len(self.near_duplicates_across)} near-duplicate group(s) across splits (leak)"
+                f"{len(self.near_duplicates_across)} near-duplicate group(s) across splits (leak:"
+                f" {len(held)} held-out image(s) with a near-duplicate in train)"
             )
         if self.near_duplicates_within:
             out.append(f"{len(self.near_duplicates_within)} near-duplicate group(s) within a split")
@@ -157,9 +164,14 @@ def leak_members(report: AuditReport) -> list[str]:
     held_out = "test" if "test" in splits else "val"
     shown = {display_path(p): p for p, _ in report.readable_raw}
     split_of = {display_path(p): s for p, s in report.readable_raw}
-    groups = [[m["path"] for m in g["members"]] for g in report.near_duplicates_across]
-    groups += report.duplicates_across
-    return sorted({shown[p] for g in groups for p in g if split_of.get(p) == held_out})
+    near = {
+        m["path"]
+        for g in report.near_duplicates_across
+        for m in g["members"]
+        if m["split"] == held_out and m["match_split"] != held_out  # a direct pair, not a chain
+    }
+    exact = {p for g in report.duplicates_across for p in g if split_of.get(p) == held_out}
+    return sorted(shown[p] for p in near | exact)
 
 
 def _note_non_image(report: AuditReport, path: str) -> None:

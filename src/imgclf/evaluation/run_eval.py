@@ -80,8 +80,7 @@ def leak_summary(
         return None
     with_train: set[str] = set()
     for g in report["near_duplicates_across"]:
-        if any(m["split"] == "train" for m in g["members"]):
-            with_train.update(m["path"] for m in g["members"])
+        with_train.update(m["path"] for m in g["members"] if m.get("match_split") == "train")
     for paths_ in report.get("duplicates_across", []):  # exact copies carry no split: by path
         if any(f"{os.sep}train{os.sep}" in p for p in paths_):
             with_train.update(paths_)

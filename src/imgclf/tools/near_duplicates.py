@@ -120,16 +120,46 @@ def find_near_duplicates(
     paths = [display_path(files[r][0]) for r in rows]  # as the audit report shows them
     exact = exact or set()
     kept = [p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in exact]
+    split = [files[r][1] for r in rows]
+    match = _best_matches(kept, split)
     result = NearDuplicates(images=len(rows), used_embeddings=feats is not None)
     for members, score, method in group_pairs(len(rows), kept):
         result.groups.append(
             {
-                "members": [{"path": paths[m], "split": files[rows[m]][1]} for m in members],
+                "members": [
+                    {
+                        "path": paths[m],
+                        "split": split[m],
+                        "match": paths[match[m][0]],
+                        "match_split": split[match[m][0]],
+                        "match_score": round(match[m][1], 4),
+                        "match_method": match[m][2],
+                    }
+                    for m in members
+                ],
                 "score": round(float(score), 4),
                 "method": method,
             }
         )
     return result
+
+
+def _best_matches(pairs: list[Pair], split: list[str]) -> dict[int, tuple[int, float, str]]:
+    """Each image's best direct partner (index, score, method), one in another split first.
+    Groups are connected components and can chain (A~B~C), so a leak is judged on a direct
+    pair, never on the group."""
+    best: dict[int, tuple[bool, float, int, str]] = {}
+    for p in pairs:
+        for a, b in ((p.i, p.j), (p.j, p.i)):
+            cand = (split[a] != split[b], float(p.score), b, p.method)
+            if a not in best or cand[:2] > best[a][:2]:
+                best[a] = cand
+    return {a: (b, s, m) for a, (_, s, b, m) in best.items()}
+
+
+def _last_two(path: str) -> str:
+    """class/file: enough for a person to see whether the pair also shares a label."""
+    return "/".join(Path(path).parts[-2:])
 
 
 def contact_sheet(groups: list[dict], path: Path, pairs: int = 12) -> Path:
@@ -139,14 +169,18 @@ def contact_sheet(groups: list[dict], path: Path, pairs: int = 12) -> Path:
 
     images, titles = [], []
     for n, g in enumerate(groups[:pairs], 1):
-        ms = sorted(g["members"], key=lambda m: m["split"] != "test")[:2]
-        for m in ms:
+        # the member with the best direct partner in another split, and that partner: a chained
+        # group's first two members may both be test images
+        m = max(g["members"], key=lambda m: (m["split"] != m["match_split"], m["match_score"]))
+        shown = [(m["split"], m["path"]), (m["match_split"], m["match"])]
+        shown.sort(key=lambda x: x[0] != "test")  # the held-out image on the left
+        for split, member in shown:
             try:
-                images.append(decode_square(m["path"], 160))
+                images.append(decode_square(member, 160))
             except (ImageDecodeError, OSError):
                 images.append(np.zeros((160, 160, 3), np.uint8))
-            titles.append(f"#{n} {m['split']}: {os.path.basename(m['path'])}")
-        titles[-1] += f"\n{g['score']:.3f} ({g['method']})"
+            titles.append(f"#{n} {split}: {_last_two(member)}")
+        titles[-1] += f"\n{m['match_score']:.3f} ({m['match_method']})"
     return plot_image_grid(
         images, titles, path, ncols=4, suptitle="Near-duplicates across splits (leaks), top pairs"
     )
