@@ -60,7 +60,14 @@ class RunConfig:
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", metavar="NAME")
     amp: bool = _opt(True, "mixed precision on CUDA")
     channels_last: bool = _opt(True, "NHWC memory format for convolutions")
+    compile: bool = _opt(False, "torch.compile the train step (compiles first; `imgclf bench`)")
     out_dir: str = _opt("", "run folder (default runs/<model>-<time>)", metavar="PATH")
+    replicas: int = _opt(
+        1,
+        "data-parallel workers on this machine: torch starts N processes with torchrun (one per "
+        "GPU, gloo on CPU), keras mirrors over N devices; --batch-size stays the global batch",
+    )
+    sync_bn: bool = _opt(False, "SyncBatchNorm across torchrun processes (CUDA)")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -78,6 +85,7 @@ class RunConfig:
             "val_fraction": self.val_fraction == -1 or 0 <= self.val_fraction < 1,
             "backbone_lr_scale": 0 < self.backbone_lr_scale <= 1,
             "workers": self.workers >= 0,
+            "replicas": self.replicas >= 1,
             "patience": self.patience >= 0,
             "fine_tune_after": self.fine_tune_after >= 0,
             "max_per_class": self.max_per_class >= 0,

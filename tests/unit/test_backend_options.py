@@ -11,17 +11,21 @@ from conftest import run_cli
 from imgclf import backends
 from imgclf.config import RunConfig
 
-# What the Keras backend honours, each covered by a run in this file or in e2e/test_keras_cli.py.
+# What the Keras backend honours, each covered by a run in this file, in e2e/test_keras_cli.py or
+# in e2e/test_distributed.py (replicas).
 KERAS_HONOURED = {
     "data_dir", "model", "backend", "pretrained", "weights", "freeze", "fine_tune_after",
     "backbone_lr_scale", "image_size", "batch_size", "epochs", "optimizer", "lr", "momentum",
     "weight_decay", "label_smoothing", "class_weights", "schedule", "step_epochs", "patience",
     "augment", "val_fraction", "max_per_class", "exclude_list", "workers", "cache_dir", "seed",
-    "amp", "out_dir", "device",
+    "amp", "out_dir", "device", "replicas",
 }  # fmt: skip
 
 # A value of each refused option that the backend cannot honour.
-KERAS_REFUSED_VALUES = {"pipeline": "plain", "channels_last": False, "device": "mps"}
+KERAS_REFUSED_VALUES = {
+    "pipeline": "plain", "channels_last": False, "device": "mps", "sync_bn": True,
+    "compile": True,
+}  # fmt: skip
 
 
 def test_every_field_is_honoured_or_refused_by_keras() -> None:

@@ -9,6 +9,7 @@ callbacks, optim, predict, export, models). Nothing outside `backends/` compares
 from __future__ import annotations
 
 import importlib
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -34,6 +35,10 @@ class Backend(Protocol):
     def check_config(self, cfg: RunConfig) -> None:
         """Raise UnsupportedOption naming the option and the backend."""
 
+    def launch(self, cfg: RunConfig, argv: list[str]) -> int | None:
+        """Start the processes `cfg` asks for (`--replicas`) running `argv`, and return their exit
+        status; None when this process trains on its own."""
+
     def fit(
         self,
         cfg: RunConfig,
@@ -50,6 +55,11 @@ class Backend(Protocol):
 
     def count_params(self, model: Any) -> tuple[int, int]:
         """(all, trainable)"""
+
+
+def launched_by_torchrun() -> bool:
+    """This process is one of a group torchrun started (it set the rank and the rendezvous)."""
+    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def get(name: str) -> Backend:

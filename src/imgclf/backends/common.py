@@ -73,7 +73,7 @@ def check_same_run(meta: dict[str, Any], cfg: RunConfig, names: list[str], pre: 
 
 
 def write_run_info(
-    s: RunSetup, backend: str, suffix: str, params: tuple[int, int], device: str
+    s: RunSetup, backend: str, suffix: str, params: tuple[int, int], device: str, world: int = 1
 ) -> dict[str, Any]:
     """meta.json (what evaluate/predict/export/serve read) and the resolved config.json."""
     meta = {
@@ -92,6 +92,7 @@ def write_run_info(
         "resolved_image_size": s.pre.size,
         "data_root": str(s.root),
         "resolved_device": device,
+        "world_size": world,  # data-parallel replicas (torchrun processes or mirrored devices)
         "classes": s.names,
         "params": params[0],
         "trainable_params": params[1],
@@ -120,9 +121,13 @@ def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
 
 
 def finish_run(
-    s: RunSetup, history: list[dict[str, Any]], skipped: dict[str, str], suffix: str
+    s: RunSetup,
+    history: list[dict[str, Any]],
+    skipped: dict[str, str],
+    suffix: str,
+    write: bool = True,
 ) -> RunResult:
-    if skipped:
+    if skipped and write:
         write_json(s.run / RunDir.SKIPPED, skipped)
         print(f"skipped {len(skipped)} unreadable file(s), listed in {s.run / RunDir.SKIPPED}")
     best = s.run.checkpoint("best", suffix)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 from pathlib import Path
 
 import imgclf
-from imgclf.cli.parser import build_parser, config_from_args, default_out
+from imgclf.cli.parser import config_from_args, default_out, parse_args
 from imgclf.data.audit import AuditReport, exact_pairs
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
@@ -95,14 +96,44 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args)
-    if not cfg.out_dir:
-        from imgclf.runs import default_run_dir
+    from imgclf import backends
 
-        cfg = cfg.replace(out_dir=str(default_run_dir(cfg)))
+    cfg = config_from_args(args)
+    status = backends.get(cfg.backend).launch(cfg, args.argv)
+    if status is not None:
+        return status
     result = imgclf.train(cfg, resume=bool(args.resume))
-    best = max((h["val_acc"] for h in result.history), default=float("nan"))
-    print(f"done: best val accuracy {best:.2%}; run folder {result.run_dir}")
+    if os.environ.get("RANK", "0") == "0":
+        best = max((h["val_acc"] for h in result.history), default=float("nan"))
+        print(f"done: best val accuracy {best:.2%}; run folder {result.run_dir}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from imgclf.config import RunConfig
+    from imgclf.tools.bench import format_table, run_bench, write_bench_json
+
+    if args.data_dir and args.images is not None:
+        raise ValueError("--images sizes the synthetic folder: give DATA or --images, not both")
+    if args.max_per_class and not args.data_dir:
+        raise ValueError("--max-per-class applies to DATA; the synthetic folder takes --images")
+    flags = {k: getattr(args, k) for k in ("amp", "channels_last", "compile")}
+    cfg = RunConfig(
+        data_dir=args.data_dir,
+        model=args.model,
+        device=args.device,
+        batch_size=args.batch_size,
+        image_size=args.image_size,
+        workers=args.workers,
+        max_per_class=args.max_per_class,
+        **{k: v for k, v in flags.items() if v is not None},
+    )
+    images = 500 if args.images is None else args.images
+    rows, info = run_bench(cfg, images, args.decode_images, args.steps)
+    print(format_table(rows, info))
+    if args.json:
+        write_bench_json(args.json, rows, info)
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -227,7 +258,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     for argv in demo_steps(out, args.epochs):
         print(f"\n$ imgclf {' '.join(argv)}", flush=True)
-        status = dispatch(build_parser().parse_args(argv))
+        status = dispatch(parse_args(argv))
         if status != 0:
             print(f"demo step failed with status {status}")
             return status

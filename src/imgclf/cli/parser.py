@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    args.argv = list(argv)  # `train --replicas N` hands the same command line to torchrun
+    return args
+
+
 def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     """audit, preview, train: commands that read an image folder."""
     a = sub.add_parser(
@@ -142,6 +148,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
 
     _add_serve_command(sub)
     _add_cache_command(sub)
+    _add_bench_command(sub)
     sub.add_parser("models", help="list registered models")
     d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
     d.add_argument("--out", metavar="PATH", default="runs/demo")
@@ -183,6 +190,31 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--device", metavar="NAME", default="auto")
 
 
+def _add_bench_command(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser(
+        "bench",
+        help="time every stage: decode, cache, augment, train step, epoch, eval, predict",
+        description="PyTorch backend. Without DATA it writes its own photo-sized JPEGs.",
+    )
+    b.add_argument("data_dir", nargs="?", default="", metavar="DATA", help="image folder or zip")
+    b.add_argument("--images", type=int, metavar="N", default=None, help="synthetic (default 500)")
+    b.add_argument("--max-per-class", type=int, metavar="N", default=0, help="of DATA (0 = all)")
+    b.add_argument("--model", metavar="NAME", default="cnn")
+    b.add_argument("--device", metavar="NAME", default="auto")
+    b.add_argument("--batch-size", type=int, metavar="N", default=100)
+    b.add_argument("--image-size", type=int, metavar="N", default=0)
+    b.add_argument("--workers", type=int, metavar="N", default=2, help="cache-build processes")
+    for flag, help_ in (
+        ("amp", "bf16 autocast on CUDA (default on)"),
+        ("channels-last", "NHWC memory format (default on)"),
+        ("compile", "torch.compile the train step (default off)"),
+    ):
+        b.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=help_)
+    b.add_argument("--decode-images", type=int, metavar="N", default=200)
+    b.add_argument("--steps", type=int, metavar="N", default=20, help="timed train steps")
+    b.add_argument("--json", metavar="PATH", default="", help="write info and stages here")
+
+
 def _add_cache_command(sub: argparse._SubParsersAction) -> None:
     k = sub.add_parser(
         "cache",
@@ -196,7 +228,8 @@ def _add_cache_command(sub: argparse._SubParsersAction) -> None:
 
 
 # What a resumed run may change: how long and where it runs, not what it learns from or how.
-RESUME_MAY_CHANGE = ("epochs", "patience", "workers", "cache_dir", "device")
+# The world size may change too: --batch-size is the global batch, so the run learns the same.
+RESUME_MAY_CHANGE = ("epochs", "patience", "workers", "cache_dir", "device", "replicas")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

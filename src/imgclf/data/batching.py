@@ -15,6 +15,21 @@ from imgclf.data.cache import DecodedCache
 T = TypeVar("T")
 
 
+def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:
+    """Positions 0..n-1 in batches of batch_size, in a seeded order: the same on every rank."""
+    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield order[i : i + batch_size]
+
+
+def rank_share(batch: np.ndarray, rank: int = 0, world: int = 1) -> tuple[np.ndarray, int]:
+    """A rank's contiguous share of a global batch (np.array_split's blocks) and its offset, so N
+    ranks together see exactly the batch one process would, whatever its length."""
+    base, extra = divmod(len(batch), world)
+    lo = rank * base + min(rank, extra)
+    return batch[lo : lo + base + (rank < extra)], lo
+
+
 def iterate_batches(
     cache: DecodedCache,
     rows: np.ndarray,
@@ -22,12 +37,14 @@ def iterate_batches(
     batch_size: int,
     shuffle: bool,
     seed: int,
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(uint8 NHWC images, int64 labels) batches in a seeded order."""
-    order = np.random.default_rng(seed).permutation(len(rows)) if shuffle else np.arange(len(rows))
-    for i in range(0, len(order), batch_size):
-        b = order[i : i + batch_size]
-        yield cache.read_rows(rows[b]), labels[b]
+    rank: int = 0,
+    world: int = 1,
+) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
+    """(uint8 NHWC images, int64 labels, (offset, global length)) of this rank's share of each
+    global batch (batch_size is the global batch)."""
+    for b in global_batches(len(rows), batch_size, shuffle, seed):
+        part, lo = rank_share(b, rank, world)
+        yield cache.read_rows(rows[part]), labels[part], (lo, len(b))
 
 
 def prefetch(items: Iterator[T], depth: int = 3) -> Iterator[T]:

@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402, F401
 import torchvision.models  # noqa: E402, F401
 
-from imgclf.backends import UnsupportedOption  # noqa: E402
+from imgclf.backends import UnsupportedOption, launched_by_torchrun  # noqa: E402
 from imgclf.config import RunConfig  # noqa: E402
 from imgclf.runs import RunResult  # noqa: E402
 
@@ -41,6 +41,14 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         lambda c: not (c.device in ("auto", "cpu") or c.device.startswith(("cuda", "gpu"))),
         "runs on auto, cpu or cuda[:N] (TensorFlow's devices)",
     ),
+    "compile": (
+        lambda c: c.compile,
+        "leaves compilation to Keras (XLA jit_compile='auto'); --compile is torch.compile",
+    ),
+    "sync_bn": (
+        lambda c: c.sync_bn,
+        "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",
+    ),
 }
 
 
@@ -49,7 +57,17 @@ def check_config(cfg: RunConfig) -> None:
         if bad(cfg):
             value, option = getattr(cfg, name), name.replace("_", "-")
             flag = f"--{option} {value}" if not isinstance(value, bool) else f"--no-{option}"
+            flag = f"--{option}" if value is True else flag
             raise UnsupportedOption(f"{flag} is not supported by the keras backend: it {why}")
+
+
+def launch(cfg: RunConfig, argv: list[str]) -> int | None:
+    """One process drives every device (MirroredStrategy, see `distributed`): never torchrun's."""
+    if launched_by_torchrun():
+        raise UnsupportedOption(
+            "torchrun starts PyTorch processes: use --backend torch, or --replicas N with keras"
+        )
+    return None
 
 
 def fit(

@@ -18,6 +18,7 @@ from imgclf.backends.common import (
     write_run_info,
 )
 from imgclf.backends.keras.callbacks import Checkpoints, EarlyStopping, HistoryLog, StepHook
+from imgclf.backends.keras.distributed import mirrored, scope
 from imgclf.backends.keras.loaders import CachedImages, load_split
 from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
@@ -33,19 +34,22 @@ def fit(
     on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
     s = start_run(cfg, "keras", resume)
-    keras.utils.set_random_seed(cfg.seed)
     device = select_device(cfg)
+    strategy = mirrored(cfg)  # None for one device
+    keras.utils.set_random_seed(cfg.seed)
     train, skipped = load_split(s, "train", True)
     val, skipped_val = load_split(s, "val", False)
     warn_unreadable_classes(s.names, train.labels)
-    model = build_model(s, resume)
+    with scope(strategy):
+        model = build_model(s, resume)
     history = s.run.read_history() if resume else []
-    write_run_info(s, "keras", ".keras", count_params(model), device)
+    write_run_info(s, "keras", ".keras", count_params(model), device, cfg.replicas)
     # fastai-style fine-tuning is two fit() calls: frozen backbone, then all of it (recompiled)
     for start, stop, frozen in phases(cfg):
         if len(history) >= stop:
             continue
-        compile_model(model, s, len(train), frozen, len(history) * len(train))
+        with scope(strategy):
+            compile_model(model, s, len(train), frozen, len(history) * len(train))
         if start > 0:
             print(fine_tune_message(cfg, max(start, len(history)), s.pretrained), flush=True)
         callbacks = epoch_callbacks(s, history, len(train.rows), f"phase{start}")
@@ -58,6 +62,9 @@ def fit(
             epochs=stop,
             callbacks=callbacks,
             class_weight=class_weight(cfg, train, len(s.names)),
+            # CachedImages shuffles with its own seed; Keras' shuffle=True would also reorder
+            # the batches with Python's `random`, differently on one device and on several
+            shuffle=False,
             verbose=1 if progress and sys.stdout.isatty() else 0,
         )
         if model.stop_training:

@@ -8,8 +8,9 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.backends import launched_by_torchrun
 from imgclf.config import RunConfig
-from imgclf.runs import RunResult
+from imgclf.runs import RunResult, default_run_dir
 
 NAME = "torch"
 CHECKPOINT_SUFFIX = ".pt"
@@ -19,6 +20,19 @@ INPUT_LAYOUT = "NCHW"
 
 def check_config(cfg: RunConfig) -> None:
     """Every RunConfig field is honoured by this backend."""
+
+
+def launch(cfg: RunConfig, argv: list[str]) -> int | None:
+    """`--replicas N` outside torchrun starts torchrun on this machine; under torchrun (ours or
+    the user's), this process is one rank and trains."""
+    from imgclf.backends.torch.distributed import check_torchrun_options, launch_local
+
+    check_torchrun_options(cfg)
+    if cfg.replicas <= 1 or launched_by_torchrun():
+        return None
+    # every rank, and a group torchrun restarts, must find the same run folder: name it for them
+    out = cfg.out_dir or str(default_run_dir(cfg))
+    return launch_local(cfg.replicas, [*argv, "--out", out], cfg.device)
 
 
 def fit(

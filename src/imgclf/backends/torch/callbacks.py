@@ -16,27 +16,31 @@ class Duty(Protocol):
 
 
 class HistoryLog:
-    """Append the epoch's row, print it, rewrite history.json/.csv."""
+    """Append the epoch's row; the writing rank prints it and rewrites history.json/.csv."""
 
-    def __init__(self, run: RunDir, epochs: int):
-        self.run, self.epochs = run, epochs
+    def __init__(self, run: RunDir, epochs: int, write: bool = True):
+        self.run, self.epochs, self.write = run, epochs, write
 
     def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
         state.history.append(row)
-        print(format_epoch(row, self.epochs), flush=True)
-        self.run.write_history(state.history)
+        if self.write:
+            print(format_epoch(row, self.epochs), flush=True)
+            self.run.write_history(state.history)
         return False
 
 
 class Checkpoints:
-    """last.pt every epoch, best.pt when validation accuracy improved (both written atomically)."""
+    """last.pt every epoch, best.pt when validation accuracy improved (both written atomically).
+    Every rank tracks the best; only the writing rank saves."""
 
-    def __init__(self, run: RunDir):
-        self.run = run
+    def __init__(self, run: RunDir, write: bool = True):
+        self.run, self.write = run, write
 
     def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
         improved = not math.isnan(row["val_acc"]) and row["val_acc"] > state.best
         state.best = row["val_acc"] if improved else state.best
+        if not self.write:
+            return False
         ckpt = state.checkpoint()
         best = self.run.checkpoint("best", ".pt")
         if improved or not best.exists():
@@ -65,12 +69,15 @@ class TensorBoardLog:
 
 
 class EarlyStopping:
-    def __init__(self, patience: int):
-        self.patience = patience
+    """Every rank decides alike: the history holds the reduced (whole-split) numbers."""
+
+    def __init__(self, patience: int, write: bool = True):
+        self.patience, self.write = patience, write
 
     def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
         if stalled(state.history, self.patience):
-            print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
+            if self.write:
+                print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
             return True
         return False
 

@@ -1,7 +1,9 @@
-"""Frozen-backbone features computed once, so each epoch trains only the head on them."""
+"""Frozen-backbone features computed once, so each epoch trains only the head on them. Under
+torchrun each rank computes a contiguous block of the rows and all ranks gather the whole set."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,7 +11,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from imgclf.backends.torch.distributed import Dist, block, gather_blocks
 from imgclf.backends.torch.loaders import SplitData, batches
+from imgclf.data.batching import global_batches, rank_share
 
 
 @torch.no_grad()
@@ -20,35 +24,47 @@ def compute_features(
     device: torch.device,
     amp: Any,
     progress: bool = True,
+    d: Dist = Dist(),
 ) -> tuple[torch.Tensor, torch.Tensor]:
     backbone.eval()
+    n = len(data)
+    mine = dataclasses.replace(data, rows=data.rows[block(d, n)])
     feats, labels = [], []
-    stream = batches(data, batch_size, device, train=False, augment=False, seed=0)
+    per_rank = -(-batch_size // d.world)
+    stream = batches(mine, per_rank, device, train=False, augment=False, seed=0)
     for x, y in tqdm(
         stream,
-        total=-(-len(data) // batch_size),
+        total=-(-len(mine) // per_rank),
         desc="features",
         leave=False,
-        disable=None if progress else True,
+        disable=None if progress and d.main else True,
     ):
-        with amp:
-            feats.append(backbone(x).float())
-        labels.append(y)
-    if not feats:
-        return torch.zeros(0, 1, device=device), torch.zeros(0, dtype=torch.long, device=device)
-    return torch.cat(feats), torch.cat(labels)
+        if len(y):
+            with amp:
+                feats.append(backbone(x).float())
+            labels.append(y)
+    dim = _feature_dim(backbone, data, device, amp) if not feats else feats[0].shape[1]
+    f = torch.cat(feats) if feats else torch.zeros(0, dim, device=device)
+    y = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
+    return gather_blocks(d, f, n), gather_blocks(d, y, n)
+
+
+def _feature_dim(backbone: nn.Module, data: SplitData, device: torch.device, amp: Any) -> int:
+    """A rank with no rows still needs the width to take part in the gather."""
+    side = data.pre.size
+    with amp:
+        return int(backbone(torch.zeros(1, 3, side, side, device=device)).shape[1])
 
 
 def feature_batches(
-    feats: torch.Tensor, labels: torch.Tensor, batch_size: int, shuffle: bool = False, seed: int = 0
+    feats: torch.Tensor,
+    labels: torch.Tensor,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    share: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    n = len(labels)
-    order = (
-        torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-        if shuffle
-        else torch.arange(n)
-    )
-    order = order.to(feats.device)
-    for i in range(0, n, batch_size):
-        idx = order[i : i + batch_size]
+    """This rank's share of each seeded global batch, as the image batches are cut."""
+    for b in global_batches(len(labels), batch_size, shuffle, seed):
+        idx = torch.from_numpy(rank_share(b, *share)[0]).to(feats.device)
         yield feats[idx], labels[idx]

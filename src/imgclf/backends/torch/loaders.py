@@ -19,7 +19,7 @@ from imgclf.backends.torch.transforms import (
     normalize_batch,
     train_preset,
 )
-from imgclf.data.batching import iterate_batches, prefetch
+from imgclf.data.batching import global_batches, iterate_batches, prefetch, rank_share
 from imgclf.data.cache import CacheUnavailable, DecodedCache
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
@@ -39,12 +39,11 @@ class SplitData:
     skipped: dict[str, str] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.rows) if self.cache is not None else len(self.index)
+        return len(self.rows)
 
     @property
     def labels(self) -> np.ndarray:
-        y = np.asarray(self.index.labels, dtype=np.int64)
-        return y[self.rows] if self.cache is not None else y
+        return np.asarray(self.index.labels, dtype=np.int64)[self.rows]
 
 
 def prepare_split(
@@ -79,11 +78,13 @@ def batches(
     seed: int,
     workers: int = 2,
     channels_last: bool = True,
+    share: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """One epoch of batches. Shuffling and augmentation draw from `seed` only, so an epoch can be
-    replayed exactly after a resume."""
+    """One epoch of batches; with share=(rank, world) this rank's part of each global batch of
+    batch_size. Shuffling and augmentation draw from `seed` only, so an epoch can be replayed
+    exactly after a resume, and N ranks draw what one process would."""
     if data.pipeline == "plain":
-        yield from _plain_batches(data, batch_size, device, train, augment, seed, workers)
+        yield from _plain_batches(data, batch_size, device, train, augment, seed, workers, share)
         return
 
     def cached() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -91,13 +92,15 @@ def batches(
         rows, labels = data.rows, data.labels
         pin = device.type == "cuda"
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        for xb, yb in iterate_batches(data.cache, rows, labels, batch_size, train, seed):
+        for xb, yb, part in iterate_batches(
+            data.cache, rows, labels, batch_size, train, seed, *share
+        ):
             x = torch.from_numpy(xb)
             x = normalize_batch(
                 (x.pin_memory() if pin else x).to(device, non_blocking=True), data.pre
             )
             if train and augment:
-                x = augment_batch(x, gen)
+                x = augment_batch(x, gen, part=part)
             yield x.contiguous(memory_format=fmt), torch.from_numpy(yb).to(device)
 
     # read, normalise and augment in a background thread, overlapping the training step
@@ -137,22 +140,28 @@ def _plain_batches(
     augment: bool,
     seed: int,
     workers: int,
+    share: tuple[int, int],
 ) -> Iterator:
     tf = train_preset(data.pre) if train and augment else eval_preset(data.pre)
     torch.manual_seed(seed)  # torchvision's random transforms draw from the global generator
+    # this rank's share of each seeded global batch, as index positions
+    shares = [
+        data.rows[rank_share(b, *share)[0]].tolist()
+        for b in global_batches(len(data.rows), batch_size, train, seed)
+    ]
     loader = DataLoader(
         _FileDataset(data.index, tf),
-        batch_size=batch_size,
-        shuffle=train,
+        batch_sampler=shares,
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
-        generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,
     )
     for x, y, bad in loader:
         for b in bad:
             path, why = b.split("\0", 1)
             data.skipped[display_path(path)] = why
-        if x is not None:
-            yield x.to(device, non_blocking=True), y.to(device)
+        if x is None:  # all unreadable: an empty batch keeps the ranks' steps in lockstep
+            side = data.pre.size
+            x, y = torch.zeros(0, 3, side, side), torch.zeros(0, dtype=torch.long)
+        yield x.to(device, non_blocking=True), y.to(device)

@@ -1,11 +1,12 @@
-"""PyTorch training: fit() reads top to bottom; set-up, the two loops and the duties are small."""
+"""PyTorch training: fit() reads top to bottom; set-up is here, the two loops in steps.py, the
+end-of-epoch duties in callbacks.py, the torchrun group in distributed.py."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,40 +25,63 @@ from imgclf.backends.common import (
 from imgclf.backends.torch.callbacks import Checkpoints, EarlyStopping, HistoryLog, TensorBoardLog
 from imgclf.backends.torch.checkpoint import load_checkpoint
 from imgclf.backends.torch.device import pick_device, seed_everything
+from imgclf.backends.torch.distributed import (
+    Dist,
+    announce,
+    barrier,
+    broadcast,
+    convert_sync_bn,
+    gather_objects,
+    merge,
+    process_group,
+    restarted,
+    wrap,
+)
 from imgclf.backends.torch.features import compute_features, feature_batches
 from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer, lr_factor
+from imgclf.backends.torch.steps import StepHook, evaluate_epoch, train_one_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.runs import RunResult, fine_tune_message, history_row
-
-StepHook = Callable[[int], None]
+from imgclf.runs import RunResult, default_run_dir, fine_tune_message, history_row
 
 
 def fit(
     cfg: RunConfig, resume: bool = False, progress: bool = True, on_step: StepHook | None = None
 ) -> RunResult:
-    """Train cfg.model on cfg.data_dir; with resume, continue the run in cfg.out_dir.
-    on_step(global_step) runs after every optimizer step (tests use it to inject faults)."""
-    s = start_run(cfg, "torch", resume)
-    seed_everything(cfg.seed)
-    last = s.run.checkpoint("last", ".pt")
-    t = build_trainer(s, load_checkpoint(last) if resume and last.exists() else None, progress)
-    write_run_info(
-        s, "torch", ".pt", (count_params(t.model), count_params(t.model, True)), str(t.device)
-    )
-    tensorboard = TensorBoardLog(s.run)
-    duties = [HistoryLog(s.run, cfg.epochs), Checkpoints(s.run), tensorboard]
-    duties.append(EarlyStopping(cfg.patience))
-    try:
-        for epoch in range(t.epoch, cfg.epochs):
-            row = t.run_epoch(epoch, progress, on_step)
-            if any([d.on_epoch_end(row, t) for d in duties]):  # a list: every duty runs
-                break
-    finally:
-        tensorboard.close()
-    return finish_run(s, t.history, {**t.train_data.skipped, **t.val_data.skipped}, ".pt")
+    """Train cfg.model on cfg.data_dir; with resume, continue the run in cfg.out_dir. Under
+    torchrun, every rank runs this and only rank 0 writes. on_step(global_step) runs after every
+    optimizer step (tests use it to inject faults)."""
+    with process_group(cfg.device) as (d, device):
+        # rank 0's folder for every rank (a default name holds the time: ranks may differ)
+        cfg = cfg.replace(out_dir=broadcast(d, cfg.out_dir or str(default_run_dir(cfg))))
+        resume = resume or restarted(cfg)
+        s = start_run(cfg, "torch", resume or not d.main)  # rank 0 checks the folder is new
+        seed_everything(cfg.seed)
+        last = s.run.checkpoint("last", ".pt")
+        from_last = broadcast(d, resume and last.exists())
+        t = build_trainer(s, load_checkpoint(last) if from_last else None, progress, d, device)
+        if d.main and from_last:
+            print(f"resuming {s.run} after epoch {t.epoch} (last.pt)", flush=True)
+        if d.main:
+            params = (count_params(t.model), count_params(t.model, True))
+            write_run_info(s, "torch", ".pt", params, str(device), d.world)
+        announce(d, cfg.batch_size)
+        tensorboard = TensorBoardLog(s.run) if d.main else None
+        duties = [HistoryLog(s.run, cfg.epochs, d.main), Checkpoints(s.run, d.main)]
+        duties += [tensorboard] if tensorboard else []
+        duties.append(EarlyStopping(cfg.patience, d.main))
+        try:
+            for epoch in range(t.epoch, cfg.epochs):
+                row = t.run_epoch(epoch, progress and d.main, on_step)
+                if any([x.on_epoch_end(row, t) for x in duties]):  # a list: every duty runs
+                    break
+        finally:
+            if tensorboard:
+                tensorboard.close()
+        skipped = merge(gather_objects(d, {**t.train_data.skipped, **t.val_data.skipped}))
+        return finish_run(s, t.history, skipped, ".pt", write=d.main)
 
 
 @dataclass
@@ -72,11 +96,13 @@ class Trainer:
     train_data: SplitData
     val_data: SplitData
     pretrained: bool
+    dist: Dist = Dist()
     features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     epoch: int = 0
     step: int = 0
     best: float = -1.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    _ddp: tuple[Any, nn.Module] | None = None  # (what it wraps, the DDP module)
 
     def checkpoint(self) -> dict[str, Any]:
         return {
@@ -108,43 +134,63 @@ class Trainer:
 
     def epoch_batches(self, epoch: int) -> tuple[nn.Module, Iterable, Iterable]:
         """(module to train, train batches, val batches): the head on cached features when the
-        backbone is frozen and sees unaugmented images, else the whole model on images."""
-        cfg = self.cfg
+        backbone is frozen and sees unaugmented images, else the whole model on images. Each
+        rank gets its share of every global batch of --batch-size."""
+        cfg, share = self.cfg, (self.dist.rank, self.dist.world)
         if self.features is not None:
             assert isinstance(self.model, TransferNet)
-            train = feature_batches(*self.features[0], cfg.batch_size, True, cfg.seed + epoch)
-            return self.model.head, train, feature_batches(*self.features[1], cfg.batch_size)
-        aug, w, cl = cfg.augment != "none", cfg.workers, cfg.channels_last
-        train = batches(
-            self.train_data, cfg.batch_size, self.device, True, aug, cfg.seed + epoch, w, cl
-        )
-        val = batches(self.val_data, cfg.batch_size, self.device, False, False, 0, w, cl)
+            (tx, ty), (vx, vy) = self.features
+            train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share)
+            return self.model.head, train, feature_batches(vx, vy, cfg.batch_size, share=share)
+        aug, w, cl, dev = cfg.augment != "none", cfg.workers, cfg.channels_last, self.device
+        seed = cfg.seed + epoch
+        train = batches(self.train_data, cfg.batch_size, dev, True, aug, seed, w, cl, share)
+        val = batches(self.val_data, cfg.batch_size, dev, False, False, 0, w, cl, share)
         return self.model, train, val
+
+    def trainable(self, module: nn.Module) -> nn.Module:
+        """module in DDP under torchrun, wrapped again when what trains changes (fine-tuning
+        unfreezes the backbone: DDP fixes its parameter set when it is built)."""
+        key = (id(module), tuple(p.requires_grad for p in module.parameters()))
+        if self._ddp is None or self._ddp[0] != key:
+            net = wrap(self.dist, module, self.device)
+            # torch.compile(DDP(model)), PyTorch's documented order: the graph is split at DDP's
+            # bucket boundaries so the all-reduces still overlap the backward pass
+            self._ddp = (key, torch.compile(net) if self.cfg.compile else net)
+        return self._ddp[1]
 
     def run_epoch(self, epoch: int, progress: bool, on_step: StepHook | None) -> dict[str, Any]:
         cfg = self.cfg
         if isinstance(self.model, TransferNet) and cfg.fine_tune_after == epoch > 0:
             self.model.set_frozen(False)  # fastai's fine_tune: now the backbone learns too
             self.optimizer = build_optimizer(self.model, cfg, self.pretrained)
-            print(fine_tune_message(cfg, epoch, self.pretrained), flush=True)
-        seed_everything(cfg.seed * 1000 + epoch)  # dropout etc.: an epoch replays exactly
+            if self.dist.main:
+                print(fine_tune_message(cfg, epoch, self.pretrained), flush=True)
+        # dropout etc.: an epoch replays exactly; ranks draw different masks (rank 0 as alone)
+        seed_everything(cfg.seed * 1000 + epoch + 7919 * self.dist.rank)
         t0 = time.perf_counter()
         module, train_b, val_b = self.epoch_batches(epoch)
         desc = f"epoch {epoch + 1}/{cfg.epochs}"
         bar = tqdm(
             train_b, total=self.n_batches, desc=desc, leave=False, disable=not progress or None
         )
-        tr = train_one_epoch(module, bar, self, on_step)
+        tr = train_one_epoch(self.trainable(module), bar, self, on_step)
         train_s = time.perf_counter() - t0
-        va = evaluate_epoch(module, val_b, self.loss_fn, self.amp)
+        va = evaluate_epoch(module, val_b, self)
         self.epoch = epoch + 1
         lr = self.optimizer.param_groups[0]["lr"]
         return history_row(self.epoch, lr, tr, va, tr["images"], train_s, time.perf_counter() - t0)
 
 
-def build_trainer(s: RunSetup, ckpt: dict[str, Any] | None, progress: bool) -> Trainer:
+def build_trainer(
+    s: RunSetup,
+    ckpt: dict[str, Any] | None,
+    progress: bool,
+    d: Dist = Dist(),
+    device: torch.device | None = None,
+) -> Trainer:
     cfg = s.cfg
-    device = pick_device(cfg.device)
+    device = device or pick_device(cfg.device)
     model = create_model(
         cfg.model,
         len(s.names),
@@ -160,20 +206,23 @@ def build_trainer(s: RunSetup, ckpt: dict[str, Any] | None, progress: bool) -> T
         raise ValueError(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
+    if cfg.sync_bn:
+        model = convert_sync_bn(d, model, device)
     model.to(device)
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    prep = dict(cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress)
-    train_data = prepare_split(s.splits["train"], s.pre, cfg.pipeline, **prep)
-    val_data = prepare_split(s.splits["val"], s.pre, cfg.pipeline, **prep)
+    train_data, val_data = prepare_splits(s, progress, d)
     warn_unreadable_classes(s.names, train_data.labels)
     weight = None
     if cfg.class_weights == "auto":
         w = balanced_class_weights(train_data.labels, len(s.names))
         weight = torch.tensor(w, dtype=torch.float32, device=device)
-    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    # sums, divided by the global batch's weight in steps.py (the mean, across any world size)
+    loss_fn = nn.CrossEntropyLoss(
+        weight=weight, label_smoothing=cfg.label_smoothing, reduction="sum"
+    )
     optimizer = build_optimizer(model, cfg, s.pretrained)
-    t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained)
+    t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained, d)
     if ckpt is not None:
         t.restore(ckpt)
     frozen = isinstance(model, TransferNet) and model.frozen
@@ -181,49 +230,22 @@ def build_trainer(s: RunSetup, ckpt: dict[str, Any] | None, progress: bool) -> T
         # a frozen backbone without augmentation sees the same images every epoch: run it once
         backbone = model.backbone  # type: ignore[union-attr]
         t.features = [
-            compute_features(backbone, d, cfg.batch_size, device, t.amp, progress)
-            for d in (train_data, val_data)
+            compute_features(backbone, data, cfg.batch_size, device, t.amp, progress, d)
+            for data in (train_data, val_data)
         ]
     return t
 
 
-def train_one_epoch(
-    module: nn.Module, data: Iterable, t: Trainer, on_step: StepHook | None
-) -> dict[str, float]:
-    module.train()
-    loss_sum, correct, seen = 0.0, 0, 0
-    for x, y in data:
-        for g in t.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * t.lr_at(t.step)
-        with t.amp:
-            out = module(x)
-            loss = t.loss_fn(out.float(), y)
-        t.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        t.optimizer.step()
-        t.step += 1
-        if on_step is not None:
-            on_step(t.step)
-        loss_sum += loss.item() * len(y)
-        correct += (out.argmax(1) == y).sum().item()
-        seen += len(y)
-        if hasattr(data, "set_postfix"):
-            data.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.2%}")
-    return {"loss": loss_sum / max(seen, 1), "acc": correct / max(seen, 1), "images": seen}
-
-
-@torch.no_grad()
-def evaluate_epoch(
-    module: nn.Module, data: Iterable, loss_fn: nn.Module, amp: Any
-) -> dict[str, float]:
-    module.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
-    for x, y in data:
-        with amp:
-            out = module(x).float()
-        loss_sum += loss_fn(out, y).item() * len(y)
-        correct += (out.argmax(1) == y).sum().item()
-        seen += len(y)
-    if seen == 0:
-        return {"loss": float("nan"), "acc": float("nan")}
-    return {"loss": loss_sum / seen, "acc": correct / seen}
+def prepare_splits(s: RunSetup, progress: bool, d: Dist) -> tuple[SplitData, SplitData]:
+    """Rank 0 builds the decoded cache while the others wait, then they open the same store."""
+    cfg = s.cfg
+    out = []
+    for turn in (True, False):
+        if d.main == turn:
+            prep = dict(cache_dir=cfg.cache_dir, workers=cfg.workers, progress=progress and d.main)
+            out = [
+                prepare_split(s.splits[k], s.pre, cfg.pipeline, **prep) for k in ("train", "val")
+            ]
+        if turn:
+            barrier(d)
+    return out[0], out[1]

@@ -46,17 +46,23 @@ def normalize_batch(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
 
 
 def augment_batch(
-    x: torch.Tensor, generator: torch.Generator, degrees: float = ROTATION_DEGREES
+    x: torch.Tensor,
+    generator: torch.Generator,
+    degrees: float = ROTATION_DEGREES,
+    part: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """Random horizontal flip and rotation in [-degrees, degrees] per image, on float NCHW.
 
     Runs on normalised images, so the corners a rotation uncovers fill with 0, the mean colour
     (RandomRotation fills black), and after the crop rather than before it as the tutorial does.
-    The random draws come from `generator` (CPU) for repeatability.
+    The random draws come from `generator` (CPU) for repeatability. part=(offset, global length):
+    x is one rank's share of a global batch; every rank draws for the whole batch and keeps its
+    share, so the images get the draws they would get in one process.
     """
     n = x.shape[0]
-    flip = torch.rand(n, generator=generator) < 0.5
-    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(degrees)
+    lo, total = part or (0, n)
+    flip = (torch.rand(total, generator=generator) < 0.5)[lo : lo + n]
+    angle = ((torch.rand(total, generator=generator) * 2 - 1) * math.radians(degrees))[lo : lo + n]
     cos, sin = torch.cos(angle), torch.sin(angle)
     sign = torch.where(flip, -1.0, 1.0)
     # One affine grid does both: [[cos*s, -sin, 0], [sin*s, cos, 0]] with s = -1 mirroring x.

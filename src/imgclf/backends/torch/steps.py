@@ -1,0 +1,88 @@
+"""The two loops of an epoch. Losses are sums over the rank's share divided by the global batch's
+total weight, so DDP's gradient average over N ranks equals one process's mean over the batch,
+and the numbers printed are the whole split's (sums reduced over ranks)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from imgclf.backends.torch.distributed import Dist, all_sum, sum_tensor
+
+StepHook = Callable[[int], None]
+
+
+def weight_of(loss_fn: nn.CrossEntropyLoss, y: torch.Tensor) -> torch.Tensor:
+    """The denominator of the mean loss over y: its count, or its class weights' sum."""
+    if loss_fn.weight is None:
+        return torch.tensor(float(len(y)), device=y.device)
+    return loss_fn.weight[y].sum()
+
+
+def train_one_epoch(
+    net: nn.Module, data: Iterable, t: Any, on_step: StepHook | None
+) -> dict[str, float]:
+    """t: the Trainer (optimizer, loss_fn, amp, lr schedule, dist). net may be DDP-wrapped."""
+    net.train()
+    d: Dist = t.dist
+    sums = _zeros(t.device)  # loss, weight, correct, seen: on the device, no sync per step
+    bar = not getattr(data, "disable", True)
+    for x, y in data:
+        if len(y) == 0 and not d.on:  # alone, nothing to learn from; in a group, a zero share
+            continue
+        for g in t.optimizer.param_groups:
+            g["lr"] = g["base_lr"] * t.lr_at(t.step)
+        with t.amp:
+            out = net(x)
+            total = t.loss_fn(out.float(), y)
+        weight = weight_of(t.loss_fn, y)
+        # every rank needs the global batch's weight; one tiny collective per step
+        global_weight = sum_tensor(d, weight.detach().clone()).clamp_min(1e-12)
+        t.optimizer.zero_grad(set_to_none=True)
+        (total * d.world / global_weight).backward()  # DDP divides by world again
+        t.optimizer.step()
+        t.step += 1
+        if on_step is not None:
+            on_step(t.step)
+        sums += _row(total.detach(), weight, out, y, sums.dtype)
+        if bar and sums[1] > 0:
+            data.set_postfix(loss=f"{sums[0] / sums[1]:.4f}", acc=f"{sums[2] / sums[3]:.2%}")
+    loss, weight, correct, seen = all_sum(d, sums.tolist(), t.device)
+    return {"loss": loss / max(weight, 1e-12), "acc": correct / max(seen, 1), "images": int(seen)}
+
+
+@torch.no_grad()
+def evaluate_epoch(module: nn.Module, data: Iterable, t: Any) -> dict[str, float]:
+    """module unwrapped: evaluation needs no collectives until the final sum."""
+    module.eval()
+    sums = _zeros(t.device)
+    for x, y in data:
+        if len(y) == 0:
+            continue
+        with t.amp:
+            out = module(x).float()
+        sums += _row(t.loss_fn(out, y), weight_of(t.loss_fn, y), out, y, sums.dtype)
+    loss, weight, correct, seen = all_sum(t.dist, sums.tolist(), t.device)
+    if seen == 0:
+        return {"loss": float("nan"), "acc": float("nan")}
+    return {"loss": loss / weight, "acc": correct / seen}
+
+
+def _zeros(device: torch.device) -> torch.Tensor:
+    return torch.zeros(
+        4, dtype=torch.float32 if device.type == "mps" else torch.float64, device=device
+    )
+
+
+def _row(
+    total: torch.Tensor,
+    weight: torch.Tensor,
+    out: torch.Tensor,
+    y: torch.Tensor,
+    dtype: torch.dtype,
+) -> torch.Tensor:
+    parts = (total, weight, (out.argmax(1) == y).sum(), torch.tensor(len(y), device=y.device))
+    return torch.stack([p.to(dtype) for p in parts])
