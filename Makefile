@@ -38,6 +38,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 
 bench: $(STAMP)
+	$(VENV)/bin/imgclf bench --json runs/bench.json
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_train.py
 

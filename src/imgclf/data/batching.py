@@ -1,4 +1,4 @@
-"""Batches from the decoded cache in a seeded order, and a background-thread prefetcher."""
+"""Batches in a seeded order, shared out across ranks, and a background-thread prefetcher."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-
-from imgclf.data.cache import DecodedCache
 
 T = TypeVar("T")
 
@@ -30,21 +28,14 @@ def rank_share(batch: np.ndarray, rank: int = 0, world: int = 1) -> tuple[np.nda
     return batch[lo : lo + base + (rank < extra)], lo
 
 
-def iterate_batches(
-    cache: DecodedCache,
-    rows: np.ndarray,
-    labels: np.ndarray,
-    batch_size: int,
-    shuffle: bool,
-    seed: int,
-    rank: int = 0,
-    world: int = 1,
-) -> Iterator[tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
-    """(uint8 NHWC images, int64 labels, (offset, global length)) of this rank's share of each
-    global batch (batch_size is the global batch)."""
-    for b in global_batches(len(rows), batch_size, shuffle, seed):
+def shares(
+    n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1
+) -> Iterator[tuple[np.ndarray, int, int]]:
+    """(positions, offset, global length): this rank's share of each seeded global batch of
+    batch_size (batch_size is the global batch)."""
+    for b in global_batches(n, batch_size, shuffle, seed):
         part, lo = rank_share(b, rank, world)
-        yield cache.read_rows(rows[part]), labels[part], (lo, len(b))
+        yield part, lo, len(b)
 
 
 def prefetch(items: Iterator[T], depth: int = 3) -> Iterator[T]:

@@ -268,7 +268,7 @@ class DecodedCache:
         if self._fd < 0:
             raise RuntimeError("DecodedCache.build() must run before read_rows()")
         out = np.empty((len(positions), self.size, self.size, 3), dtype=np.uint8)
-        flat = out.reshape(len(positions), -1)
+        flat = out.reshape(len(positions), self.row_bytes)  # -1 fails for an empty share
         for j, r in enumerate(self.rows[np.asarray(positions, dtype=np.int64)]):
             os.preadv(self._fd, [flat[j]], int(r) * self.row_bytes)
         return out

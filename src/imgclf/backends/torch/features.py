@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from imgclf.backends.torch.distributed import Dist, block, gather_blocks
 from imgclf.backends.torch.loaders import SplitData, batches
-from imgclf.data.batching import global_batches, rank_share
+from imgclf.data.batching import shares
 
 
 @torch.no_grad()
@@ -65,6 +65,6 @@ def feature_batches(
     share: tuple[int, int] = (0, 1),
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's share of each seeded global batch, as the image batches are cut."""
-    for b in global_batches(len(labels), batch_size, shuffle, seed):
-        idx = torch.from_numpy(rank_share(b, *share)[0]).to(feats.device)
+    for pos, _, _ in shares(len(labels), batch_size, shuffle, seed, *share):
+        idx = torch.from_numpy(pos).to(feats.device)
         yield feats[idx], labels[idx]

@@ -13,13 +13,20 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from imgclf.backends.torch.resident import (
+    fits_on_device,
+    load_rows,
+    on_side_stream,
+    resident_batches,
+    wait_for,
+)
 from imgclf.backends.torch.transforms import (
     augment_batch,
     eval_preset,
     normalize_batch,
     train_preset,
 )
-from imgclf.data.batching import global_batches, iterate_batches, prefetch, rank_share
+from imgclf.data.batching import prefetch, shares
 from imgclf.data.cache import CacheUnavailable, DecodedCache
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, load_rgb
@@ -37,6 +44,7 @@ class SplitData:
     cache: DecodedCache | None = None
     rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     skipped: dict[str, str] = field(default_factory=dict)
+    on_device: tuple[torch.Tensor, torch.Tensor] | None = None  # (images, labels) when resident
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -79,32 +87,54 @@ def batches(
     workers: int = 2,
     channels_last: bool = True,
     share: tuple[int, int] = (0, 1),
+    resident: bool | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of batches; with share=(rank, world) this rank's part of each global batch of
     batch_size. Shuffling and augmentation draw from `seed` only, so an epoch can be replayed
-    exactly after a resume, and N ranks draw what one process would."""
+    exactly after a resume, and N ranks draw what one process would. resident: the split held on
+    the device (see resident.py); None decides by whether it fits, on CUDA only."""
     if data.pipeline == "plain":
         yield from _plain_batches(data, batch_size, device, train, augment, seed, workers, share)
         return
+    if resident is None:
+        resident = data.on_device is not None or fits_on_device(len(data), data.pre.size, device)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
 
-    def cached() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def ready(images: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)
-        rows, labels = data.rows, data.labels
-        pin = device.type == "cuda"
-        fmt = torch.channels_last if channels_last else torch.contiguous_format
-        for xb, yb, part in iterate_batches(
-            data.cache, rows, labels, batch_size, train, seed, *share
-        ):
-            x = torch.from_numpy(xb)
-            x = normalize_batch(
-                (x.pin_memory() if pin else x).to(device, non_blocking=True), data.pre
-            )
+        for x, y, part in images:
+            x = normalize_batch(x, data.pre)
             if train and augment:
                 x = augment_batch(x, gen, part=part)
-            yield x.contiguous(memory_format=fmt), torch.from_numpy(yb).to(device)
+            yield x.contiguous(memory_format=fmt), y
 
-    # read, normalise and augment in a background thread, overlapping the training step
-    yield from prefetch(cached())
+    parts = shares(len(data), batch_size, train, seed, *share)
+    if resident:  # batches are gathers on the device: the GPU queues them ahead by itself
+        if data.on_device is None or data.on_device[0].device != device:
+            labels = torch.from_numpy(data.labels).to(device)
+            data.on_device = (load_rows(data.cache, data.rows, device), labels)
+        yield from ready(resident_batches(*data.on_device, parts))
+        return
+    # read, copy, normalise and augment in a background thread, ahead of the training step
+    streamed = ready(_host_batches(data, parts, device))
+    if device.type == "cuda":  # and on a side stream, so the copies overlap the step's kernels
+        yield from wait_for(prefetch(on_side_stream(streamed, device)), device)
+    else:
+        yield from prefetch(streamed)
+
+
+def _host_batches(
+    data: SplitData, parts: Iterator[tuple[np.ndarray, int, int]], device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]]:
+    """Rows read from the cache on the host, sent to the device (from pinned memory on CUDA)."""
+    assert data.cache is not None
+    pin = device.type == "cuda"
+    for pos, lo, total in parts:
+        x = torch.from_numpy(data.cache.read_rows(data.rows[pos]))
+        y = torch.from_numpy(data.labels[pos])
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True), (lo, total)
 
 
 class _FileDataset(Dataset):
@@ -145,13 +175,12 @@ def _plain_batches(
     tf = train_preset(data.pre) if train and augment else eval_preset(data.pre)
     torch.manual_seed(seed)  # torchvision's random transforms draw from the global generator
     # this rank's share of each seeded global batch, as index positions
-    shares = [
-        data.rows[rank_share(b, *share)[0]].tolist()
-        for b in global_batches(len(data.rows), batch_size, train, seed)
+    parts = [
+        data.rows[pos].tolist() for pos, _, _ in shares(len(data), batch_size, train, seed, *share)
     ]
     loader = DataLoader(
         _FileDataset(data.index, tf),
-        batch_sampler=shares,
+        batch_sampler=parts,
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",

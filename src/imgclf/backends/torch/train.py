@@ -209,6 +209,8 @@ def build_trainer(
     if cfg.sync_bn:
         model = convert_sync_bn(d, model, device)
     model.to(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # batch shapes repeat: pick conv algorithms once
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
     train_data, val_data = prepare_splits(s, progress, d)

@@ -63,6 +63,8 @@ def augment_batch(
     lo, total = part or (0, n)
     flip = (torch.rand(total, generator=generator) < 0.5)[lo : lo + n]
     angle = ((torch.rand(total, generator=generator) * 2 - 1) * math.radians(degrees))[lo : lo + n]
+    if n == 0:  # a rank's empty share of a short last batch: drawn for, nothing to warp
+        return x
     cos, sin = torch.cos(angle), torch.sin(angle)
     sign = torch.where(flip, -1.0, 1.0)
     # One affine grid does both: [[cos*s, -sin, 0], [sin*s, cos, 0]] with s = -1 mirroring x.
