@@ -32,16 +32,18 @@ def train(
     return backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
 
 
-def evaluate(run_dir: str, data: str = "", split: str = "test", progress: bool = True) -> dict:
+def evaluate(
+    run_dir: str, data: str = "", split: str = "test", progress: bool = True, tta: bool = False
+) -> dict:
     from imgclf.evaluation.run_eval import evaluate_run
 
-    return evaluate_run(run_dir, data, split, progress)
+    return evaluate_run(run_dir, data, split, progress, tta=tta)
 
 
-def predict(run: str, paths: list[str]) -> list[dict[str, Any]]:
+def predict(run: str, paths: list[str], tta: bool = False) -> list[dict[str, Any]]:
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
-    return predict_paths(load_predictor(run), expand_inputs(paths))
+    return predict_paths(load_predictor(run, tta=tta), expand_inputs(paths))
 
 
 def export(run: str, fmt: str, out_dir: str | Path | None = None) -> Any:

@@ -29,8 +29,22 @@ class Predictor(Protocol):
         ...
 
 
-def load_predictor(run: str | Path, device: str = "auto") -> Predictor:
-    """A run folder (its best checkpoint) or a checkpoint file inside one."""
+class FlipTTA:
+    """Test-time augmentation: each image's class probabilities averaged with its mirror image's
+    (two forward passes: twice the model time, same decoding). Models trained with flips see
+    both as the same class, so the average cancels part of their left/right noise."""
+
+    def __init__(self, inner: Predictor):
+        self.inner = inner
+        self.class_names, self.pre, self.meta = inner.class_names, inner.pre, inner.meta
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        mirrored = np.ascontiguousarray(images[:, :, ::-1])  # NHWC: flip the width axis
+        return (self.inner.predict_proba(images) + self.inner.predict_proba(mirrored)) / 2
+
+
+def load_predictor(run: str | Path, device: str = "auto", tta: bool = False) -> Predictor:
+    """A run folder (its best checkpoint) or a checkpoint file inside one; tta: FlipTTA."""
     run = Path(run)
     run_dir = RunDir(run.parent if run.is_file() else run)
     meta = run_dir.read_meta()
@@ -40,7 +54,8 @@ def load_predictor(run: str | Path, device: str = "auto") -> Predictor:
         weights = run_dir.checkpoint("last", backend.CHECKPOINT_SUFFIX)
     if not weights.exists():
         raise FileNotFoundError(f"{run_dir}: the run has no checkpoint yet (no {weights.name})")
-    return backend.load_predictor(meta, weights, device)
+    predictor = backend.load_predictor(meta, weights, device)
+    return FlipTTA(predictor) if tta else predictor
 
 
 def expand_inputs(items: list[str]) -> list[str]:

@@ -141,10 +141,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from imgclf.evaluation.metrics import format_per_class
     from imgclf.evaluation.run_eval import evaluate_run
 
-    m = evaluate_run(
-        args.run, args.data, args.split, progress=sys.stderr.isatty(), device=args.device
-    )
-    print(f"{m['model']} ({m['backend']}) on {m['split']} of {m['data']}: {m['images']} images")
+    m = evaluate_run(args.run, args.data, args.split, sys.stderr.isatty(), args.device, args.tta)
+    tta = " with flip TTA" if args.tta else ""
+    where = f"{m['split']} of {m['data']}{tta}"
+    print(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images")
     print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
     print(format_per_class(m))
     if m["skipped"]:
@@ -161,7 +161,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
-    predictor = load_predictor(args.run, args.device)
+    predictor = load_predictor(args.run, args.device, args.tta)
     paths = expand_inputs(args.paths)
     if not paths:
         print("imgclf predict: error: no images matched", file=sys.stderr)

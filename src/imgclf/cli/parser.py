@@ -115,6 +115,9 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     _add_config_options(t)
 
 
+TTA_HELP = "test-time augmentation: average with the mirror image (2x the model time)"
+
+
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     """evaluate, predict, compare, export, serve on run folders; models; demo."""
     e = sub.add_parser("evaluate", help="accuracy, per-class table, plots and HTML report")
@@ -122,6 +125,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("data", nargs="?", default="", help="other data (default: the run's)")
     e.add_argument("--split", default="test", choices=("test", "val", "train"))
     e.add_argument("--device", metavar="NAME", default="auto")
+    e.add_argument("--tta", action="store_true", help=TTA_HELP)
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")
@@ -133,6 +137,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--top-k", type=int, metavar="N", default=3)
     r.add_argument("--device", metavar="NAME", default="auto")
+    r.add_argument("--tta", action="store_true", help=TTA_HELP)
 
     c = sub.add_parser("compare", help="table and bar chart over runs")
     c.add_argument("runs", nargs="+")

@@ -96,10 +96,11 @@ def evaluate_run(
     split: str = "test",
     progress: bool = True,
     device: str = "auto",
+    tta: bool = False,
 ) -> dict[str, Any]:
     run = RunDir(run_dir).require()
     cfg = run.read_config()
-    predictor = load_predictor(run.path, device)
+    predictor = load_predictor(run.path, device, tta)
     names = predictor.class_names
     root = resolve_data(data or cfg.data_dir, cfg.cache_dir)
     # the same split as training (same val_fraction and seed), but all of it: --max-per-class
@@ -122,6 +123,7 @@ def evaluate_run(
             "split": use,
             "model": predictor.meta.get("model"),
             "backend": predictor.meta.get("backend"),
+            "tta": "flip" if tta else "none",
             "skipped": skipped,
         }
     )

@@ -182,7 +182,8 @@ def predict_stages(t: Trainer, paths: list[str]) -> list[Stage]:
 
     @torch.no_grad()
     def one(p: str) -> None:
-        x = normalize_batch(torch.from_numpy(decode_square(p, pre.size)[None]).to(dev), pre)
+        img = np.require(decode_square(p, pre.size)[None], np.uint8, ["C", "W"])  # PIL's: read-only
+        x = normalize_batch(torch.from_numpy(img).to(dev), pre)
         with t.amp:
             torch.softmax(model(x).float(), 1).cpu()
 
