@@ -58,12 +58,7 @@ class AuditReport:
         if self.duplicates_across:
             out.append(f"{len(self.duplicates_across)} image(s) duplicated across splits (leak)")
         if self.near_duplicates_across:
-            held = {
-                m["path"]
-                for g in self.near_duplicates_across
-                for m in g["members"]
-                if m["split"] in ("test", "val") and m["match_split"] == "train"
-            }
+            held = near_leaks(self.near_duplicates_across, {"test", "val"})
             out.append(
                 f"{len(self.near_duplicates_across)} near-duplicate group(s) across splits (leak:"
                 f" {len(held)} held-out image(s) with a near-duplicate in train)"
@@ -158,18 +153,24 @@ def exact_pairs(report: AuditReport) -> set[frozenset[str]]:
     }
 
 
+def near_leaks(groups: list[dict[str, Any]], held_out: set[str]) -> set[str]:
+    """Display paths of the held-out members of cross-split groups whose own best match lies
+    outside held_out: a direct pair with a training image, not a chain through a third image."""
+    return {
+        m["path"]
+        for g in groups
+        for m in g["members"]
+        if m["split"] in held_out and m.get("match_split", m["split"]) not in held_out
+    }
+
+
 def leak_members(report: AuditReport) -> list[str]:
     """Raw paths of the held-out side (test, else val) of every cross-split duplicate group."""
     splits = {s for _, s in report.readable_raw}
     held_out = "test" if "test" in splits else "val"
     shown = {display_path(p): p for p, _ in report.readable_raw}
     split_of = {display_path(p): s for p, s in report.readable_raw}
-    near = {
-        m["path"]
-        for g in report.near_duplicates_across
-        for m in g["members"]
-        if m["split"] == held_out and m["match_split"] != held_out  # a direct pair, not a chain
-    }
+    near = near_leaks(report.near_duplicates_across, {held_out})
     exact = {p for g in report.duplicates_across for p in g if split_of.get(p) == held_out}
     return sorted(shown[p] for p in near | exact)
 

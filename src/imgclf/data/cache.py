@@ -40,6 +40,13 @@ import numpy as np
 from filelock import FileLock
 from tqdm import tqdm
 
+from imgclf.data.cache_files import (
+    NO_STAMP,
+    default_cache_dir,
+    file_stamp,
+    real_paths,
+    sweep_temp_files,
+)
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.files import private_dir, write_json_synced
@@ -47,38 +54,10 @@ from imgclf.messages import warn
 
 FORMAT = 2  # bump when the stored preprocessing or the manifest changes
 MANIFEST = "manifest.json"
-NO_STAMP = (-1, -1, -1, -1)
 
 
 class CacheUnavailable(OSError):
     """The cache folder cannot be written (read-only, full, not a folder); str() names it."""
-
-
-def default_cache_dir() -> Path:
-    base = os.environ.get("IMGCLF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "imgclf"
-    )
-    return Path(base)
-
-
-def file_stamp(path: str) -> tuple[int, int, int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return NO_STAMP
-    return st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
-
-
-def real_paths(paths: list[str]) -> list[str]:
-    """Absolute paths with the folders' symlinks resolved (one realpath per folder, not file)."""
-    dirs: dict[str, str] = {}
-    out = []
-    for p in paths:
-        d, name = os.path.split(os.path.abspath(p))
-        if d not in dirs:
-            dirs[d] = os.path.realpath(d)
-        out.append(os.path.join(dirs[d], name))
-    return out
 
 
 Decoded = tuple[int, int, "int | str"]  # position, row, crc32 of the row or why it failed
@@ -296,9 +275,3 @@ def open_cache(
         warn(f"{e}; using a temporary cache for this run")
         cache = DecodedCache(index, size, tmp)
         return cache, cache.build(workers, progress)
-
-
-def sweep_temp_files(folder: Path) -> None:
-    """Remove temp files a killed writer left (call with the folder's lock held)."""
-    for p in folder.glob(".*.tmp"):
-        p.unlink(missing_ok=True)

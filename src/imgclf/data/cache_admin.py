@@ -12,7 +12,8 @@ from typing import Any
 
 from filelock import FileLock
 
-from imgclf.data.cache import FORMAT, MANIFEST, default_cache_dir, file_stamp, sweep_temp_files
+from imgclf.data.cache import FORMAT, MANIFEST
+from imgclf.data.cache_files import default_cache_dir, file_stamp, sweep_temp_files
 from imgclf.data.folder import display_path
 from imgclf.files import write_json_synced
 

@@ -17,7 +17,7 @@ from filelock import FileLock
 from PIL import Image
 
 from imgclf.data.archives import unpack_cifar_tar_into, unpack_zip_into
-from imgclf.data.cache import default_cache_dir
+from imgclf.data.cache_files import default_cache_dir
 from imgclf.data.folder import find_splits
 from imgclf.files import private_dir
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from imgclf.data.audit import near_leaks
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, load_splits
 from imgclf.data.sources import resolve_data
@@ -78,9 +79,7 @@ def leak_summary(
     report = json.loads(found.read_text())
     if "near_duplicates_across" not in report:
         return None
-    with_train: set[str] = set()
-    for g in report["near_duplicates_across"]:
-        with_train.update(m["path"] for m in g["members"] if m.get("match_split") == "train")
+    with_train = near_leaks(report["near_duplicates_across"], {"test", "val"})
     for paths_ in report.get("duplicates_across", []):  # exact copies carry no split: by path
         if any(f"{os.sep}train{os.sep}" in p for p in paths_):
             with_train.update(paths_)

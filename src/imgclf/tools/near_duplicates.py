@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from imgclf.data.cache import DecodedCache, file_stamp, open_cache
+from imgclf.data.cache import DecodedCache, open_cache
+from imgclf.data.cache_files import file_stamp
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 from imgclf.files import atomic_write

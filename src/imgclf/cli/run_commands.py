@@ -1,0 +1,172 @@
+"""CLI handlers of the commands on run folders: evaluate, predict, compare, models, export, serve
+(dispatched from commands.py)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+from imgclf.data.folder import display_path
+from imgclf.files import write_json, write_text
+from imgclf.runs import RunDir
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from imgclf.evaluation.metrics import format_per_class
+    from imgclf.evaluation.run_eval import evaluate_run
+
+    m = evaluate_run(args.run, args.data, args.split, sys.stderr.isatty(), args.device, args.tta)
+    tta = " with flip TTA" if args.tta else ""
+    where = f"{m['split']} of {m['data']}{tta}"
+    print(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images")
+    print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
+    print(format_per_class(m))
+    if m["skipped"]:
+        print(f"skipped {len(m['skipped'])} unreadable file(s)")
+    if leaks := m.get("near_duplicate_leaks"):
+        print(
+            f"{leaks['images']} of {m['images']} {m['split']} images have a (near-)duplicate in "
+            f"train ({leaks['audit']}); accuracy without them {leaks['accuracy_without']:.2%}"
+        )
+    print(f"report: {Path(args.run) / RunDir.REPORT}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from imgclf.predictor import expand_inputs, load_predictor, predict_paths
+
+    predictor = load_predictor(args.run, args.device, args.tta)
+    paths = expand_inputs(args.paths)
+    if not paths:
+        print("imgclf predict: error: no images matched", file=sys.stderr)
+        return 1
+    rows = predict_paths(predictor, paths, top_k=args.top_k)
+    width = max(len(display_path(r["path"])) for r in rows)
+    for r in rows:
+        name = display_path(r["path"]).ljust(width)
+        print(
+            f"{name}  ERROR {r['error']}"
+            if "error" in r
+            else f"{name}  {r['class']}  {r['probability']:.3f}"
+        )
+    if args.csv:
+        buf = io.StringIO()
+        w = csv.writer(buf)
+        w.writerow(["path", "class", "probability", "error"])
+        for r in rows:
+            w.writerow(
+                [
+                    display_path(r["path"]),
+                    r.get("class", ""),
+                    r.get("probability", ""),
+                    r.get("error", ""),
+                ]
+            )
+        write_text(args.csv, buf.getvalue())
+    if args.json:
+        write_json(args.json, [{**r, "path": display_path(r["path"])} for r in rows])
+    if args.grid:
+        _prediction_grid(rows, args.grid)
+    return 1 if all("error" in r for r in rows) else 0
+
+
+def _prediction_grid(rows: list[dict], out: str) -> None:
+    import numpy as np
+
+    from imgclf.data.images import load_rgb
+    from imgclf.viz import plot_image_grid
+
+    ok = [r for r in rows if "error" not in r][:24]
+    imgs = [np.asarray(load_rgb(r["path"])) for r in ok]
+    titles = [
+        f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n({r['probability']:.0%})"
+        for r in ok
+    ]
+    plot_image_grid(imgs, titles, out)
+    print(f"wrote {out}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from imgclf.tools.compare import compare_runs, format_table
+
+    rows = compare_runs(args.runs, args.plot)
+    print(format_table(rows))
+    print(f"\nwrote {args.plot}")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from imgclf import backends
+    from imgclf.registry import create_model, get_spec, list_models
+
+    print(
+        f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
+        f"{'mean / std':24} description"
+    )
+    for name in backends.NAMES:
+        try:
+            backend, models = backends.get(name), list_models(name)
+        except (ImportError, RuntimeError):
+            continue  # that backend's extra is not installed
+        for model in models:
+            spec = get_spec(model, name)
+            m = create_model(model, 2, backend=name, pretrained=False, image_size=spec.image_size)
+            total, trainable = backend.count_params(m)
+            norm = f"{spec.mean[0]:.3f} / {spec.std[0]:.3f}"
+            print(
+                f"{model:20} {name:8} {total:>18,} {trainable:>12,} {spec.image_size:>5}  "
+                f"{norm:24} {spec.description}"
+            )
+    print(
+        "\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
+        "mobilenet_v3_small, convnext_tiny)."
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from imgclf.exporter import export_run
+
+    r = export_run(args.run, args.format, args.out or None)
+    print(
+        f"wrote {r.path} (+ preprocess.json); verified against the original model on "
+        f"batches of {' and '.join(map(str, r.batch_sizes))}: max abs difference "
+        f"{r.max_abs_diff:.2e}"
+    )
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imgclf.serve.app import create_app
+
+    hosts = args.allowed_host
+    if hosts is None:
+        exposed = args.host not in ("127.0.0.1", "localhost", "::1")
+        hosts = ["*"] if exposed else None
+        if exposed:
+            print("note: any Host header is accepted; --allowed-host NAME restricts it", flush=True)
+    app = create_app(
+        args.run,
+        int(args.max_upload_mb * 1024 * 1024),
+        args.top_k,
+        args.device,
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_decodes=args.max_decodes,
+        allowed_hosts=hosts,
+        upload_timeout=args.upload_timeout,
+    )
+    print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        limit_concurrency=args.max_connections,
+        timeout_keep_alive=5,
+    )
+    return 0
