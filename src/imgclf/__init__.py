@@ -33,14 +33,19 @@ def train(
 
 
 def evaluate(
-    run_dir: str, data: str = "", split: str = "test", progress: bool = True, tta: bool = False
+    run_dir: str,
+    data: str = "",
+    split: str = "test",
+    progress: bool = True,
+    tta: bool | None = None,
 ) -> dict:
+    """Metrics of a run on a split; tta None: flip TTA if the run was trained for it."""
     from imgclf.evaluation.run_eval import evaluate_run
 
     return evaluate_run(run_dir, data, split, progress, tta=tta)
 
 
-def predict(run: str, paths: list[str], tta: bool = False) -> list[dict[str, Any]]:
+def predict(run: str, paths: list[str], tta: bool | None = None) -> list[dict[str, Any]]:
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
     return predict_paths(load_predictor(run, tta=tta), expand_inputs(paths))

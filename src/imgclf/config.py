@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgclf.recipes import RECIPES, recipe_settings
+
 
 def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, metavar: str = "") -> Any:
     """A field with its --help text; metavar PATH/NAME for strings (ints show N, floats FLOAT)."""
@@ -17,6 +19,13 @@ def _opt(default: Any, help: str, choices: tuple[str, ...] | None = None, metava
 
 @dataclass(frozen=True)
 class RunConfig:
+    recipe: str = _opt(
+        "none",
+        "tuned defaults for the other options (printed, and each overridable by its own option): "
+        "transfer = best pretrained model for a photo folder; cifar-fast = airbench-style "
+        "CIFAR-10 net; alexnet-cifar = AlexNet with a modern schedule",
+        ("none", *RECIPES),
+    )
     data_dir: str = _opt(
         "", "image folder, .zip of one, or 'cifar10' / a CIFAR-10 batches folder", metavar="PATH"
     )
@@ -36,7 +45,12 @@ class RunConfig:
     image_size: int = _opt(0, "input side in pixels (0 = the model's default)")
     batch_size: int = _opt(100, "images per step")
     epochs: int = _opt(3, "passes over the training split")
-    optimizer: str = _opt("adam", "optimizer", ("adam", "sgd"))
+    optimizer: str = _opt(
+        "adam",
+        "optimizer; nesterov is SGD with Nesterov momentum; lbfgs fits a frozen backbone's head "
+        "on its cached features, full batch, 20 iterations per epoch",
+        ("adam", "sgd", "nesterov", "lbfgs"),
+    )
     lr: float = _opt(1e-3, "peak learning rate")
     momentum: float = _opt(0.9, "SGD momentum [0, 1)")
     weight_decay: float = _opt(0.0, "L2 weight decay >= 0")
@@ -44,8 +58,15 @@ class RunConfig:
     class_weights: str = _opt("none", "loss weights per class", ("none", "auto"))
     schedule: str = _opt("constant", "lr schedule over steps", ("constant", "cosine", "step"))
     step_epochs: int = _opt(10, "step schedule: multiply lr by 0.1 every this many epochs")
+    tta: bool = _opt(False, "evaluate/predict/serve this run with flip TTA unless told --no-tta")
     patience: int = _opt(0, "early stopping: epochs without val-accuracy gain (0 = off)")
-    augment: str = _opt("tutorial", "train augmentation", ("tutorial", "none"))
+    augment: str = _opt(
+        "tutorial",
+        "train augmentation: tutorial = flip + rotate 10 degrees; flip = mirror (a frozen "
+        "backbone's features are cached for both views); flip-crop = mirror + shift by up to 1/8 "
+        "of the side, reflected at the border",
+        ("tutorial", "flip", "flip-crop", "none"),
+    )
     pipeline: str = _opt("cache", "data pipeline", ("cache", "plain"))
     val_fraction: float = _opt(
         -1.0, "val share carved from train (-1 = auto: val/ or test/ if any)"
@@ -129,17 +150,20 @@ def coerce(name: str, value: Any) -> Any:
 
 
 def build_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
-    """Defaults, then an optional YAML file, then explicit overrides (None means 'not given')."""
-    values: dict[str, Any] = {}
+    """Defaults, a recipe's choices, an optional YAML file, then explicit overrides (None means
+    'not given')."""
+    from_yaml: dict[str, Any] = {}
     if yaml_path:
         import yaml
 
         loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValueError(f"{yaml_path}: expected a mapping of config keys")
-        values.update({k: coerce(k, v) for k, v in loaded.items()})
-    values.update({k: coerce(k, v) for k, v in overrides.items() if v is not None})
-    return RunConfig(**values)
+        from_yaml = {k: coerce(k, v) for k, v in loaded.items()}
+    given = {k: coerce(k, v) for k, v in overrides.items() if v is not None}
+    # a recipe's choices sit below the YAML file and the options typed
+    recipe = given.get("recipe", from_yaml.get("recipe", "none"))
+    return RunConfig(**{**recipe_settings(recipe), **from_yaml, **given})
 
 
 def config_from_dict(data: dict[str, Any]) -> RunConfig:

@@ -71,7 +71,7 @@ def preprocess_rule(predictor: Any, fmt: str, layout: str) -> dict[str, Any]:
 def export_run(
     run: str | Path, fmt: str, out_dir: str | Path | None = None, images: np.ndarray | None = None
 ) -> ExportResult:
-    predictor = load_predictor(run, device="cpu")
+    predictor = load_predictor(run, device="cpu", tta=False)  # the model itself, once
     name = predictor.meta["backend"]
     backend = backends.get(name)
     if fmt not in backend.EXPORT_FORMATS:

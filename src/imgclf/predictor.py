@@ -43,11 +43,14 @@ class FlipTTA:
         return (self.inner.predict_proba(images) + self.inner.predict_proba(mirrored)) / 2
 
 
-def load_predictor(run: str | Path, device: str = "auto", tta: bool = False) -> Predictor:
-    """A run folder (its best checkpoint) or a checkpoint file inside one; tta: FlipTTA."""
+def load_predictor(run: str | Path, device: str = "auto", tta: bool | None = None) -> Predictor:
+    """A run folder (its best checkpoint) or a checkpoint file inside one; tta: FlipTTA, None:
+    as the run was trained to be used (its config's tta, which a recipe may set)."""
     run = Path(run)
     run_dir = RunDir(run.parent if run.is_file() else run)
     meta = run_dir.read_meta()
+    if tta is None:
+        tta = run_dir.read_config().tta if (run_dir / RunDir.CONFIG).exists() else False
     backend = backends.get(meta["backend"])
     weights = run if run.is_file() else run_dir.checkpoint("best", backend.CHECKPOINT_SUFFIX)
     if not weights.exists():  # a run killed before its first epoch ended has no best yet

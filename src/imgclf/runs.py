@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -138,6 +139,15 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
         f"acc {row['train_acc']:.2%}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.2%}"
         f"  {row['images_per_s']:.0f} img/s  {row['seconds']:.1f}s"
     )
+
+
+def beats(row: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
+    """best.pt's rule: a higher val accuracy than every earlier epoch, or the same accuracy at a
+    lower val loss (a small val split ties often: then the surer model is the better one)."""
+    if math.isnan(row["val_acc"]):
+        return False
+    seen = [(h["val_acc"], -h["val_loss"]) for h in earlier if not math.isnan(h["val_acc"])]
+    return not seen or (row["val_acc"], -row["val_loss"]) > max(seen)
 
 
 def stalled(history: list[dict[str, Any]], patience: int) -> bool:

@@ -18,13 +18,13 @@ KERAS_HONOURED = {
     "backbone_lr_scale", "image_size", "batch_size", "epochs", "optimizer", "lr", "momentum",
     "weight_decay", "label_smoothing", "class_weights", "schedule", "step_epochs", "patience",
     "augment", "val_fraction", "max_per_class", "exclude_list", "workers", "cache_dir", "seed",
-    "amp", "out_dir", "device", "replicas",
+    "amp", "out_dir", "device", "replicas", "recipe", "tta",
 }  # fmt: skip
 
 # A value of each refused option that the backend cannot honour.
 KERAS_REFUSED_VALUES = {
     "pipeline": "plain", "channels_last": False, "device": "mps", "sync_bn": True,
-    "compile": True,
+    "compile": True, "optimizer": "lbfgs",
 }  # fmt: skip
 
 

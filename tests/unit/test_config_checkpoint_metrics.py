@@ -62,3 +62,26 @@ def test_metrics_and_tutorial_table() -> None:
     )
     assert "Accuracy of cat  : 50.00 %" in format_per_class(m)
     assert top_losses(y, p).tolist() == [1]
+
+
+def test_best_checkpoint_rule_breaks_accuracy_ties_by_val_loss() -> None:
+    from imgclf.runs import beats
+
+    first = {"val_acc": 0.99, "val_loss": 0.05}
+    assert beats(first, [])
+    assert beats({"val_acc": 0.99, "val_loss": 0.03}, [first])  # same accuracy, surer
+    assert not beats({"val_acc": 0.99, "val_loss": 0.08}, [first])
+    assert not beats({"val_acc": 0.98, "val_loss": 0.01}, [first])
+    assert not beats({"val_acc": float("nan"), "val_loss": 0.01}, [first])
+
+
+def test_nesterov_and_lbfgs_optimizers_are_what_they_say() -> None:
+    import torch
+
+    from imgclf.backends.torch.optim import build_optimizer
+
+    net = torch.nn.Linear(4, 2)
+    sgd = build_optimizer(net, RunConfig(optimizer="nesterov", momentum=0.85), False)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
+    assert not build_optimizer(net, RunConfig(optimizer="sgd"), False).param_groups[0]["nesterov"]
+    assert isinstance(build_optimizer(net, RunConfig(optimizer="lbfgs"), False), torch.optim.LBFGS)

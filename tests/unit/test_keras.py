@@ -36,3 +36,20 @@ def test_keras_application_without_weights_offline_is_a_clear_error(
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     m = create_model("mobilenet_v2", 3, backend="keras", pretrained=False, image_size=96)
     assert m.predict_on_batch(np.zeros((1, 96, 96, 3), np.float32)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("kind", ["flip", "flip-crop"])
+def test_augment_kinds_train_randomly_and_leave_inference_alone(kind: str) -> None:
+    from imgclf.backends.keras.models import inference_model
+
+    m = create_model("cnn", 3, backend="keras", image_size=32, augment=kind)
+    x = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
+    first = m.layers[1]
+    seen = np.asarray(first(x, training=True))
+    # some images mirrored (or shifted), and what the model serves is untouched by augmentation
+    assert not np.allclose(seen, x)
+    plain = inference_model(m)
+    assert not any("random" in layer.name for layer in plain.layers)
+    assert np.allclose(plain.predict_on_batch(x), m.predict_on_batch(x), atol=1e-6)
+    if kind == "flip-crop":
+        assert any("random_translation" in layer.name for layer in m.layers)

@@ -32,7 +32,7 @@ def test_tutorial_parameter_counts() -> None:
 
 
 def test_unknown_and_duplicate_names_are_errors() -> None:
-    with pytest.raises(KeyError, match="registered: alexnet"):
+    with pytest.raises(KeyError, match="registered: airbench, alexnet"):
         get_spec("no_such_net")
     with pytest.raises(ValueError, match="already registered"):
         register_model("cnn")(lambda *a, **k: None)
@@ -102,3 +102,23 @@ def test_efficientnet_lite_weights_are_real_imagenet(variant: int) -> None:
     with torch.no_grad():
         top = net(x).argmax(1).item()
     assert 281 <= top <= 285, top
+
+
+def test_airbench_whitening_decorrelates_the_training_patches() -> None:
+    import torch
+
+    from imgclf.registry import create_model
+
+    g = torch.Generator().manual_seed(0)
+    # strongly correlated channels and neighbours, as photos have
+    base = torch.randn(64, 1, 33, 33, generator=g)
+    smooth = (base[..., 1:, 1:] + base[..., :-1, :-1]) / 2
+    images = smooth.repeat(1, 3, 1, 1) + 0.1 * torch.randn(64, 3, 32, 32, generator=g)
+    net = create_model("airbench", 10)
+    net.init_from_data(images)
+    with torch.no_grad():
+        out = torch.nn.functional.conv2d(images, net.whiten.weight[:12])  # one sign of each
+    flat = out.permute(1, 0, 2, 3).reshape(12, -1)
+    cov = torch.cov(flat)
+    assert torch.allclose(cov, torch.eye(12), atol=0.05)
+    assert net(images[:2]).shape == (2, 10)

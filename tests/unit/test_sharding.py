@@ -4,6 +4,7 @@ augmentation draws, whatever the batch length."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from imgclf.backends.torch.transforms import augment_batch
@@ -21,9 +22,10 @@ def test_rank_shares_rebuild_every_global_batch() -> None:
         assert sorted(np.concatenate(one).tolist()) == list(range(n))
 
 
-def test_a_share_gets_the_augmentation_draws_of_its_images() -> None:
+@pytest.mark.parametrize("kind", ["tutorial", "flip", "flip-crop"])
+def test_a_share_gets_the_augmentation_draws_of_its_images(kind: str) -> None:
     x = torch.randn(7, 3, 16, 16)
-    whole = augment_batch(x, torch.Generator().manual_seed(3))
+    whole = augment_batch(x, torch.Generator().manual_seed(3), kind)
     for lo, hi in ((0, 3), (3, 7)):
-        part = augment_batch(x[lo:hi], torch.Generator().manual_seed(3), part=(lo, 7))
+        part = augment_batch(x[lo:hi], torch.Generator().manual_seed(3), kind, part=(lo, 7))
         assert torch.equal(part, whole[lo:hi])

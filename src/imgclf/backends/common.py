@@ -15,6 +15,7 @@ from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
 from imgclf.files import write_json
 from imgclf.messages import warn
+from imgclf.recipes import recipe_choices
 from imgclf.registry import ModelSpec, get_spec
 from imgclf.runs import RunDir, RunResult, default_run_dir
 
@@ -97,6 +98,8 @@ def write_run_info(
         "params": params[0],
         "trainable_params": params[1],
     }
+    if s.cfg.recipe != "none":  # what the recipe chose, and what the user chose instead
+        derived["recipe_choices"], derived["recipe_overridden"] = recipe_choices(s.cfg)
     s.run.write_config(s.cfg, derived)
     print(f"run folder: {s.run}", flush=True)
     return meta

@@ -12,6 +12,7 @@ from pathlib import Path
 import imgclf
 from imgclf.cli.parser import config_from_args, default_out, parse_args
 from imgclf.data.audit import AuditReport, exact_pairs
+from imgclf.recipes import describe_recipe
 from imgclf.runs import RunDir
 
 
@@ -100,11 +101,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     from imgclf import backends
 
     cfg = config_from_args(args)
-    status = backends.get(cfg.backend).launch(cfg, args.argv)
+    backend = backends.get(cfg.backend)
+    backend.check_config(cfg)  # before torchrun starts N copies that would each refuse it
+    status = backend.launch(cfg, args.argv)
     if status is not None:
         return status
+    main = os.environ.get("RANK", "0") == "0"
+    if main and cfg.recipe != "none" and not args.resume:
+        print(describe_recipe(cfg), flush=True)
     result = imgclf.train(cfg, resume=bool(args.resume))
-    if os.environ.get("RANK", "0") == "0":
+    if main:
         best = max((h["val_acc"] for h in result.history), default=float("nan"))
         print(f"done: best val accuracy {best:.2%}; run folder {result.run_dir}")
     return 0

@@ -115,7 +115,10 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     _add_config_options(t)
 
 
-TTA_HELP = "test-time augmentation: average with the mirror image (2x the model time)"
+TTA_HELP = (
+    "test-time augmentation: average with the mirror image (2x the model time); default: as the "
+    "run was trained (--tta in its config, which --recipe sets)"
+)
 
 
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
@@ -125,7 +128,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     e.add_argument("data", nargs="?", default="", help="other data (default: the run's)")
     e.add_argument("--split", default="test", choices=("test", "val", "train"))
     e.add_argument("--device", metavar="NAME", default="auto")
-    e.add_argument("--tta", action="store_true", help=TTA_HELP)
+    e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")
@@ -137,7 +140,7 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     )
     r.add_argument("--top-k", type=int, metavar="N", default=3)
     r.add_argument("--device", metavar="NAME", default="auto")
-    r.add_argument("--tta", action="store_true", help=TTA_HELP)
+    r.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
     c = sub.add_parser("compare", help="table and bar chart over runs")
     c.add_argument("runs", nargs="+")
@@ -193,6 +196,7 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     )
     s.add_argument("--top-k", type=int, metavar="N", default=3)
     s.add_argument("--device", metavar="NAME", default="auto")
+    s.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
 
 def _add_bench_command(sub: argparse._SubParsersAction) -> None:

@@ -19,7 +19,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from imgclf.evaluation.run_eval import evaluate_run
 
     m = evaluate_run(args.run, args.data, args.split, sys.stderr.isatty(), args.device, args.tta)
-    tta = " with flip TTA" if args.tta else ""
+    tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images")
     print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
@@ -159,6 +159,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_decodes=args.max_decodes,
         allowed_hosts=hosts,
         upload_timeout=args.upload_timeout,
+        tta=args.tta,
     )
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
     uvicorn.run(

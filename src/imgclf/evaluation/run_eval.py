@@ -17,7 +17,7 @@ from imgclf.data.sources import resolve_data
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
 from imgclf.files import write_json
-from imgclf.predictor import Predictor, load_predictor
+from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
 from imgclf.viz import plot_confusion, plot_curves, plot_image_grid
 
@@ -95,7 +95,7 @@ def evaluate_run(
     split: str = "test",
     progress: bool = True,
     device: str = "auto",
-    tta: bool = False,
+    tta: bool | None = None,
 ) -> dict[str, Any]:
     run = RunDir(run_dir).require()
     cfg = run.read_config()
@@ -122,7 +122,7 @@ def evaluate_run(
             "split": use,
             "model": predictor.meta.get("model"),
             "backend": predictor.meta.get("backend"),
-            "tta": "flip" if tta else "none",
+            "tta": "flip" if isinstance(predictor, FlipTTA) else "none",
             "skipped": skipped,
         }
     )

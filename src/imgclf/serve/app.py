@@ -140,9 +140,11 @@ def create_app(
     max_decodes: int = 0,
     allowed_hosts: list[str] | None = None,
     upload_timeout: float = 30.0,
+    tta: bool | None = None,
 ) -> FastAPI:
-    """allowed_hosts: Host header values served (default: this machine's loopback names)."""
-    predictor = load_predictor(run, device)
+    """allowed_hosts: Host header values served (default: this machine's loopback names); tta:
+    flip TTA (None: as the run was trained)."""
+    predictor = load_predictor(run, device, tta)
     lock = threading.Lock()
     decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
     names = predictor.class_names

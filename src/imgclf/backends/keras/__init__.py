@@ -45,6 +45,10 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         lambda c: c.compile,
         "leaves compilation to Keras (XLA jit_compile='auto'); --compile is torch.compile",
     ),
+    "optimizer": (
+        lambda c: c.optimizer == "lbfgs",
+        "trains with Keras' first-order optimizers; lbfgs is the PyTorch head-on-features fit",
+    ),
     "sync_bn": (
         lambda c: c.sync_bn,
         "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",

@@ -13,7 +13,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from imgclf.runs import RunDir, format_epoch, history_row, stalled
+from imgclf.runs import RunDir, beats, format_epoch, history_row, stalled
+
+VAL_KEYS = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # our row keys, Keras log keys
 
 
 class HistoryLog(keras.callbacks.Callback):
@@ -40,18 +42,19 @@ class HistoryLog(keras.callbacks.Callback):
 
 
 class Checkpoints(keras.callbacks.Callback):
-    """last.keras every epoch, best.keras when validation accuracy beat every earlier epoch,
-    including those before a resume (Keras' ModelCheckpoint forgets them)."""
+    """last.keras every epoch, best.keras when the epoch beats every earlier one (runs.beats, as
+    the PyTorch side), including those before a resume (Keras' ModelCheckpoint forgets them)."""
 
     def __init__(self, run: RunDir, history: list[dict[str, Any]]):
         super().__init__()
         self.run, self.history = run, history
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
-        accs = [h["val_acc"] for h in self.history if h["epoch"] <= epoch]  # earlier epochs
-        acc = float((logs or {}).get("val_accuracy", math.nan))
+        earlier = [h for h in self.history if h["epoch"] <= epoch]  # epochs count from 1 there
+        logs = logs or {}
+        row = {k: float(logs.get(key, math.nan)) for k, key in VAL_KEYS.items()}
         best = self.run.checkpoint("best", ".keras")
-        if not best.exists() or (not math.isnan(acc) and acc > max(accs, default=-1.0)):
+        if not best.exists() or beats(row, earlier):
             self._save(best)
         self._save(self.run.checkpoint("last", ".keras"))
 

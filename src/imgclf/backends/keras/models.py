@@ -9,9 +9,18 @@ from keras import layers
 from imgclf.registry import ModelSpec, register_model
 
 
-def _augment() -> list:
-    # The tutorial's flip + RandomRotation(10): Keras counts rotation in fractions of a turn.
-    return [layers.RandomFlip("horizontal"), layers.RandomRotation(10 / 360, fill_mode="constant")]
+def _augment(kind: str) -> list:
+    """The --augment kinds as Keras layers (the PyTorch side: transforms.augment_batch)."""
+    flip = [layers.RandomFlip("horizontal")] if kind != "none" else []
+    if kind == "tutorial":  # RandomRotation(10): Keras counts rotation in fractions of a turn
+        return flip + [layers.RandomRotation(10 / 360, fill_mode="constant")]
+    if kind == "flip-crop":  # shifts of up to 1/8 of the side, the border reflected
+        shift = layers.RandomTranslation(1 / 8, 1 / 8, fill_mode="reflect", interpolation="nearest")
+        return flip + [shift]
+    return flip
+
+
+AUGMENT_LAYERS = (layers.RandomFlip, layers.RandomRotation, layers.RandomTranslation)
 
 
 def _classifier(num_classes: int) -> layers.Layer:
@@ -19,10 +28,10 @@ def _classifier(num_classes: int) -> layers.Layer:
     return layers.Dense(num_classes, activation="softmax", dtype="float32")
 
 
-def _augmented(model_layers: list, size: int, augment: bool, name: str) -> keras.Model:
+def _augmented(model_layers: list, size: int, augment: str, name: str) -> keras.Model:
     inputs = keras.Input((size, size, 3))
     x = inputs
-    for layer in (_augment() if augment else []) + model_layers:
+    for layer in _augment(augment) + model_layers:
         x = layer(x)
     return keras.Model(inputs, x, name=name)
 
@@ -35,7 +44,7 @@ def build_cnn(
     pretrained: bool = False,
     freeze_backbone: bool = False,
     image_size: int = 224,
-    augment: bool = False,
+    augment: str = "none",
     **_: object,
 ) -> keras.Model:
     if pretrained:
@@ -68,7 +77,7 @@ def build_alexnet(
     pretrained: bool = False,
     freeze_backbone: bool = False,
     image_size: int = 227,
-    augment: bool = False,
+    augment: str = "none",
     **_: object,
 ) -> keras.Model:
     if pretrained:
@@ -117,7 +126,7 @@ def _application_builder(name: str):  # noqa: ANN202
         pretrained: bool = False,
         freeze_backbone: bool = False,
         image_size: int = size,
-        augment: bool = False,
+        augment: str = "none",
         weights: str = "",
         **_: object,
     ) -> keras.Model:
@@ -172,7 +181,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     inputs = keras.Input(model.input_shape[1:])
     x = inputs
     for layer in model.layers[1:]:
-        if not isinstance(layer, (layers.RandomFlip, layers.RandomRotation)):
+        if not isinstance(layer, AUGMENT_LAYERS):
             x = layer(x)
     return keras.Model(inputs, x, name=model.name)
 

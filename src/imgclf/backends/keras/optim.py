@@ -25,12 +25,14 @@ def lr_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
 def build_optimizer(
     cfg: RunConfig, steps_per_epoch: int, trainable: list, scaled_vars: list, first_step: int
 ) -> keras.optimizers.Optimizer:
-    """Adam or SGD; `scaled_vars` (an unfrozen pretrained backbone) learn at lr x
+    """Adam or SGD (Nesterov or not); `scaled_vars` (an unfrozen pretrained backbone) learn at lr x
     backbone_lr_scale, fastai's discriminative rates, as on the PyTorch side."""
-    base = keras.optimizers.SGD if cfg.optimizer == "sgd" else keras.optimizers.Adam
+    sgd = cfg.optimizer in ("sgd", "nesterov")
+    base = keras.optimizers.SGD if sgd else keras.optimizers.Adam
     kw: dict[str, Any] = {"weight_decay": cfg.weight_decay or None}
-    if cfg.optimizer == "sgd":
+    if sgd:
         kw["momentum"] = cfg.momentum
+        kw["nesterov"] = cfg.optimizer == "nesterov" and cfg.momentum > 0
     cls = _discriminative(base) if scaled_vars else base
     opt = cls(learning_rate=lr_schedule(cfg, steps_per_epoch), **kw)
     if scaled_vars:

@@ -89,7 +89,7 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
         pretrained=s.pretrained and not (resume and last.exists()),
         weights=cfg.weights,
         image_size=s.pre.size,
-        augment=cfg.augment != "none",
+        augment=cfg.augment,
     )
     if (cfg.freeze or cfg.fine_tune_after) and backbone_of(model) is None:
         raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")

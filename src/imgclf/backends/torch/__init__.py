@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.backends import launched_by_torchrun
+from imgclf.backends import UnsupportedOption, launched_by_torchrun
 from imgclf.config import RunConfig
 from imgclf.runs import RunResult, default_run_dir
 
@@ -19,7 +19,20 @@ INPUT_LAYOUT = "NCHW"
 
 
 def check_config(cfg: RunConfig) -> None:
-    """Every RunConfig field is honoured by this backend."""
+    """Every RunConfig field is honoured by this backend; some only in combination."""
+    from imgclf.backends.torch.features import CACHED_AUGMENT
+
+    cached = cfg.freeze and cfg.fine_tune_after == 0 and cfg.augment in CACHED_AUGMENT
+    if cfg.optimizer == "lbfgs" and not cached:
+        raise UnsupportedOption(
+            "--optimizer lbfgs fits the head of a frozen backbone on its cached features: it "
+            f"needs --freeze, --fine-tune-after 0 and --augment {' or '.join(CACHED_AUGMENT)}"
+        )
+    if cfg.optimizer == "lbfgs" and cfg.schedule != "constant":
+        raise UnsupportedOption(
+            f"--schedule {cfg.schedule} with --optimizer lbfgs: L-BFGS sets its own step sizes "
+            "(line search); use --schedule constant"
+        )
 
 
 def launch(cfg: RunConfig, argv: list[str]) -> int | None:

@@ -3,12 +3,11 @@ with its own callbacks in backends/keras/callbacks.py). Each returns True to sto
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, Protocol
 
 from imgclf.backends.torch.checkpoint import save_checkpoint
-from imgclf.runs import RunDir, format_epoch, stalled
+from imgclf.runs import RunDir, beats, format_epoch, stalled
 
 
 class Duty(Protocol):
@@ -30,14 +29,15 @@ class HistoryLog:
 
 
 class Checkpoints:
-    """last.pt every epoch, best.pt when validation accuracy improved (both written atomically).
-    Every rank tracks the best; only the writing rank saves."""
+    """last.pt every epoch, best.pt when the epoch beats every earlier one (runs.beats: val
+    accuracy, ties to the lower val loss), both written atomically. Every rank tracks the best;
+    only the writing rank saves."""
 
     def __init__(self, run: RunDir, write: bool = True):
         self.run, self.write = run, write
 
     def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
-        improved = not math.isnan(row["val_acc"]) and row["val_acc"] > state.best
+        improved = beats(row, [h for h in state.history if h["epoch"] < row["epoch"]])
         state.best = row["val_acc"] if improved else state.best
         if not self.write:
             return False

@@ -15,6 +15,9 @@ from imgclf.backends.torch.distributed import Dist, block, gather_blocks
 from imgclf.backends.torch.loaders import SplitData, batches
 from imgclf.data.batching import shares
 
+# --augment kinds whose every view can be computed once by a frozen backbone
+CACHED_AUGMENT = ("none", "flip")
+
 
 @torch.no_grad()
 def compute_features(
@@ -25,7 +28,9 @@ def compute_features(
     amp: Any,
     progress: bool = True,
     d: Dist = Dist(),
+    mirror: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, labels) of every row of data; mirror: of the images flipped left-right."""
     backbone.eval()
     n = len(data)
     mine = dataclasses.replace(data, rows=data.rows[block(d, n)])
@@ -35,13 +40,13 @@ def compute_features(
     for x, y in tqdm(
         stream,
         total=-(-len(mine) // per_rank),
-        desc="features",
+        desc="features (mirrored)" if mirror else "features",
         leave=False,
         disable=None if progress and d.main else True,
     ):
         if len(y):
             with amp:
-                feats.append(backbone(x).float())
+                feats.append(backbone(x.flip(3) if mirror else x).float())
             labels.append(y)
     dim = _feature_dim(backbone, data, device, amp) if not feats else feats[0].shape[1]
     f = torch.cat(feats) if feats else torch.zeros(0, dim, device=device)
@@ -68,3 +73,19 @@ def feature_batches(
     for pos, _, _ in shares(len(labels), batch_size, shuffle, seed, *share):
         idx = torch.from_numpy(pos).to(feats.device)
         yield feats[idx], labels[idx]
+
+
+def cached_features(
+    backbone: nn.Module, train: SplitData, val: SplitData, t: Any, progress: bool, d: Dist
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """[train, val] features; with --augment flip the train rows twice, as seen and mirrored
+    (the flip augmentation, every draw of it, computed once)."""
+    cfg = t.cfg
+    views = (False, True) if cfg.augment == "flip" else (False,)
+    parts = [
+        compute_features(backbone, train, cfg.batch_size, t.device, t.amp, progress, d, m)
+        for m in views
+    ]
+    train_set = (torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts]))
+    val_set = compute_features(backbone, val, cfg.batch_size, t.device, t.amp, progress, d)
+    return [train_set, val_set]

@@ -82,7 +82,7 @@ def batches(
     batch_size: int,
     device: torch.device,
     train: bool,
-    augment: bool,
+    augment: bool | str,
     seed: int,
     workers: int = 2,
     channels_last: bool = True,
@@ -91,10 +91,12 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of batches; with share=(rank, world) this rank's part of each global batch of
     batch_size. Shuffling and augmentation draw from `seed` only, so an epoch can be replayed
-    exactly after a resume, and N ranks draw what one process would. resident: the split held on
-    the device (see resident.py); None decides by whether it fits, on CUDA only."""
+    exactly after a resume, and N ranks draw what one process would. augment: the --augment kind
+    (True: "tutorial", False: "none"). resident: the split held on the device (see resident.py);
+    None decides by whether it fits, on CUDA only."""
+    kind = {True: "tutorial", False: "none"}.get(augment, augment) if train else "none"
     if data.pipeline == "plain":
-        yield from _plain_batches(data, batch_size, device, train, augment, seed, workers, share)
+        yield from _plain_batches(data, batch_size, device, train, kind, seed, workers, share)
         return
     if resident is None:
         resident = data.on_device is not None or fits_on_device(len(data), data.pre.size, device)
@@ -104,8 +106,8 @@ def batches(
         gen = torch.Generator().manual_seed(seed)
         for x, y, part in images:
             x = normalize_batch(x, data.pre)
-            if train and augment:
-                x = augment_batch(x, gen, part=part)
+            if kind != "none":
+                x = augment_batch(x, gen, kind, part)
             yield x.contiguous(memory_format=fmt), y
 
     parts = shares(len(data), batch_size, train, seed, *share)
@@ -167,12 +169,12 @@ def _plain_batches(
     batch_size: int,
     device: torch.device,
     train: bool,
-    augment: bool,
+    kind: str,
     seed: int,
     workers: int,
     share: tuple[int, int],
 ) -> Iterator:
-    tf = train_preset(data.pre) if train and augment else eval_preset(data.pre)
+    tf = train_preset(data.pre, kind) if kind != "none" else eval_preset(data.pre)
     torch.manual_seed(seed)  # torchvision's random transforms draw from the global generator
     # this rank's share of each seeded global batch, as index positions
     parts = [

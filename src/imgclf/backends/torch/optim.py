@@ -10,6 +10,9 @@ from torch import nn
 from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.config import RunConfig
 
+# --optimizer lbfgs: iterations per epoch (each a full pass over the cached features)
+LBFGS_ITERATIONS = 20
+
 
 def lr_factor(step: int, total_steps: int, epoch: int, cfg: RunConfig) -> float:
     """The schedule as a pure function of the step (nanoGPT's get_lr)."""
@@ -35,8 +38,22 @@ def build_optimizer(model: nn.Module, cfg: RunConfig, pretrained: bool) -> torch
         groups = [{"params": [p for p in model.parameters() if p.requires_grad], "base_lr": cfg.lr}]
     for g in groups:
         g["lr"] = g["base_lr"]
-    if cfg.optimizer == "sgd":
+    if cfg.optimizer in ("sgd", "nesterov"):
         return torch.optim.SGD(
-            groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+            groups,
+            lr=cfg.lr,
+            momentum=cfg.momentum,
+            weight_decay=cfg.weight_decay,
+            nesterov=cfg.optimizer == "nesterov" and cfg.momentum > 0,
+        )
+    if cfg.optimizer == "lbfgs":
+        # full batch (steps.lbfgs_epoch); the weight decay is in its objective, as L-BFGS has none
+        params = [p for g in groups for p in g["params"]]
+        return torch.optim.LBFGS(
+            params,
+            lr=cfg.lr,
+            max_iter=LBFGS_ITERATIONS,
+            history_size=20,
+            line_search_fn="strong_wolfe",
         )
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -86,3 +86,28 @@ def _row(
 ) -> torch.Tensor:
     parts = (total, weight, (out.argmax(1) == y).sum(), torch.tensor(len(y), device=y.device))
     return torch.stack([p.to(dtype) for p in parts])
+
+
+def lbfgs_epoch(head: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> dict[str, float]:
+    """One full-batch L-BFGS step (optim.LBFGS_ITERATIONS iterations) of the head on the cached
+    features: a logistic regression, as linear probes are fitted. Every rank holds all the
+    features and computes the same deterministic steps, so no collective is needed."""
+    head.eval()  # no dropout: the line search must see one objective, evaluated again and again
+    params = [p for p in head.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]  # weights, not biases: weight decay's usual rule
+    denominator = weight_of(t.loss_fn, y)
+
+    def objective() -> torch.Tensor:
+        t.optimizer.zero_grad(set_to_none=True)
+        loss = t.loss_fn(head(x).float(), y) / denominator
+        loss = loss + t.cfg.weight_decay / 2 * sum((p * p).sum() for p in decay)
+        loss.backward()
+        return loss
+
+    t.optimizer.step(objective)
+    t.step += 1
+    with torch.no_grad():
+        out = head(x).float()
+        loss = t.loss_fn(out, y) / denominator
+    correct = (out.argmax(1) == y).sum().item()
+    return {"loss": loss.item(), "acc": correct / max(len(y), 1), "images": len(y)}

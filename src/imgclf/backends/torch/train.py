@@ -37,14 +37,16 @@ from imgclf.backends.torch.distributed import (
     restarted,
     wrap,
 )
-from imgclf.backends.torch.features import compute_features, feature_batches
+from imgclf.backends.torch.features import CACHED_AUGMENT, cached_features, feature_batches
 from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer, lr_factor
-from imgclf.backends.torch.steps import StepHook, evaluate_epoch, train_one_epoch
+from imgclf.backends.torch.steps import StepHook, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
 from imgclf.runs import RunResult, default_run_dir, fine_tune_message, history_row
+
+DATA_INIT_IMAGES = 5000  # train images a data-initialised layer sees (airbench's whitening)
 
 
 def fit(
@@ -120,7 +122,10 @@ class Trainer:
 
     @property
     def n_batches(self) -> int:
-        return math.ceil(len(self.train_data) / self.cfg.batch_size)
+        if self.cfg.optimizer == "lbfgs":
+            return 1  # one full-batch step per epoch
+        rows = len(self.features[0][1]) if self.features else len(self.train_data)
+        return math.ceil(rows / self.cfg.batch_size)
 
     @property
     def amp(self) -> contextlib.AbstractContextManager:
@@ -142,7 +147,7 @@ class Trainer:
             (tx, ty), (vx, vy) = self.features
             train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share)
             return self.model.head, train, feature_batches(vx, vy, cfg.batch_size, share=share)
-        aug, w, cl, dev = cfg.augment != "none", cfg.workers, cfg.channels_last, self.device
+        aug, w, cl, dev = cfg.augment, cfg.workers, cfg.channels_last, self.device
         seed = cfg.seed + epoch
         train = batches(self.train_data, cfg.batch_size, dev, True, aug, seed, w, cl, share)
         val = batches(self.val_data, cfg.batch_size, dev, False, False, 0, w, cl, share)
@@ -174,7 +179,13 @@ class Trainer:
         bar = tqdm(
             train_b, total=self.n_batches, desc=desc, leave=False, disable=not progress or None
         )
-        tr = train_one_epoch(self.trainable(module), bar, self, on_step)
+        if cfg.optimizer == "lbfgs":
+            assert self.features is not None  # check_config: lbfgs fits a head on features
+            tr = lbfgs_epoch(module, *self.features[0], self)
+            if on_step is not None:
+                on_step(self.step)
+        else:
+            tr = train_one_epoch(self.trainable(module), bar, self, on_step)
         train_s = time.perf_counter() - t0
         va = evaluate_epoch(module, val_b, self)
         self.epoch = epoch + 1
@@ -215,6 +226,9 @@ def build_trainer(
         model.to(memory_format=torch.channels_last)
     train_data, val_data = prepare_splits(s, progress, d)
     warn_unreadable_classes(s.names, train_data.labels)
+    if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
+        sample = batches(train_data, DATA_INIT_IMAGES, device, False, False, 0, cfg.workers)
+        model.init_from_data(next(iter(sample))[0])  # the same first rows on every rank
     weight = None
     if cfg.class_weights == "auto":
         w = balanced_class_weights(train_data.labels, len(s.names))
@@ -228,13 +242,12 @@ def build_trainer(
     if ckpt is not None:
         t.restore(ckpt)
     frozen = isinstance(model, TransferNet) and model.frozen
-    if frozen and cfg.augment == "none" and cfg.fine_tune_after == 0:
-        # a frozen backbone without augmentation sees the same images every epoch: run it once
+    if frozen and cfg.augment in CACHED_AUGMENT and cfg.fine_tune_after == 0:
+        # a frozen backbone sees the same images (or their mirrors) every epoch: run it once
         backbone = model.backbone  # type: ignore[union-attr]
-        t.features = [
-            compute_features(backbone, data, cfg.batch_size, device, t.amp, progress, d)
-            for data in (train_data, val_data)
-        ]
+        t.features = cached_features(backbone, train_data, val_data, t, progress, d)
+    elif cfg.optimizer == "lbfgs":
+        raise ValueError(f"--optimizer lbfgs: {cfg.model} gave no frozen backbone to cache")
     return t
 
 

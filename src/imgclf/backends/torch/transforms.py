@@ -13,18 +13,32 @@ from imgclf.data.presets import Preprocess
 ROTATION_DEGREES = 10.0  # the first tutorial's RandomRotation(10)
 
 
-def train_preset(pre: Preprocess) -> T.Compose:
-    """The first tutorial's train_transform, with size and normalisation from the model."""
+def train_preset(pre: Preprocess, kind: str = "tutorial") -> T.Compose:
+    """The first tutorial's train_transform (kind "tutorial"), or the flip / flip-crop presets,
+    with size and normalisation from the model."""
+    before = {"tutorial": [T.RandomRotation(ROTATION_DEGREES), T.RandomHorizontalFlip()]}
+    after = {
+        "flip": [T.RandomHorizontalFlip()],
+        "flip-crop": [
+            T.RandomHorizontalFlip(),
+            T.RandomCrop(pre.size, padding=shift_pixels(pre.size), padding_mode="symmetric"),
+        ],
+    }
     return T.Compose(
         [
-            T.RandomRotation(ROTATION_DEGREES),
-            T.RandomHorizontalFlip(),
+            *before.get(kind, []),
             T.Resize(pre.size),
             T.CenterCrop(pre.size),
+            *after.get(kind, []),
             T.ToTensor(),
             T.Normalize(pre.mean, pre.std),
         ]
     )
+
+
+def shift_pixels(size: int) -> int:
+    """flip-crop's largest shift: 1/8 of the side (4 px on CIFAR's 32, the usual padded crop)."""
+    return max(1, size // 8)
 
 
 def eval_preset(pre: Preprocess) -> T.Compose:
@@ -48,33 +62,46 @@ def normalize_batch(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
 def augment_batch(
     x: torch.Tensor,
     generator: torch.Generator,
-    degrees: float = ROTATION_DEGREES,
+    kind: str = "tutorial",
     part: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """Random horizontal flip and rotation in [-degrees, degrees] per image, on float NCHW.
+    """The train augmentation `kind` on a float NCHW batch, one affine warp per image:
+    tutorial: random horizontal flip and rotation in [-10, 10] degrees (the corners it uncovers
+    fill with 0, the mean colour after normalising; RandomRotation fills black);
+    flip: the flip alone; flip-crop: the flip and a whole-pixel shift of up to 1/8 of the side
+    in x and y, the border reflected (RandomCrop with reflect padding).
 
-    Runs on normalised images, so the corners a rotation uncovers fill with 0, the mean colour
-    (RandomRotation fills black), and after the crop rather than before it as the tutorial does.
     The random draws come from `generator` (CPU) for repeatability. part=(offset, global length):
     x is one rank's share of a global batch; every rank draws for the whole batch and keeps its
     share, so the images get the draws they would get in one process.
     """
     n = x.shape[0]
     lo, total = part or (0, n)
-    flip = (torch.rand(total, generator=generator) < 0.5)[lo : lo + n]
-    angle = ((torch.rand(total, generator=generator) * 2 - 1) * math.radians(degrees))[lo : lo + n]
+    if kind == "none":
+        return x
+    keep = slice(lo, lo + n)
+    flip = (torch.rand(total, generator=generator) < 0.5)[keep]
+    zeros = torch.zeros(total)[keep]
+    angle, dx, dy = zeros, zeros, zeros
+    if kind == "tutorial":
+        angle = (torch.rand(total, generator=generator) * 2 - 1) * math.radians(ROTATION_DEGREES)
+        angle = angle[keep]
+    elif kind == "flip-crop":
+        side, most = x.shape[-1], shift_pixels(x.shape[-1])
+        dx, dy = (
+            torch.randint(-most, most + 1, (total,), generator=generator)[keep] * 2.0 / side
+            for _ in range(2)
+        )
     if n == 0:  # a rank's empty share of a short last batch: drawn for, nothing to warp
         return x
     cos, sin = torch.cos(angle), torch.sin(angle)
     sign = torch.where(flip, -1.0, 1.0)
-    # One affine grid does both: [[cos*s, -sin, 0], [sin*s, cos, 0]] with s = -1 mirroring x.
+    # One affine grid does it all: [[cos*s, -sin, dx], [sin*s, cos, dy]] with s = -1 mirroring x.
     theta = torch.stack(
-        [
-            torch.stack([cos * sign, -sin, torch.zeros(n)], 1),
-            torch.stack([sin * sign, cos, torch.zeros(n)], 1),
-        ],
-        1,
+        [torch.stack([cos * sign, -sin, dx], 1), torch.stack([sin * sign, cos, dy], 1)], 1
     )
     grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
-    # nearest, RandomRotation's default: also 2.6x faster than bilinear here (24 vs 62 ms/batch)
-    return F.grid_sample(x, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    # nearest, RandomRotation's default: also 2.6x faster than bilinear here (24 vs 62 ms/batch),
+    # and exact for whole-pixel shifts
+    pad = "reflection" if kind == "flip-crop" else "zeros"
+    return F.grid_sample(x, grid, mode="nearest", padding_mode=pad, align_corners=False)

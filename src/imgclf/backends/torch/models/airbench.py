@@ -1,0 +1,84 @@
+"""`airbench`: the shape of Keller Jordan's airbench94 CIFAR-10 network, written for our trainer.
+
+A fixed 2x2 patch-whitening convolution (initialised from the training images' patch statistics,
+see `init_from_data`), then three conv groups (conv, max-pool, BN, GELU, conv, BN, GELU) of
+64/256/256 channels, a global max-pool and a linear layer scaled by 1/9. Made for 32 px images.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from imgclf.data.presets import IMAGENET_MEAN, IMAGENET_STD
+from imgclf.registry import register_model
+
+WIDTHS = (64, 256, 256)
+PATCH = 2  # whitening patch side: 3 * 2 * 2 = 12 directions, each kept with its negative
+
+
+def _bn(width: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(width, momentum=0.4, eps=1e-12)
+    bn.weight.requires_grad_(False)  # airbench trains the shift only: the scale is redundant
+    return bn
+
+
+class ConvGroup(nn.Sequential):
+    def __init__(self, cin: int, cout: int):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding="same", bias=False),
+            nn.MaxPool2d(2),
+            _bn(cout),
+            nn.GELU(),
+            nn.Conv2d(cout, cout, 3, padding="same", bias=False),
+            _bn(cout),
+            nn.GELU(),
+        )
+
+
+class AirbenchNet(nn.Module):
+    def __init__(self, num_classes: int):
+        super().__init__()
+        dims = 3 * PATCH * PATCH
+        self.whiten = nn.Conv2d(3, 2 * dims, PATCH, bias=True)
+        self.whiten.weight.requires_grad_(False)  # set from the data, then fixed
+        widths = (2 * dims, *WIDTHS)
+        pairs = zip(widths, widths[1:], strict=False)
+        self.groups = nn.Sequential(*(ConvGroup(a, b) for a, b in pairs))
+        self.head = nn.Linear(WIDTHS[-1], num_classes, bias=False)
+
+    @torch.no_grad()
+    def init_from_data(self, images: torch.Tensor) -> None:
+        """Whitening filters from normalised train images (N, 3, H, W): the eigenvectors of the
+        2x2 patches' covariance scaled by 1/sqrt(eigenvalue), each also negated (a ReLU-like
+        GELU after it then passes both signs)."""
+        patches = images.float().unfold(2, PATCH, 1).unfold(3, PATCH, 1)  # N,3,H',W',2,2
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3 * PATCH * PATCH)
+        patches = patches - patches.mean(0)
+        cov = patches.T @ patches / len(patches)
+        values, vectors = torch.linalg.eigh(cov)
+        filters = (vectors.T / torch.sqrt(values.clamp_min(0) + 5e-4)[:, None]).flip(0)
+        filters = filters.reshape(-1, 3, PATCH, PATCH)
+        self.whiten.weight.copy_(torch.cat([filters, -filters]).to(self.whiten.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.gelu(self.whiten(x))
+        x = self.groups(x)
+        x = F.adaptive_max_pool2d(x, 1).flatten(1)
+        return self.head(x) / 9  # airbench's output scale: softer logits early in training
+
+
+@register_model(
+    "airbench",
+    image_size=32,
+    mean=IMAGENET_MEAN,
+    std=IMAGENET_STD,
+    description="airbench94-shaped CIFAR-10 net (32 px, patch whitening); --recipe cifar-fast",
+)
+def build_airbench(
+    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, **_: object
+) -> nn.Module:
+    if pretrained:
+        raise ValueError("airbench has no pretrained weights")
+    return AirbenchNet(num_classes)

@@ -1,0 +1,95 @@
+"""Recipes: tuned defaults for the other RunConfig options, measured in benchmarks/RESULTS.md.
+
+A recipe sits between the defaults and the user: defaults -> recipe -> YAML -> CLI, so every
+choice it makes is still overridable by its own option. Backend-neutral: a recipe names models
+and options, and the backend refuses what it cannot do, by name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+RECIPES: dict[str, dict[str, Any]] = {
+    # Frozen ImageNet features of the photo and its mirror, computed once; a logistic-regression
+    # head fitted on them by full-batch L-BFGS (the linear-probe practice: better conditioned and
+    # steadier than mini-batch Adam on the same features); flip TTA at test time. Lite2 at its
+    # native 260 px measured best of Lite0/1/2 and their concatenations (RESULTS.md).
+    "transfer": {
+        "model": "efficientnet_lite2",
+        "pretrained": True,
+        "freeze": True,
+        "augment": "flip",
+        "optimizer": "lbfgs",
+        "lr": 1.0,
+        "weight_decay": 1e-3,
+        "schedule": "constant",
+        "epochs": 5,
+        "val_fraction": 0.1,
+        "tta": True,
+    },
+    # airbench's ingredients on our trainer: its small VGG-like net with a patch-whitening first
+    # layer, Nesterov SGD, label smoothing 0.2, flip + 2 px shifts, flip TTA.
+    "cifar-fast": {
+        "model": "airbench",
+        "augment": "flip-crop",
+        "optimizer": "nesterov",
+        "lr": 0.2,
+        "momentum": 0.85,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.2,
+        "schedule": "cosine",
+        "batch_size": 512,
+        "epochs": 12,
+        "val_fraction": 0.04,
+        "tta": True,
+    },
+    # The second tutorial's AlexNet (same 227 px architecture) with a modern schedule.
+    "alexnet-cifar": {
+        "model": "alexnet",
+        "augment": "flip-crop",
+        "optimizer": "sgd",
+        "lr": 0.02,
+        "momentum": 0.9,
+        "weight_decay": 5e-4,
+        "label_smoothing": 0.1,
+        "schedule": "cosine",
+        "batch_size": 128,
+        "epochs": 30,
+        "val_fraction": 0.04,
+        "tta": True,
+    },
+}
+
+
+def recipe_settings(name: str) -> dict[str, Any]:
+    if name in ("", "none"):
+        return {}
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; recipes: {', '.join(sorted(RECIPES))}")
+    return dict(RECIPES[name])
+
+
+def recipe_choices(cfg: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(what the recipe set and the run kept, what the user overrode: key -> the run's value)."""
+    kept, overridden = {}, {}
+    for k, v in recipe_settings(cfg.recipe).items():
+        (kept if getattr(cfg, k) == v else overridden)[k] = getattr(cfg, k)
+    return kept, overridden
+
+
+def describe_recipe(cfg: Any) -> str:
+    """One line for the console: the recipe's choices, then the user's overrides."""
+    kept, overridden = recipe_choices(cfg)
+    if not kept and not overridden:
+        return ""
+    line = f"recipe {cfg.recipe}: " + " ".join(_option(k, v) for k, v in kept.items())
+    if overridden:
+        line += "; overridden: " + " ".join(_option(k, v) for k, v in overridden.items())
+    return line
+
+
+def _option(key: str, value: Any) -> str:
+    flag = key.replace("_", "-")
+    if isinstance(value, bool):
+        return f"--{flag}" if value else f"--no-{flag}"
+    return f"--{flag} {value}"
