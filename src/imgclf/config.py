@@ -58,6 +58,11 @@ class RunConfig:
     class_weights: str = _opt("none", "loss weights per class", ("none", "auto"))
     schedule: str = _opt("constant", "lr schedule over steps", ("constant", "cosine", "step"))
     step_epochs: int = _opt(10, "step schedule: multiply lr by 0.1 every this many epochs")
+    ema: float = _opt(
+        0.0,
+        "keep an exponential moving average of the weights, this decay per step (e.g. 0.998); "
+        "it is what validates and what best/last hold (0 = off)",
+    )
     tta: bool = _opt(False, "evaluate/predict/serve this run with flip TTA unless told --no-tta")
     patience: int = _opt(0, "early stopping: epochs without val-accuracy gain (0 = off)")
     augment: str = _opt(
@@ -102,6 +107,7 @@ class RunConfig:
             "momentum": 0 <= self.momentum < 1,
             "weight_decay": self.weight_decay >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1,
+            "ema": 0 <= self.ema < 1,
             "image_size": self.image_size == 0 or self.image_size >= 8,
             "val_fraction": self.val_fraction == -1 or 0 <= self.val_fraction < 1,
             "backbone_lr_scale": 0 < self.backbone_lr_scale <= 1,

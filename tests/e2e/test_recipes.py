@@ -104,3 +104,25 @@ def test_alexnet_cifar_recipe_runs_at_tiny_scale(tmp_path: Path) -> None:
     cfg = _config(run)
     assert cfg["resolved_image_size"] == 227 and cfg["label_smoothing"] == 0.1
     assert cfg["recipe_overridden"] == {"epochs": 1, "batch_size": 8}
+
+
+def test_ema_weights_validate_are_saved_and_survive_a_resume(tmp_path: Path) -> None:
+    import torch
+
+    data = make_folder(tmp_path / "data", {"train": 20, "test": 4}, size=32)
+    run = tmp_path / "run"
+    args = ["--model", "cnn", "--image-size", "32", "--batch-size", "8", "--ema", "0.9"]
+    run_cli("train", str(data), *args, "--epochs", "1", "--device", "cpu", "--out", str(run))
+    run_cli("train", "--resume", str(run), "--epochs", "2")
+    ckpt = torch.load(RunDir(run).checkpoint("last", ".pt"), weights_only=True)
+    # one update per step (60 images in batches of 8, two epochs across the resume); predict
+    # loads the average, the training weights ride along for the resume
+    assert ckpt["ema_n"] == 2 * 8 and not ckpt["model"]["fc3.weight"].equal(
+        ckpt["live"]["fc3.weight"]
+    )
+    history = json.loads((run / "history.json").read_text())
+    best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+    run_cli("evaluate", str(run), "--split", "val", "--device", "cpu")
+    assert json.loads((run / "metrics.json").read_text())["loss"] == pytest.approx(
+        best["val_loss"], rel=1e-4
+    )

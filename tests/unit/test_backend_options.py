@@ -24,7 +24,7 @@ KERAS_HONOURED = {
 # A value of each refused option that the backend cannot honour.
 KERAS_REFUSED_VALUES = {
     "pipeline": "plain", "channels_last": False, "device": "mps", "sync_bn": True,
-    "compile": True, "optimizer": "lbfgs",
+    "compile": True, "optimizer": "lbfgs", "ema": 0.99,
 }  # fmt: skip
 
 
@@ -106,3 +106,12 @@ def test_keras_discriminative_rates_scale_the_backbone_step() -> None:
     small_b, small_h = _first_sgd_step(0.001)
     assert full_b > 0 and small_h == pytest.approx(full_h, rel=1e-4)
     assert small_b == pytest.approx(full_b * 0.001, rel=0.05)
+
+
+def test_keras_names_the_recipe_behind_a_refused_choice() -> None:
+    pytest.importorskip("keras")
+    from imgclf.config import build_config
+
+    with pytest.raises(backends.UnsupportedOption) as e:
+        backends.get("keras").check_config(build_config(None, recipe="transfer", backend="keras"))
+    assert "--optimizer lbfgs" in str(e.value) and "--recipe transfer chose it" in str(e.value)

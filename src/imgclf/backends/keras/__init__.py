@@ -20,6 +20,7 @@ import torchvision.models  # noqa: E402, F401
 
 from imgclf.backends import UnsupportedOption, launched_by_torchrun  # noqa: E402
 from imgclf.config import RunConfig  # noqa: E402
+from imgclf.recipes import recipe_settings  # noqa: E402
 from imgclf.runs import RunResult  # noqa: E402
 
 NAME = "keras"
@@ -49,6 +50,11 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         lambda c: c.optimizer == "lbfgs",
         "trains with Keras' first-order optimizers; lbfgs is the PyTorch head-on-features fit",
     ),
+    "ema": (
+        lambda c: c.ema > 0,
+        "keeps no weight average yet (Keras' use_ema swaps it in only when fit ends, after our "
+        "per-epoch validation and checkpoints)",
+    ),
     "sync_bn": (
         lambda c: c.sync_bn,
         "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",
@@ -62,7 +68,12 @@ def check_config(cfg: RunConfig) -> None:
             value, option = getattr(cfg, name), name.replace("_", "-")
             flag = f"--{option} {value}" if not isinstance(value, bool) else f"--no-{option}"
             flag = f"--{option}" if value is True else flag
-            raise UnsupportedOption(f"{flag} is not supported by the keras backend: it {why}")
+            origin = ""
+            if name in recipe_settings(cfg.recipe):
+                origin = f" (--recipe {cfg.recipe} chose it; the recipes are tuned on torch)"
+            raise UnsupportedOption(
+                f"{flag} is not supported by the keras backend: it {why}{origin}"
+            )
 
 
 def launch(cfg: RunConfig, argv: list[str]) -> int | None:

@@ -44,6 +44,8 @@ def train_one_epoch(
         t.optimizer.zero_grad(set_to_none=True)
         (total * d.world / global_weight).backward()  # DDP divides by world again
         t.optimizer.step()
+        if t.ema is not None:
+            t.ema.update_parameters(t.model)
         t.step += 1
         if on_step is not None:
             on_step(t.step)
@@ -105,6 +107,8 @@ def lbfgs_epoch(head: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> di
         return loss
 
     t.optimizer.step(objective)
+    if t.ema is not None:
+        t.ema.update_parameters(t.model)
     t.step += 1
     with torch.no_grad():
         out = head(x).float()

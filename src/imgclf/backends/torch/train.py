@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm import tqdm
 
 from imgclf.backends.common import (
@@ -100,6 +101,7 @@ class Trainer:
     pretrained: bool
     dist: Dist = Dist()
     features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ema: AveragedModel | None = None  # --ema: the averaged weights validate and are saved
     epoch: int = 0
     step: int = 0
     best: float = -1.0
@@ -107,8 +109,13 @@ class Trainer:
     _ddp: tuple[Any, nn.Module] | None = None  # (what it wraps, the DDP module)
 
     def checkpoint(self) -> dict[str, Any]:
+        """'model' is what predict loads: the averaged weights under --ema, whose training
+        weights and count then travel as 'live' and 'ema_n' for a resume."""
+        ema = self.ema
+        live = {"live": self.model.state_dict(), "ema_n": int(ema.n_averaged)} if ema else {}
         return {
-            "model": self.model.state_dict(),
+            "model": (self.ema.module if self.ema else self.model).state_dict(),
+            **live,
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
             "best_acc": self.best,
@@ -116,6 +123,9 @@ class Trainer:
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
+        if self.ema is not None:
+            self.ema.module.load_state_dict(ckpt["model"])
+            self.ema.n_averaged.fill_(ckpt.get("ema_n", 1))
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.best, self.history = ckpt["epoch"], ckpt["best_acc"], ckpt["history"]
         self.step = self.epoch * self.n_batches
@@ -153,6 +163,13 @@ class Trainer:
         val = batches(self.val_data, cfg.batch_size, dev, False, False, 0, w, cl, share)
         return self.model, train, val
 
+    def averaged(self, module: nn.Module) -> nn.Module:
+        """module's counterpart in the --ema copy (the head when training on features)."""
+        if self.ema is None:
+            return module
+        twin = self.ema.module
+        return twin.head if module is not self.model else twin  # type: ignore[return-value]
+
     def trainable(self, module: nn.Module) -> nn.Module:
         """module in DDP under torchrun, wrapped again when what trains changes (fine-tuning
         unfreezes the backbone: DDP fixes its parameter set when it is built)."""
@@ -187,7 +204,7 @@ class Trainer:
         else:
             tr = train_one_epoch(self.trainable(module), bar, self, on_step)
         train_s = time.perf_counter() - t0
-        va = evaluate_epoch(module, val_b, self)
+        va = evaluate_epoch(self.averaged(module), val_b, self)
         self.epoch = epoch + 1
         lr = self.optimizer.param_groups[0]["lr"]
         return history_row(self.epoch, lr, tr, va, tr["images"], train_s, time.perf_counter() - t0)
@@ -216,7 +233,7 @@ def build_trainer(
     if (cfg.freeze or cfg.fine_tune_after) and not isinstance(model, TransferNet):
         raise ValueError(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        model.load_state_dict(ckpt.get("live", ckpt["model"]))
     if cfg.sync_bn:
         model = convert_sync_bn(d, model, device)
     model.to(device)
@@ -239,6 +256,9 @@ def build_trainer(
     )
     optimizer = build_optimizer(model, cfg, s.pretrained)
     t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained, d)
+    if cfg.ema:
+        # buffers too: BatchNorm's running statistics are averaged along with the weights
+        t.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     if ckpt is not None:
         t.restore(ckpt)
     frozen = isinstance(model, TransferNet) and model.frozen
