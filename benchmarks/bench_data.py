@@ -34,18 +34,18 @@ def phase(name: str, cache_dir: str, workers: int) -> dict:
     n = 0
     if name == "plain":
         data = prepare_split(idx, pre, "plain")
-        for x, _ in batches(data, 100, torch.device("cpu"), True, True, 0, workers):
+        for x, _ in batches(data, 100, torch.device("cpu"), True, "tutorial", 0, workers):
             n += len(x)
     elif name in ("build", "rss25k"):
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
         n = len(data)
         if name == "rss25k":
-            for _batch in batches(data, 100, torch.device("cpu"), True, True, 0):
+            for _batch in batches(data, 100, torch.device("cpu"), True, "tutorial", 0):
                 pass
     elif name == "cached":
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
         t0 = time.perf_counter()  # the cache is warm: time the pass only
-        for x, _ in batches(data, 100, torch.device("cpu"), True, True, 0):
+        for x, _ in batches(data, 100, torch.device("cpu"), True, "tutorial", 0):
             n += len(x)
     dt = time.perf_counter() - t0
     return {

@@ -25,7 +25,7 @@ def _split(tmp_path: Path) -> SplitData:
 
 
 def _epoch(data: SplitData, device: torch.device, resident: bool, **kw: object) -> list:
-    args = dict(train=True, augment=True, seed=3, workers=0) | kw
+    args = dict(train=True, augment="tutorial", seed=3, workers=0) | kw
     return [(x.cpu(), y.cpu()) for x, y in batches(data, 5, device, resident=resident, **args)]
 
 

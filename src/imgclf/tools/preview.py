@@ -37,7 +37,7 @@ def preview(
     splits = load_splits(resolve_data(data, cache_dir), seed=seed)
     train = prepare_split(splits["train"], pre, cache_dir=cache_dir, workers=workers)
     names = splits["train"].class_names
-    x, y = next(iter(batches(train, n, torch.device("cpu"), True, True, seed)))
+    x, y = next(iter(batches(train, n, torch.device("cpu"), True, "tutorial", seed)))
     grid = plot_image_grid(
         list(denormalize(x, pre)),
         [names[i] for i in y.tolist()],

@@ -140,7 +140,7 @@ def augment_stage(t: Trainer) -> Stage:
 
     def one_pass() -> int:
         n = 0
-        args = (cfg.batch_size, t.device, True, True, 1, cfg.workers, cfg.channels_last)
+        args = (cfg.batch_size, t.device, True, "tutorial", 1, cfg.workers, cfg.channels_last)
         for x, _ in batches(t.train_data, *args):
             n += len(x)
         return n
@@ -152,7 +152,7 @@ def augment_stage(t: Trainer) -> Stage:
 
 def step_stage(t: Trainer, steps: int) -> Stage:
     """The train step on one batch already on the device: the compute limit of an epoch."""
-    x, y = next(iter(batches(t.train_data, t.cfg.batch_size, t.device, True, True, 1, 0)))
+    x, y = next(iter(batches(t.train_data, t.cfg.batch_size, t.device, True, "tutorial", 1, 0)))
     net = t.trainable(t.model)
     train_one_epoch(net, [(x, y)] * 3, t, None)  # warm-up: cudnn autotune, compile
     seconds = clock(t.device, lambda: train_one_epoch(net, [(x, y)] * steps, t, None))
@@ -168,7 +168,8 @@ def epoch_stage(t: Trainer) -> Stage:
 
 def eval_stage(t: Trainer) -> Stage:
     def one_pass() -> None:
-        evaluate_epoch(t.model, batches(t.val_data, t.cfg.batch_size, t.device, False, False, 0), t)
+        val = batches(t.val_data, t.cfg.batch_size, t.device, False, "none", 0)
+        evaluate_epoch(t.model, val, t)
 
     one_pass()
     seconds = clock(t.device, one_pass)
@@ -191,7 +192,7 @@ def predict_stages(t: Trainer, paths: list[str]) -> list[Stage]:
     times = [clock(dev, lambda p=p: one(p)) for p in paths[:50]]
     latency = stage("predict latency (batch 1, from file)", 1, statistics.median(times), 1)
     latency["p90_ms"] = round(1000 * float(np.percentile(times, 90)), 3)
-    x, _ = next(iter(batches(t.val_data, t.cfg.batch_size, dev, False, False, 0, 0)))
+    x, _ = next(iter(batches(t.val_data, t.cfg.batch_size, dev, False, "none", 0, 0)))
 
     @torch.no_grad()
     def forward(k: int) -> None:

@@ -36,7 +36,7 @@ def compute_features(
     mine = dataclasses.replace(data, rows=data.rows[block(d, n)])
     feats, labels = [], []
     per_rank = -(-batch_size // d.world)
-    stream = batches(mine, per_rank, device, train=False, augment=False, seed=0)
+    stream = batches(mine, per_rank, device, train=False, augment="none", seed=0)
     for x, y in tqdm(
         stream,
         total=-(-len(mine) // per_rank),

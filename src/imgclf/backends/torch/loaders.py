@@ -82,7 +82,7 @@ def batches(
     batch_size: int,
     device: torch.device,
     train: bool,
-    augment: bool | str,
+    augment: str,
     seed: int,
     workers: int = 2,
     channels_last: bool = True,
@@ -91,10 +91,10 @@ def batches(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """One epoch of batches; with share=(rank, world) this rank's part of each global batch of
     batch_size. Shuffling and augmentation draw from `seed` only, so an epoch can be replayed
-    exactly after a resume, and N ranks draw what one process would. augment: the --augment kind
-    (True: "tutorial", False: "none"). resident: the split held on the device (see resident.py);
-    None decides by whether it fits, on CUDA only."""
-    kind = {True: "tutorial", False: "none"}.get(augment, augment) if train else "none"
+    exactly after a resume, and N ranks draw what one process would. augment: the --augment kind,
+    for train batches only. resident: the split held on the device (see resident.py); None
+    decides by whether it fits, on CUDA only."""
+    kind = augment if train else "none"
     if data.pipeline == "plain":
         yield from _plain_batches(data, batch_size, device, train, kind, seed, workers, share)
         return

@@ -160,7 +160,7 @@ class Trainer:
         aug, w, cl, dev = cfg.augment, cfg.workers, cfg.channels_last, self.device
         seed = cfg.seed + epoch
         train = batches(self.train_data, cfg.batch_size, dev, True, aug, seed, w, cl, share)
-        val = batches(self.val_data, cfg.batch_size, dev, False, False, 0, w, cl, share)
+        val = batches(self.val_data, cfg.batch_size, dev, False, "none", 0, w, cl, share)
         return self.model, train, val
 
     def averaged(self, module: nn.Module) -> nn.Module:
@@ -244,7 +244,7 @@ def build_trainer(
     train_data, val_data = prepare_splits(s, progress, d)
     warn_unreadable_classes(s.names, train_data.labels)
     if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
-        sample = batches(train_data, DATA_INIT_IMAGES, device, False, False, 0, cfg.workers)
+        sample = batches(train_data, DATA_INIT_IMAGES, device, False, "none", 0, cfg.workers)
         model.init_from_data(next(iter(sample))[0])  # the same first rows on every rank
     weight = None
     if cfg.class_weights == "auto":

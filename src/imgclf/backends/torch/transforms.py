@@ -69,7 +69,7 @@ def augment_batch(
     tutorial: random horizontal flip and rotation in [-10, 10] degrees (the corners it uncovers
     fill with 0, the mean colour after normalising; RandomRotation fills black);
     flip: the flip alone; flip-crop: the flip and a whole-pixel shift of up to 1/8 of the side
-    in x and y, the border reflected (RandomCrop with reflect padding).
+    in x and y, the border mirrored (RandomCrop with symmetric padding).
 
     The random draws come from `generator` (CPU) for repeatability. part=(offset, global length):
     x is one rank's share of a global batch; every rank draws for the whole batch and keeps its
@@ -81,6 +81,8 @@ def augment_batch(
         return x
     keep = slice(lo, lo + n)
     flip = (torch.rand(total, generator=generator) < 0.5)[keep]
+    if kind == "flip":  # a mirror needs no resampling: select between the two views
+        return torch.where(flip.to(x.device)[:, None, None, None], x.flip(3), x)
     zeros = torch.zeros(total)[keep]
     angle, dx, dy = zeros, zeros, zeros
     if kind == "tutorial":
