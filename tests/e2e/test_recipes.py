@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_folder, run_cli
@@ -83,15 +84,21 @@ def test_cifar_fast_recipe_trains_resumes_and_predicts_at_tiny_scale(tmp_path: P
     assert _whitening(run).equal(whiten)
     cfg = _config(run)
     assert (cfg["model"], cfg["augment"], cfg["optimizer"]) == ("airbench", "flip-crop", "nesterov")
+    # lookahead: its average is saved for the resume, and the run ended on it
+    ckpt = _last(run)
+    assert all(ckpt["model"][k].equal(v) for k, v in ckpt["lookahead"].items())
     res = run_cli("predict", str(run), str(data / "test"), "--device", "cpu")
     assert len(res.stdout.splitlines()) == 15
 
 
-def _whitening(run: Path):  # noqa: ANN202
+def _last(run: Path) -> dict:
     import torch
 
-    ckpt = torch.load(RunDir(run).checkpoint("last", ".pt"), weights_only=True)
-    return ckpt["model"]["whiten.weight"]
+    return torch.load(RunDir(run).checkpoint("last", ".pt"), weights_only=True)
+
+
+def _whitening(run: Path):  # noqa: ANN202
+    return _last(run)["model"]["whiten.weight"]
 
 
 def test_alexnet_cifar_recipe_runs_at_tiny_scale(tmp_path: Path) -> None:
@@ -126,3 +133,29 @@ def test_ema_weights_validate_are_saved_and_survive_a_resume(tmp_path: Path) -> 
     assert json.loads((run / "metrics.json").read_text())["loss"] == pytest.approx(
         best["val_loss"], rel=1e-4
     )
+
+
+def test_airbench_whitening_sees_every_class_not_the_first_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whitening is set from a sample of the train split; the split is stored class by class,
+    so its first rows would be one class (on CIFAR-10: 5,000 airplanes, mostly sky)."""
+    from PIL import Image
+
+    import imgclf.backends.torch.train as torch_train
+    from imgclf.cli import main
+
+    rng = np.random.default_rng(0)
+    for name, n in (("a_flat", 40), ("b_noise", 40)):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(n):
+            px = rng.integers(0, 256, (32, 32, 3)) if name == "b_noise" else np.zeros((32, 32, 3))
+            Image.fromarray(px.astype(np.uint8)).save(tmp_path / "data" / name / f"{i:03d}.png")
+    monkeypatch.setattr(torch_train, "DATA_INIT_IMAGES", 20)  # fewer than the first class holds
+    run = tmp_path / "run"
+    args = ["--recipe", "cifar-fast", "--epochs", "1", "--batch-size", "16", "--device", "cpu"]
+    assert main(["train", str(tmp_path / "data"), *args, "--out", str(run)]) == 0
+    # from flat images alone every patch direction has zero variance and is scaled up to
+    # 1/sqrt(eps) = 45; a sample with the noise class in it is scaled down
+    norms = _whitening(run).flatten(1).norm(dim=1)
+    assert norms.max() < 5, norms

@@ -85,3 +85,58 @@ def test_nesterov_and_lbfgs_optimizers_are_what_they_say() -> None:
     assert isinstance(sgd, torch.optim.SGD) and sgd.param_groups[0]["nesterov"]
     assert not build_optimizer(net, RunConfig(optimizer="sgd"), False).param_groups[0]["nesterov"]
     assert isinstance(build_optimizer(net, RunConfig(optimizer="lbfgs"), False), torch.optim.LBFGS)
+
+
+def test_onecycle_schedule_warms_up_then_falls_linearly_in_both_backends() -> None:
+    from imgclf.backends.keras.optim import lr_schedule
+    from imgclf.backends.torch.optim import lr_factor
+
+    cfg = RunConfig(schedule="onecycle", lr=2.0, epochs=10)
+    total = 10 * 10  # 10 steps per epoch
+    torch_lr = [2.0 * lr_factor(s, total, s // 10, cfg) for s in range(total + 1)]
+    keras_lr = [float(lr_schedule(cfg, 10)(s)) for s in range(total + 1)]
+    assert np.allclose(torch_lr, keras_lr, atol=1e-6)
+    peak = int(np.argmax(torch_lr))
+    assert peak == 23 and torch_lr[0] == pytest.approx(0.4) and torch_lr[peak] == 2.0
+    assert torch_lr[-1] == pytest.approx(0.14)
+    rise, fall = np.diff(torch_lr[: peak + 1]), np.diff(torch_lr[peak:])
+    assert np.allclose(rise, rise[0]) and np.allclose(fall, fall[0]) and fall[0] < 0
+
+
+def test_airbench_batchnorm_shifts_learn_64x_faster_but_decay_alike() -> None:
+    from imgclf.backends.torch.optim import build_optimizer
+    from imgclf.registry import create_model
+
+    net = create_model("airbench", 10)
+    cfg = RunConfig(optimizer="nesterov", lr=1.5, weight_decay=1e-3, momentum=0.85)
+    groups = build_optimizer(net, cfg, False).param_groups
+    assert len(groups) == 2
+    rest, shifts = groups
+    bn_biases = [m.bias for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {id(p) for p in shifts["params"]} == {id(p) for p in bn_biases}
+    assert not {id(p) for p in rest["params"]} & {id(p) for p in bn_biases}
+    assert shifts["lr"] == 64 * rest["lr"] == 64 * 1.5
+    # the fraction by which a step shrinks the weights (lr x decay) is the same for both
+    assert shifts["lr"] * shifts["weight_decay"] == pytest.approx(rest["lr"] * rest["weight_decay"])
+    frozen = sum(p.numel() for p in net.parameters() if not p.requires_grad)
+    assert frozen > 0 and all(p.requires_grad for g in groups for p in g["params"])
+
+
+def test_lookahead_pulls_the_weights_to_a_growing_average_and_ends_on_it() -> None:
+    from imgclf.backends.torch.optim import LOOKAHEAD_DECAY, Lookahead
+
+    net = torch.nn.Linear(3, 2)
+    start = net.weight.detach().clone()
+    look = Lookahead(net)
+    with torch.no_grad():
+        net.weight.add_(1.0)
+    look.update(net, 4, 10)  # between pulls: nothing moves
+    assert torch.equal(net.weight, start + 1)
+    look.update(net, 5, 10)  # halfway: the average keeps 0.95^5 * (1/2)^3 of itself
+    keep = LOOKAHEAD_DECAY * 0.5**3
+    assert torch.allclose(net.weight, start + (1 - keep))
+    assert torch.equal(look.slow["weight"], net.weight)
+    with torch.no_grad():
+        net.weight.add_(5.0)
+    look.update(net, 11, 11)  # the last step: the run ends on the average, not the live weights
+    assert torch.allclose(net.weight, start + (1 - keep))

@@ -55,6 +55,10 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         "keeps no weight average yet (Keras' use_ema swaps it in only when fit ends, after our "
         "per-epoch validation and checkpoints)",
     ),
+    "lookahead": (
+        lambda c: c.lookahead,
+        "has no lookahead (the PyTorch trainer's airbench weight averaging)",
+    ),
     "sync_bn": (
         lambda c: c.sync_bn,
         "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",

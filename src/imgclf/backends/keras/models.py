@@ -14,8 +14,9 @@ def _augment(kind: str) -> list:
     flip = [layers.RandomFlip("horizontal")] if kind != "none" else []
     if kind == "tutorial":  # RandomRotation(10): Keras counts rotation in fractions of a turn
         return flip + [layers.RandomRotation(10 / 360, fill_mode="constant")]
-    if kind == "flip-crop":  # shifts of up to 1/8 of the side, the border reflected
-        shift = layers.RandomTranslation(1 / 8, 1 / 8, fill_mode="reflect", interpolation="nearest")
+    if kind == "flip-crop":  # shifts of up to 1/16 of the side, the border reflected
+        most = 1 / 16
+        shift = layers.RandomTranslation(most, most, fill_mode="reflect", interpolation="nearest")
         return flip + [shift]
     return flip
 

@@ -6,13 +6,15 @@ from typing import Any
 
 import keras
 
-from imgclf.config import RunConfig
+from imgclf.config import ONECYCLE_END, ONECYCLE_START, ONECYCLE_WARMUP, RunConfig
 
 
 def lr_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
-    """cosine over all steps, step (x0.1 every step_epochs epochs), or constant."""
+    """cosine over all steps, onecycle, step (x0.1 every step_epochs epochs), or constant."""
     if cfg.schedule == "cosine":
         return keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
+    if cfg.schedule == "onecycle":
+        return OneCycle(cfg.lr, steps_per_epoch * cfg.epochs)
     if cfg.schedule == "step":
         every = steps_per_epoch * cfg.step_epochs
         n = max(0, (cfg.epochs - 1) // cfg.step_epochs)
@@ -20,6 +22,25 @@ def lr_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
         values = [cfg.lr * 0.1**i for i in range(n + 1)]
         return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values) if n else cfg.lr
     return cfg.lr
+
+
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """The PyTorch trainer's onecycle (optim.onecycle): linear warm-up, then a linear fall."""
+
+    def __init__(self, peak: float, total_steps: int):
+        self.peak, self.total_steps = peak, total_steps
+        self.warm = max(1, int(total_steps * ONECYCLE_WARMUP))
+
+    def __call__(self, step: Any) -> Any:
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        rise = ONECYCLE_START + (1 - ONECYCLE_START) * step / self.warm
+        frac = ops.minimum(1.0, (step - self.warm) / max(1, self.total_steps - self.warm))
+        fall = 1 - (1 - ONECYCLE_END) * frac
+        return self.peak * ops.where(step < self.warm, rise, fall)
+
+    def get_config(self) -> dict:
+        return {"peak": self.peak, "total_steps": self.total_steps}
 
 
 def build_optimizer(

@@ -28,6 +28,10 @@ def check_config(cfg: RunConfig) -> None:
             "--optimizer lbfgs fits the head of a frozen backbone on its cached features: it "
             f"needs --freeze, --fine-tune-after 0 and --augment {' or '.join(CACHED_AUGMENT)}"
         )
+    if cfg.lookahead and (cfg.ema or cfg.optimizer == "lbfgs"):
+        raise UnsupportedOption(
+            "--lookahead averages the weights itself: it takes neither --ema nor --optimizer lbfgs"
+        )
     if cfg.optimizer == "lbfgs" and cfg.schedule != "constant":
         raise UnsupportedOption(
             f"--schedule {cfg.schedule} with --optimizer lbfgs: L-BFGS sets its own step sizes "

@@ -47,6 +47,8 @@ def train_one_epoch(
         if t.ema is not None:
             t.ema.update_parameters(t.model)
         t.step += 1
+        if t.lookahead is not None:
+            t.lookahead.update(t.model, t.step, t.total_steps)
         if on_step is not None:
             on_step(t.step)
         sums += _row(total.detach(), weight, out, y, sums.dtype)

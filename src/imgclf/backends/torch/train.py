@@ -41,7 +41,7 @@ from imgclf.backends.torch.distributed import (
 from imgclf.backends.torch.features import CACHED_AUGMENT, cached_features, feature_batches
 from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
-from imgclf.backends.torch.optim import build_optimizer, lr_factor
+from imgclf.backends.torch.optim import Lookahead, build_optimizer, lr_factor
 from imgclf.backends.torch.steps import StepHook, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
@@ -102,6 +102,7 @@ class Trainer:
     dist: Dist = Dist()
     features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     ema: AveragedModel | None = None  # --ema: the averaged weights validate and are saved
+    lookahead: Lookahead | None = None
     epoch: int = 0
     step: int = 0
     best: float = -1.0
@@ -113,6 +114,8 @@ class Trainer:
         weights and count then travel as 'live' and 'ema_n' for a resume."""
         ema = self.ema
         live = {"live": self.model.state_dict(), "ema_n": int(ema.n_averaged)} if ema else {}
+        if self.lookahead is not None:
+            live["lookahead"] = self.lookahead.slow
         return {
             "model": (self.ema.module if self.ema else self.model).state_dict(),
             **live,
@@ -126,6 +129,8 @@ class Trainer:
         if self.ema is not None:
             self.ema.module.load_state_dict(ckpt["model"])
             self.ema.n_averaged.fill_(ckpt.get("ema_n", 1))
+        if self.lookahead is not None and "lookahead" in ckpt:
+            self.lookahead.slow = {k: v.to(self.device) for k, v in ckpt["lookahead"].items()}
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.epoch, self.best, self.history = ckpt["epoch"], ckpt["best_acc"], ckpt["history"]
         self.step = self.epoch * self.n_batches
@@ -143,9 +148,12 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)  # bf16 needs no loss scaling
         return contextlib.nullcontext()
 
+    @property
+    def total_steps(self) -> int:
+        return self.n_batches * self.cfg.epochs
+
     def lr_at(self, step: int) -> float:
-        n = self.n_batches
-        return lr_factor(step, n * self.cfg.epochs, step // max(1, n), self.cfg)
+        return lr_factor(step, self.total_steps, step // max(1, self.n_batches), self.cfg)
 
     def epoch_batches(self, epoch: int) -> tuple[nn.Module, Iterable, Iterable]:
         """(module to train, train batches, val batches): the head on cached features when the
@@ -244,8 +252,9 @@ def build_trainer(
     train_data, val_data = prepare_splits(s, progress, d)
     warn_unreadable_classes(s.names, train_data.labels)
     if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
-        sample = batches(train_data, DATA_INIT_IMAGES, device, False, "none", 0, cfg.workers)
-        model.init_from_data(next(iter(sample))[0])  # the same first rows on every rank
+        # a seeded shuffle (the same rows on every rank): the split is stored class by class
+        sample = batches(train_data, DATA_INIT_IMAGES, device, True, "none", cfg.seed, cfg.workers)
+        model.init_from_data(next(iter(sample))[0])
     weight = None
     if cfg.class_weights == "auto":
         w = balanced_class_weights(train_data.labels, len(s.names))
@@ -259,6 +268,8 @@ def build_trainer(
     if cfg.ema:
         # buffers too: BatchNorm's running statistics are averaged along with the weights
         t.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    if cfg.lookahead:
+        t.lookahead = Lookahead(model)
     if ckpt is not None:
         t.restore(ckpt)
     frozen = isinstance(model, TransferNet) and model.frozen

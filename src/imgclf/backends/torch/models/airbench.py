@@ -2,7 +2,8 @@
 
 A fixed 2x2 patch-whitening convolution (initialised from the training images' patch statistics,
 see `init_from_data`), then three conv groups (conv, max-pool, BN, GELU, conv, BN, GELU) of
-64/256/256 channels, a global max-pool and a linear layer scaled by 1/9. Made for 32 px images.
+64/256/256 channels with identity-initialised convs, a global max-pool and a linear layer scaled
+by 1/9; its BatchNorm shifts learn 64x faster (`lr_scales`). Made for 32 px images.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from imgclf.data.presets import IMAGENET_MEAN, IMAGENET_STD
 from imgclf.registry import register_model
 
 WIDTHS = (64, 256, 256)
+BN_BIAS_LR_SCALE = 64.0  # airbench: with the BN scale frozen at 1, the shifts need large steps
 PATCH = 2  # whitening patch side: 3 * 2 * 2 = 12 directions, each kept with its negative
 
 
@@ -24,14 +26,22 @@ def _bn(width: int) -> nn.BatchNorm2d:
     return bn
 
 
+def _conv(cin: int, cout: int) -> nn.Conv2d:
+    """3x3 conv whose first cin filters start as the identity (airbench's dirac init: each
+    group starts close to passing its input through, so the deep net trains like a shallow one)."""
+    conv = nn.Conv2d(cin, cout, 3, padding="same", bias=False)
+    nn.init.dirac_(conv.weight.data[:cin])
+    return conv
+
+
 class ConvGroup(nn.Sequential):
     def __init__(self, cin: int, cout: int):
         super().__init__(
-            nn.Conv2d(cin, cout, 3, padding="same", bias=False),
+            _conv(cin, cout),
             nn.MaxPool2d(2),
             _bn(cout),
             nn.GELU(),
-            nn.Conv2d(cout, cout, 3, padding="same", bias=False),
+            _conv(cout, cout),
             _bn(cout),
             nn.GELU(),
         )
@@ -47,6 +57,11 @@ class AirbenchNet(nn.Module):
         pairs = zip(widths, widths[1:], strict=False)
         self.groups = nn.Sequential(*(ConvGroup(a, b) for a, b in pairs))
         self.head = nn.Linear(WIDTHS[-1], num_classes, bias=False)
+
+    def lr_scales(self) -> list[tuple[list[nn.Parameter], float]]:
+        """For optim.build_optimizer: the BatchNorm shifts learn BN_BIAS_LR_SCALE times faster."""
+        biases = [m.bias for m in self.modules() if isinstance(m, nn.BatchNorm2d)]
+        return [(biases, BN_BIAS_LR_SCALE)]
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor) -> None:
