@@ -36,8 +36,11 @@ def main() -> None:
     ap.add_argument("recipe", choices=sorted(DATA))
     ap.add_argument("--data", default="", help="default: the recipe's data set under ../shared")
     ap.add_argument("--out", default="", help="run folder (default: a new temporary folder)")
-    ap.add_argument("extra", nargs="*", help="more `imgclf train` options, after --")
-    a = ap.parse_args()
+    # more `imgclf train` options after `--` (parsed apart: argparse would take them for ours)
+    argv = sys.argv[1:]
+    cut = argv.index("--") if "--" in argv else len(argv)
+    a = ap.parse_args(argv[:cut])
+    a.extra = argv[cut + 1 :]
     exe = str(Path(sys.executable).parent / "imgclf")
     run = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="imgclf-recipe-")) / "run"
     # a cold cache: decoding the images is part of the end-to-end time
