@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.config import ONECYCLE_END, ONECYCLE_START, ONECYCLE_WARMUP, RunConfig
@@ -109,3 +111,13 @@ class Lookahead:
         for k, slow in self.slow.items():
             slow.lerp_(live[k], 1 - decay)
             live[k].copy_(slow)
+
+
+def add_averages(t: Any) -> None:
+    """The Trainer's --ema (buffers too: BatchNorm's statistics are averaged with the weights)
+    and --lookahead."""
+    if t.cfg.ema:
+        avg = get_ema_multi_avg_fn(t.cfg.ema)
+        t.ema = AveragedModel(t.model, multi_avg_fn=avg, use_buffers=True)
+    if t.cfg.lookahead:
+        t.lookahead = Lookahead(t.model)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
 from imgclf.backends.common import (
@@ -41,7 +41,7 @@ from imgclf.backends.torch.distributed import (
 from imgclf.backends.torch.features import CACHED_AUGMENT, cached_features, feature_batches
 from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
-from imgclf.backends.torch.optim import Lookahead, build_optimizer, lr_factor
+from imgclf.backends.torch.optim import Lookahead, add_averages, build_optimizer, lr_factor
 from imgclf.backends.torch.steps import StepHook, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
@@ -265,11 +265,7 @@ def build_trainer(
     )
     optimizer = build_optimizer(model, cfg, s.pretrained)
     t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained, d)
-    if cfg.ema:
-        # buffers too: BatchNorm's running statistics are averaged along with the weights
-        t.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
-    if cfg.lookahead:
-        t.lookahead = Lookahead(model)
+    add_averages(t)
     if ckpt is not None:
         t.restore(ckpt)
     frozen = isinstance(model, TransferNet) and model.frozen
