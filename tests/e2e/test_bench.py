@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
+
 from conftest import run_cli
 
 STAGES = [
@@ -67,3 +69,32 @@ def test_compiled_training_saves_a_checkpoint_predict_can_load(
     img = next(tiny_folder.rglob("*.png"))
     res = run_cli("predict", str(run), str(img), "--device", "cpu")
     assert img.name in res.stdout
+
+
+def test_cpu_bf16_trains_in_bf16_or_is_refused_by_name(tiny_folder: Path, tmp_path: Path) -> None:
+    """--cpu-bf16 changes what the CPU computes (the same seeded run ends with other losses), and
+    `imgclf bench` reports its dtype; a CPU without native bf16 refuses it in one line."""
+    from imgclf.backends.torch.device import native_cpu_bf16
+
+    train = ["--image-size", "32", "--batch-size", "8", "--epochs", "2", "--device", "cpu"]
+    if not native_cpu_bf16():
+        run = tmp_path / "refused"
+        args = [*train, "--cpu-bf16", "--out", str(run)]
+        bad = run_cli("train", str(tiny_folder), *args, check=False)
+        assert bad.returncode == 1 and "this CPU has no native bf16" in bad.stderr
+        assert len(bad.stderr.strip().splitlines()) == 1 and not run.exists()
+        return
+    losses = {}
+    for flag in ("--no-cpu-bf16", "--cpu-bf16"):
+        run = tmp_path / flag
+        run_cli("train", str(tiny_folder), *train, flag, "--out", str(run))
+        config = json.loads((run / "config.json").read_text())
+        assert config["cpu_bf16"] is (flag == "--cpu-bf16")
+        history = json.loads((run / "history.json").read_text())
+        losses[flag] = [e["train_loss"] for e in history]
+    assert losses["--cpu-bf16"] != losses["--no-cpu-bf16"]
+    assert np.allclose(losses["--cpu-bf16"], losses["--no-cpu-bf16"], rtol=0.1)
+    out = tmp_path / "bench.json"
+    args = ["--images", "20", "--decode-images", "4", "--steps", "1", "--json", str(out)]
+    run_cli("bench", *TINY, *args, "--cpu-bf16", cwd=tmp_path)
+    assert json.loads(out.read_text())["info"]["dtype"] == "bfloat16 autocast"

@@ -24,7 +24,7 @@ KERAS_HONOURED = {
 # A value of each refused option that the backend cannot honour.
 KERAS_REFUSED_VALUES = {
     "pipeline": "plain", "channels_last": False, "device": "mps", "sync_bn": True,
-    "compile": True, "optimizer": "lbfgs", "ema": 0.99, "lookahead": True,
+    "compile": True, "optimizer": "lbfgs", "ema": 0.99, "lookahead": True, "cpu_bf16": True,
 }  # fmt: skip
 
 

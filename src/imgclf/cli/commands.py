@@ -124,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise ValueError("--images sizes the synthetic folder: give DATA or --images, not both")
     if args.max_per_class and not args.data_dir:
         raise ValueError("--max-per-class applies to DATA; the synthetic folder takes --images")
-    flags = {k: getattr(args, k) for k in ("amp", "channels_last", "compile")}
+    flags = {k: getattr(args, k) for k in ("amp", "cpu_bf16", "channels_last", "compile")}
     cfg = RunConfig(
         data_dir=args.data_dir,
         model=args.model,

@@ -215,6 +215,7 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--workers", type=int, metavar="N", default=2, help="cache-build processes")
     for flag, help_ in (
         ("amp", "bf16 autocast on CUDA (default on)"),
+        ("cpu-bf16", "bf16 autocast on a CPU with native bf16 (default off)"),
         ("channels-last", "NHWC memory format (default on)"),
         ("compile", "torch.compile the train step (default off)"),
     ):

@@ -59,6 +59,10 @@ REFUSED: dict[str, tuple[Callable[[RunConfig], bool], str]] = {
         lambda c: c.lookahead,
         "has no lookahead (the PyTorch trainer's airbench weight averaging)",
     ),
+    "cpu_bf16": (
+        lambda c: c.cpu_bf16,
+        "computes in float32 on the CPU; --cpu-bf16 is PyTorch's CPU autocast",
+    ),
     "sync_bn": (
         lambda c: c.sync_bn,
         "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",

@@ -18,7 +18,7 @@ from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import functional as TF
 
 from imgclf.backends.common import start_run
-from imgclf.backends.torch.device import seed_everything
+from imgclf.backends.torch.device import autocast_dtype, pick_device, seed_everything
 from imgclf.backends.torch.loaders import batches
 from imgclf.backends.torch.steps import evaluate_epoch, train_one_epoch
 from imgclf.backends.torch.train import Trainer, build_trainer
@@ -114,6 +114,7 @@ def cache_stage(cfg: RunConfig, s: Any, cache_dir: str) -> Stage:
 def run_stages(cfg: RunConfig, decode_images: int = 200, steps: int = 20) -> tuple[list, dict]:
     """Every stage on cfg (model, device, batch size, image size, amp, channels_last, compile),
     with a fresh decoded cache (its build is a stage) and nothing written outside a temp folder."""
+    autocast_dtype(cfg, pick_device(cfg.device))  # refuses --cpu-bf16 where the CPU lacks it
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
         cfg = cfg.replace(out_dir=f"{tmp}/run", cache_dir=f"{tmp}/cache")
         s = start_run(cfg, "torch", resume=False)
@@ -208,7 +209,7 @@ def predict_stages(t: Trainer, paths: list[str]) -> list[Stage]:
 def device_info(t: Trainer) -> dict[str, Any]:
     dev = t.device
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else _cpu_name()
-    amp = t.cfg.amp and dev.type == "cuda" and torch.cuda.is_bf16_supported()
+    amp = autocast_dtype(t.cfg, dev) is not None
     return {
         "device": f"{dev.type}: {name}",
         "dtype": "bfloat16 autocast" if amp else "float32",

@@ -25,7 +25,7 @@ from imgclf.backends.common import (
 )
 from imgclf.backends.torch.callbacks import Checkpoints, EarlyStopping, HistoryLog, TensorBoardLog
 from imgclf.backends.torch.checkpoint import load_checkpoint
-from imgclf.backends.torch.device import pick_device, seed_everything
+from imgclf.backends.torch.device import autocast, autocast_dtype, pick_device, seed_everything
 from imgclf.backends.torch.distributed import (
     Dist,
     announce,
@@ -60,6 +60,7 @@ def fit(
         # rank 0's folder for every rank (a default name holds the time: ranks may differ)
         cfg = cfg.replace(out_dir=broadcast(d, cfg.out_dir or str(default_run_dir(cfg))))
         resume = resume or restarted(cfg)
+        autocast_dtype(cfg, device)  # refuses --cpu-bf16 on a CPU without it, before any work
         s = start_run(cfg, "torch", resume or not d.main)  # rank 0 checks the folder is new
         seed_everything(cfg.seed)
         last = s.run.checkpoint("last", ".pt")
@@ -144,9 +145,7 @@ class Trainer:
 
     @property
     def amp(self) -> contextlib.AbstractContextManager:
-        if self.cfg.amp and self.device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.autocast("cuda", dtype=torch.bfloat16)  # bf16 needs no loss scaling
-        return contextlib.nullcontext()
+        return autocast(self.cfg, self.device)
 
     @property
     def total_steps(self) -> int:
