@@ -101,8 +101,9 @@ class RunConfig:
     amp: bool = _opt(True, "bf16 autocast on CUDA")
     cpu_bf16: bool = _opt(
         False,
-        "bf16 autocast when training on the CPU (needs native bf16: AVX512-BF16 or AMX; ~1.5x "
-        "faster convolutions there, a different rounding than float32, so off unless asked)",
+        "bf16 autocast when training on the CPU (needs native bf16: AVX512-BF16 or AMX; ~1.9x "
+        "faster train steps measured there, a different rounding than float32, so off unless "
+        "asked)",
     )
     channels_last: bool = _opt(True, "NHWC memory format for convolutions")
     compile: bool = _opt(False, "torch.compile the train step (compiles first; `imgclf bench`)")

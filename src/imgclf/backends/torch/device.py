@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 from typing import Any
 
@@ -39,6 +40,7 @@ def autocast_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
     return None
 
 
+@functools.cache  # asked on every step (Trainer.amp): probe the CPU once
 def native_cpu_bf16() -> bool:
     """AVX512-BF16 or AMX (torch's own probes; mkldnn's bf16 check only asks for AVX512BW)."""
     cpu = torch.cpu
