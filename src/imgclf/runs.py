@@ -14,6 +14,7 @@ from typing import Any
 
 from imgclf.config import RunConfig, config_from_dict
 from imgclf.files import write_json, write_text
+from imgclf.messages import warn
 
 
 @dataclass
@@ -38,6 +39,7 @@ class RunDir:
     META = "meta.json"  # model, backend, class names, preprocessing, parameter counts
     HISTORY_JSON, HISTORY_CSV = "history.json", "history.csv"
     SKIPPED = "skipped.json"  # unreadable files the run left out, with reasons
+    SPLIT = "split.json"  # every image of every split, so a resumed run keeps its split
     METRICS, REPORT = "metrics.json", "report.html"
     CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion_matrix.png", "top_losses.png"
     TENSORBOARD = "tensorboard"
@@ -107,6 +109,34 @@ class RunDir:
             write_text(self.path / self.HISTORY_CSV, buf.getvalue())
 
 
+class CheckpointMismatch(ValueError):
+    """A checkpoint that belongs to another run than the meta.json beside it."""
+
+
+FINGERPRINT_KEYS = ("model", "class_names", "preprocess")
+
+
+def fingerprint(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must agree on with meta.json: the names its outputs mean, the model
+    that reads it and the input it expects. Saved inside every checkpoint."""
+    return json.loads(json.dumps({k: meta[k] for k in FINGERPRINT_KEYS}))  # as meta.json reads
+
+
+def check_fingerprint(found: dict[str, Any] | None, meta: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose fingerprint disagrees with meta.json (another run's best.pt
+    dropped in, or class names edited), naming what differs."""
+    if found is None:
+        warn(f"{path}: saved without a fingerprint (imgclf < 0.3): trusting meta.json")
+        return
+    meta = fingerprint(meta)
+    for k in FINGERPRINT_KEYS:
+        if found.get(k) != meta.get(k):
+            raise CheckpointMismatch(
+                f"{path}: the checkpoint's {k} is {found.get(k)!r} but meta.json says "
+                f"{meta.get(k)!r}: it belongs to another run, or meta.json was edited"[:400]
+            )
+
+
 def default_run_dir(cfg: RunConfig) -> Path:
     return Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -148,6 +178,30 @@ def beats(row: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
         return False
     seen = [(h["val_acc"], -h["val_loss"]) for h in earlier if not math.isnan(h["val_acc"])]
     return not seen or (row["val_acc"], -row["val_loss"]) > max(seen)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite: the run stops before that epoch is saved."""
+
+
+def check_finite(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
+    """Both trainers call this before an epoch's checkpoints: a NaN model must not become
+    best.pt (and predict 'nan'). history: the epochs before this one."""
+    bad = [k for k in ("train_loss", "val_loss") if not math.isfinite(row[k])]
+    if "val_loss" in bad and math.isnan(row["val_acc"]):
+        bad.remove("val_loss")  # no readable validation image: nothing was measured
+    if not bad:
+        return
+    kept = (
+        f"the run's checkpoints keep epoch {history[-1]['epoch']}"
+        if history
+        else "no checkpoint was written"
+    )
+    what = bad[0].replace("_", " ")
+    raise TrainingDiverged(
+        f"epoch {row['epoch']}: the {what} is {row[bad[0]]}: training diverged (a lower --lr, "
+        f"or --weight-decay, may help); stopped, and {kept}"
+    )
 
 
 def stalled(history: list[dict[str, Any]], patience: int) -> bool:

@@ -53,7 +53,7 @@ def test_bench_on_a_folder_and_its_refusals(tiny_folder: Path, tmp_path: Path) -
     # PNGs: PIL decodes them; the JPEG decoders' stage says why it has no number
     assert "decode torchvision.io CPU" in res.stdout and "skipped: no JPEG files" in res.stdout
     bad = run_cli("bench", str(tiny_folder), "--images", "10", check=False)
-    assert bad.returncode == 1
+    assert bad.returncode == 2  # a usage error
     assert bad.stderr.strip().splitlines() == [
         "imgclf bench: error: --images sizes the synthetic folder: give DATA or --images, not both"
     ]

@@ -254,7 +254,7 @@ def test_resume_applies_or_refuses_every_option(tiny_folder: Path, tmp_path: Pat
     run = tmp_path / "run"
     run_cli("train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(run))
     refused = run_cli("train", "--resume", str(run), "--lr", "0.5", check=False)
-    assert refused.returncode == 1 and "--lr would change the run" in refused.stderr
+    assert refused.returncode == 2 and "--lr would change the run" in refused.stderr
     out = run_cli("train", "--resume", str(run), "--epochs", "2").stdout
     assert "epoch 2/2" in out and "epoch 1/2" not in out
     assert json.loads((run / "config.json").read_text())["epochs"] == 2

@@ -55,6 +55,19 @@ def test_keras_run_works_with_evaluate_predict_compare(tiny_folder: Path, tmp_pa
     assert len(lines) == 2 and "keras" in lines[1] and "torch" in lines[0]
     # same model, same parameter count in both backends, shown side by side
     assert lines[0].split()[3] == lines[1].split()[3]
+    # the fingerprint inside best.keras must match meta.json (issue 22)
+    meta = json.loads((k / "meta.json").read_text())
+    (k / "meta.json").write_text(json.dumps({**meta, "class_names": ["red", "green", "blue"]}))
+    proc = run_cli("predict", str(k), str(tiny_folder / "test" / "red"), check=False)
+    assert proc.returncode == 1 and "the checkpoint's class_names" in proc.stderr, proc.stderr
+
+
+def test_a_diverging_keras_run_stops_before_saving(tiny_folder: Path, tmp_path: Path) -> None:
+    out = tmp_path / "k"
+    args = ("--backend", "keras", "--epochs", "2", "--lr", "1e30", "--out", str(out))
+    proc = run_cli("train", str(tiny_folder), *TRAIN, *args, check=False)
+    assert proc.returncode == 1 and "training diverged" in proc.stderr, proc.stderr
+    assert not (out / "best.keras").exists() and not (out / "last.keras").exists()
 
 
 def test_killed_keras_run_resumes_at_the_epoch_it_stopped(

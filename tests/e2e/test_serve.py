@@ -47,7 +47,10 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
     exe = Path(sys.executable).parent / "imgclf"
     log = open(tmp / "server.log", "w")  # noqa: SIM115 (open while the server runs)
     proc = subprocess.Popen(
-        [str(exe), "serve", str(run), "--port", str(port), "--upload-timeout", "2"],
+        [
+            *(str(exe), "serve", str(run), "--port", str(port)),
+            *("--upload-timeout", "2", "--header-timeout", "2"),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -195,3 +198,58 @@ def test_stalled_abandoned_and_foreign_requests_are_answered_without_tracebacks(
     assert httpx.get(url + "/health").json()["status"] == "ok"
     log = (tmp / "server.log").read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_idle_and_slow_sockets_do_not_lock_the_server_out(server) -> None:  # noqa: ANN001
+    """slowloris on loopback: 100 sockets that send nothing (more than --max-connections' 64)
+    and one that sends its headers a line at a time. Health and predictions are answered, and
+    the server closes every such socket once --header-timeout (2 s here) has passed."""
+    url, tmp = server
+    port = int(url.rsplit(":", 1)[1])
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
+    slow = socket.create_connection(("127.0.0.1", port))
+    slow.sendall(b"GET /health HTTP/1.1\r\n")
+    try:
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+        img = (tmp / "d" / "test" / "red").iterdir().__next__().read_bytes()
+        assert httpx.post(url + "/predict", content=img, timeout=10).status_code == 200
+        time.sleep(1)
+        slow.sendall(b"Host: 127.0.0.1\r\n")  # still no blank line ending the headers
+        time.sleep(2.5)
+        closed = 0
+        for s in [*idle, slow]:
+            s.settimeout(2)
+            closed += s.recv(100) == b""  # the server hung up
+        assert closed == 101
+        assert httpx.get(url + "/health", timeout=5).status_code == 200
+    finally:
+        for s in [*idle, slow]:
+            s.close()
+
+
+def test_parsing_a_huge_multipart_body_does_not_stall_health(server) -> None:  # noqa: ANN001
+    """150,000 tiny parts (no file among them) take the parser over a second: it runs off the
+    event loop, so a health check sent meanwhile is answered before the upload's 400."""
+    url, _ = server
+    part = b"--b\r\nContent-Disposition: form-data; name=x\r\n\r\n1\r\n"
+    body = part * 150_000 + b"--b--\r\n"
+    assert len(body) < 10 * 2**20  # under the upload limit
+    done: dict[str, float] = {}
+
+    def upload() -> None:
+        r = httpx.post(
+            url + "/predict",
+            content=body,
+            headers={"content-type": "multipart/form-data; boundary=b"},
+            timeout=60,
+        )
+        assert r.status_code == 400 and "no file part" in r.json()["detail"]
+        done["upload"] = time.perf_counter()
+
+    with ThreadPoolExecutor(1) as pool:
+        job = pool.submit(upload)
+        time.sleep(0.3)  # the body is sent and being parsed
+        assert httpx.get(url + "/health", timeout=30).status_code == 200
+        done["health"] = time.perf_counter()
+        job.result()
+    assert done["health"] < done["upload"], done

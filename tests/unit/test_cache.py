@@ -231,3 +231,43 @@ def test_cache_command_lists_prunes_and_clears_only_its_own_folders(
     assert left.build(progress=False).decoded == 0
     run_cli("cache", "clear", "--cache-dir", str(cache))
     assert sorted(p.name for p in cache.iterdir()) == ["notes.txt"]
+
+
+def test_orphan_data_files_of_killed_builds_are_removed(tiny_folder: Path, tmp_path: Path) -> None:
+    """A first build killed before its manifest (or out of disk) left rows-*.u8 that no manifest
+    names: the next build removes them, and so does `imgclf cache prune`."""
+    idx = scan_class_folder(tiny_folder / "train")
+    cache = DecodedCache(idx, 16, tmp_path)
+    cache.dir.mkdir(parents=True, mode=0o700)
+    (cache.dir / "rows-dead0001.u8").write_bytes(b"\0" * 4096)  # killed before the manifest
+    cache.build(workers=1, progress=False)
+    cache.close()
+    assert [p.name for p in cache.dir.glob("rows-*.u8")] == [
+        json.loads((cache.dir / "manifest.json").read_text())["data"]
+    ]
+    (cache.dir / "rows-dead0002.u8").write_bytes(b"\0" * 4096)  # e.g. a compaction that died
+    prune(tmp_path)
+    live = json.loads((cache.dir / "manifest.json").read_text())["data"]
+    assert [p.name for p in cache.dir.glob("rows-*.u8")] == [live]
+
+
+def test_clearing_the_cache_during_a_build_does_not_recreate_the_store_world_readable(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    from imgclf.data.cache_admin import clear
+
+    idx = scan_class_folder(tiny_folder / "train")
+    cache = DecodedCache(idx, 16, tmp_path)
+    seen: list[bool] = []
+
+    def clear_midway(m: object, *args: object) -> None:
+        if not seen:  # `imgclf cache clear` lands between two of the build's checkpoints
+            clear(tmp_path)
+        seen.append(cache.dir.exists())
+        DecodedCache._publish(cache, m)  # type: ignore[arg-type]
+
+    cache._publish = clear_midway  # type: ignore[method-assign]
+    cache.build(workers=1, progress=False)
+    assert not cache.dir.exists() or stat.S_IMODE(cache.dir.stat().st_mode) == 0o700
+    x = cache.read_rows(cache.ok_rows[:2])  # this run still reads its own rows
+    assert x.shape == (2, 16, 16, 3) and x.any()

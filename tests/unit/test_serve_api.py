@@ -139,3 +139,13 @@ def test_export_onnx_and_torchscript_match(run_dir: Path, tmp_path: Path) -> Non
     sess = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"))
     out = sess.run(None, {"input": np.zeros((7, 3, 32, 32), np.float32)})[0]
     assert out.shape == (7, 3)
+
+
+def test_a_thin_upload_is_answered_within_bounded_memory(client: TestClient) -> None:
+    """A ~4 KB PNG of 1 x 1,000,000 px: under the pixel limit, but resizing it whole to the
+    short side took 5.9 GB; only the part that lands in the crop is resampled now."""
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1_000_000), (220, 50, 40)).save(buf, "PNG")
+    assert len(buf.getvalue()) < 10_000
+    r = client.post("/predict", content=buf.getvalue())
+    assert r.status_code == 200 and r.json()["class"] in ("blue", "green", "red")

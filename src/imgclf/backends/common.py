@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,8 +14,8 @@ from imgclf.config import RunConfig
 from imgclf.data.folder import ImageIndex, load_splits, read_exclude_list
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
-from imgclf.files import write_json
-from imgclf.messages import warn
+from imgclf.files import write_json, write_json_synced
+from imgclf.messages import UsageError, warn
 from imgclf.recipes import recipe_choices
 from imgclf.registry import ModelSpec, get_spec
 from imgclf.runs import RunDir, RunResult, default_run_dir
@@ -36,6 +37,16 @@ class RunSetup:
     def names(self) -> list[str]:
         return self.splits["train"].class_names
 
+    def meta(self) -> dict[str, Any]:
+        """What meta.json says of the model (write_run_info adds parameter counts)."""
+        return {
+            "model": self.cfg.model,
+            "class_names": self.names,
+            "num_classes": len(self.names),
+            "preprocess": self.pre.to_dict(),
+            "pretrained": self.pretrained,
+        }
+
 
 def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
     """Check the run folder and the options, resolve the model and the data. Writes nothing, so a
@@ -53,10 +64,17 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
         )
     exclude = read_exclude_list(cfg.exclude_list)
     splits = load_splits(root, cfg.val_fraction, cfg.seed, exclude, cfg.max_per_class)
+    if not splits["val"]:
+        raise UsageError(
+            f"{root}: no validation images (no val/ or test/ folder, --val-fraction "
+            f"{cfg.val_fraction:g}); give a fraction such as 0.2"
+        )
     if resume and (run / RunDir.META).exists():
         check_same_run(
             run.read_meta(), cfg, splits["train"].class_names, spec.preprocess(cfg.image_size)
         )
+    if resume and (run / RunDir.SPLIT).exists():
+        splits = kept_split(json.loads((run / RunDir.SPLIT).read_text()), splits, root)
     # a weights file means pretrained weights, whether or not --pretrained was typed
     pretrained = cfg.pretrained or spec.pretrained_default or bool(cfg.weights)
     return RunSetup(cfg, run, spec, spec.preprocess(cfg.image_size), root, splits, pretrained)
@@ -73,22 +91,58 @@ def check_same_run(meta: dict[str, Any], cfg: RunConfig, names: list[str], pre: 
         raise ValueError("cannot resume: the model or its preprocessing differs from the run's")
 
 
+def split_record(splits: dict[str, ImageIndex], root: Path) -> dict[str, Any]:
+    """split.json: each split's images as (path relative to the data root, class index)."""
+    rel = {
+        k: [[os.path.relpath(p, root), y] for p, y in zip(v.paths, v.labels, strict=True)]
+        for k, v in splits.items()
+    }
+    return {"root": str(root), "splits": rel}
+
+
+def kept_split(
+    stored: dict[str, Any], now: dict[str, ImageIndex], root: Path
+) -> dict[str, ImageIndex]:
+    """A resumed run trains and validates on the images it started with: images added since
+    (which a new split would deal partly into validation, after training on them) are left out
+    and said so; images that are gone stop the resume."""
+    names = now["train"].class_names
+    old = {k: {(p, y) for p, y in v} for k, v in stored["splits"].items()}
+    new = {k: set(map(tuple, v)) for k, v in split_record(now, root)["splits"].items()}
+    every_now = set().union(*new.values())
+    gone = sorted(p for k in old for p, y in old[k] if (p, y) not in every_now)
+    if gone:
+        raise ValueError(
+            f"cannot resume: {len(gone)} of the run's images are gone or relabelled (e.g. "
+            f"{gone[0]}); start a new run on the data as it is now"
+        )
+    if old != new:
+        added = len(every_now - set().union(*old.values()))
+        warn(
+            f"the data changed since the run started ({added} image(s) added or moved between "
+            "splits); the resumed run keeps its own split and does not use them"
+        )
+    return {
+        k: ImageIndex([os.path.join(root, p) for p, _ in v], [y for _, y in v], names)
+        for k, v in stored["splits"].items()
+    }
+
+
 def write_run_info(
     s: RunSetup, backend: str, suffix: str, params: tuple[int, int], device: str, world: int = 1
 ) -> dict[str, Any]:
     """meta.json (what evaluate/predict/export/serve read) and the resolved config.json."""
     meta = {
-        "model": s.cfg.model,
+        **s.meta(),
         "backend": backend,
-        "class_names": s.names,
-        "num_classes": len(s.names),
-        "preprocess": s.pre.to_dict(),
-        "pretrained": s.pretrained,
         "params": params[0],
         "trainable_params": params[1],
         "checkpoint_suffix": suffix,
+        "split_sizes": {k: len(v) for k, v in s.splits.items()},
     }
     s.run.write_meta(meta)
+    if not (s.run / RunDir.SPLIT).exists():
+        write_json_synced(s.run / RunDir.SPLIT, split_record(s.splits, s.root))  # compact
     derived = {
         "resolved_image_size": s.pre.size,
         "data_root": str(s.root),

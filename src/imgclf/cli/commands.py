@@ -12,6 +12,7 @@ from pathlib import Path
 import imgclf
 from imgclf.cli.parser import config_from_args, default_out, parse_args
 from imgclf.data.audit import AuditReport, exact_pairs
+from imgclf.messages import UsageError, printable
 from imgclf.recipes import describe_recipe
 from imgclf.runs import RunDir
 
@@ -26,11 +27,20 @@ def dispatch(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except UsageError as e:
+        print(f"imgclf {args.command}: error: {printable(str(e))}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"imgclf {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except RecursionError:
+        print(f"imgclf {args.command}: error: nesting too deep (folders?)", file=sys.stderr)
+        return 1
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         if isinstance(e, OSError) and e.filename and str(e.filename) not in str(msg):
             msg = f"{e.filename}: {e.strerror or e}"
-        print(f"imgclf {args.command}: error: {msg}", file=sys.stderr)
+        print(f"imgclf {args.command}: error: {printable(str(msg))}", file=sys.stderr)
         return 1
 
 
@@ -55,8 +65,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         written.append(
             plot_size_histogram(sizes["width"], sizes["height"], out / "size_histogram.png")
         )
-    print(format_audit(report))
-    print("\nwrote " + ", ".join(str(p) for p in written))
+    print(printable(format_audit(report), lines=True))
+    print(printable("\nwrote " + ", ".join(str(p) for p in written), lines=True))
     return 1 if report.problems() else 0
 
 
@@ -121,9 +131,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from imgclf.tools.bench import format_table, run_bench, write_bench_json
 
     if args.data_dir and args.images is not None:
-        raise ValueError("--images sizes the synthetic folder: give DATA or --images, not both")
+        raise UsageError("--images sizes the synthetic folder: give DATA or --images, not both")
     if args.max_per_class and not args.data_dir:
-        raise ValueError("--max-per-class applies to DATA; the synthetic folder takes --images")
+        raise UsageError("--max-per-class applies to DATA; the synthetic folder takes --images")
     flags = {k: getattr(args, k) for k in ("amp", "cpu_bf16", "channels_last", "compile")}
     cfg = RunConfig(
         data_dir=args.data_dir,

@@ -11,7 +11,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from imgclf.config import RunConfig, build_config, coerce
+from imgclf import __version__
+from imgclf.config import RunConfig, UsageError, build_config, coerce
 from imgclf.exporter import FORMATS
 from imgclf.runs import RunDir
 
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="imgclf", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    p.add_argument("--version", action="version", version=f"imgclf {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_data_commands(sub)
     _add_run_commands(sub)
@@ -153,6 +155,11 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     x.add_argument("run")
     x.add_argument("--format", required=True, choices=FORMATS)
     x.add_argument("--out", metavar="PATH", default="", help="output folder (default RUN/export)")
+    x.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an earlier export in --out (in RUN/export it is always replaced, and said)",
+    )
 
     _add_serve_command(sub)
     _add_cache_command(sub)
@@ -185,8 +192,27 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
         default=0,
         help="decodes at a time (0: min(4, cores))",
     )
-    s.add_argument("--max-connections", type=int, metavar="N", default=64, help="then 503")
-    s.add_argument("--upload-timeout", type=float, metavar="SECONDS", default=30.0)
+    s.add_argument(
+        "--max-connections",
+        type=int,
+        metavar="N",
+        default=64,
+        help="requests in flight, then 503 with Retry-After (/health is always answered)",
+    )
+    s.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=10.0,
+        help="a connection that sends no complete request headers in this time is closed",
+    )
+    s.add_argument(
+        "--upload-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=30.0,
+        help="time to receive an upload's body, then 408",
+    )
     s.add_argument(
         "--allowed-host",
         action="append",
@@ -248,7 +274,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     if args.resume:
         return resumed_config(args.resume, given, args.config)
     if not given.get("data_dir"):
-        raise ValueError("train needs DATA (an image folder) or --resume RUN")
+        raise UsageError("train needs DATA (an image folder) or --resume RUN")
     return build_config(args.config, **given)
 
 
@@ -256,14 +282,14 @@ def resumed_config(run: str, given: dict[str, Any], yaml_path: str | None) -> Ru
     """The run's own config with the options a resume may change applied; any other option that
     differs from the run's is refused by name rather than ignored."""
     if yaml_path:
-        raise ValueError("--config cannot be combined with --resume (the run has its config)")
+        raise UsageError("--config cannot be combined with --resume (the run has its config)")
     cfg = RunDir(run).read_config()
     changes = {k: coerce(k, v) for k, v in given.items() if k != "out_dir"}
     refused = [k for k, v in changes.items() if k not in RESUME_MAY_CHANGE and v != getattr(cfg, k)]
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)
         allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_MAY_CHANGE)
-        raise ValueError(f"--resume {run}: {flags} would change the run; only {allowed} may")
+        raise UsageError(f"--resume {run}: {flags} would change the run; only {allowed} may")
     keep = {k: v for k, v in changes.items() if k in RESUME_MAY_CHANGE}
     return cfg.replace(**keep, out_dir=run)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
+from imgclf.messages import printable
 from imgclf.runs import RunDir
 
 
@@ -21,9 +22,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     m = evaluate_run(args.run, args.data, args.split, sys.stderr.isatty(), args.device, args.tta)
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
-    print(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images")
+    print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
     print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
-    print(format_per_class(m))
+    print(printable(format_per_class(m), lines=True))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
     if leaks := m.get("near_duplicate_leaks"):
@@ -44,33 +45,34 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print("imgclf predict: error: no images matched", file=sys.stderr)
         return 1
     rows = predict_paths(predictor, paths, top_k=args.top_k)
-    width = max(len(display_path(r["path"])) for r in rows)
+    width = max(len(printable(display_path(r["path"]))) for r in rows)
     for r in rows:
-        name = display_path(r["path"]).ljust(width)
+        name = printable(display_path(r["path"])).ljust(width)
         print(
-            f"{name}  ERROR {r['error']}"
+            f"{name}  ERROR {printable(r['error'])}"
             if "error" in r
-            else f"{name}  {r['class']}  {r['probability']:.3f}"
+            else f"{name}  {printable(r['class'])}  {r['probability']:.3f}"
         )
     if args.csv:
         buf = io.StringIO()
         w = csv.writer(buf)
         w.writerow(["path", "class", "probability", "error"])
         for r in rows:
-            w.writerow(
-                [
-                    display_path(r["path"]),
-                    r.get("class", ""),
-                    r.get("probability", ""),
-                    r.get("error", ""),
-                ]
-            )
+            cells = [display_path(r["path"]), r.get("class", ""), r.get("error", "")]
+            path, cls, err = (spreadsheet_safe(c) for c in cells)
+            w.writerow([path, cls, r.get("probability", ""), err])
         write_text(args.csv, buf.getvalue())
     if args.json:
         write_json(args.json, [{**r, "path": display_path(r["path"])} for r in rows])
     if args.grid:
         _prediction_grid(rows, args.grid)
     return 1 if all("error" in r for r in rows) else 0
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """OWASP's defence against CSV formula injection: a cell a spreadsheet would read as a
+    formula (= + - @, tab, carriage return first) gets a leading apostrophe."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 def _prediction_grid(rows: list[dict], out: str) -> None:
@@ -130,7 +132,9 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from imgclf.exporter import export_run
 
-    r = export_run(args.run, args.format, args.out or None)
+    r = export_run(args.run, args.format, args.out or None, force=args.force)
+    if r.replaced:
+        print(f"replaced the earlier {', '.join(p.name for p in r.replaced)} in {r.path.parent}")
     print(
         f"wrote {r.path} (+ preprocess.json); verified against the original model on "
         f"batches of {' and '.join(map(str, r.batch_sizes))}: max abs difference "
@@ -143,6 +147,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from imgclf.serve.app import create_app
+    from imgclf.serve.protocol import guarded_protocol
 
     hosts = args.allowed_host
     if hosts is None:
@@ -160,6 +165,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         allowed_hosts=hosts,
         upload_timeout=args.upload_timeout,
         tta=args.tta,
+        max_requests=args.max_connections,
     )
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
     uvicorn.run(
@@ -167,7 +173,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="warning",
-        limit_concurrency=args.max_connections,
+        # idle and slow sockets are closed by the protocol's header deadline; the app limits
+        # requests in flight (uvicorn's limit_concurrency would count idle sockets too)
+        http=guarded_protocol(args.header_timeout, max(1024, 16 * args.max_connections)),
         timeout_keep_alive=5,
     )
     return 0

@@ -11,14 +11,17 @@ extractfile(), into a flat folder; link/device members are skipped and named.
 
 from __future__ import annotations
 
+import gzip
 import os
 import re
 import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
+from imgclf.data.folder import MAX_DEPTH
 from imgclf.messages import warn
 
 # Limits, overridable for unusual data sets (a user with a 100 GB zip sets the variable).
@@ -35,6 +38,8 @@ def member_parts(archive: Path, name: str) -> tuple[str, ...] | None:
     parts = tuple(x for x in p.parts if x not in ("", "."))
     if p.is_absolute() or ".." in parts or (parts and ":" in parts[0]):
         raise ValueError(f"{archive}: unsafe member path {name!r}")
+    if len(parts) > MAX_DEPTH + 3:  # + split, class and file name
+        raise ValueError(f"{archive}: member path {name[:80]!r}... nests {len(parts)} levels deep")
     if not parts or parts[0] == "__MACOSX" or parts[-1].startswith("._"):
         return None
     return parts
@@ -73,6 +78,15 @@ def check_zip_limits(archive: Path, infos: list[zipfile.ZipInfo], dest: Path) ->
 
 
 def unpack_zip_into(archive: Path, dest: Path) -> None:
+    """Every member into dest (see the module's rules); a damaged zip is one line, not a
+    traceback: a central directory that lies, a bad CRC, a truncated member."""
+    try:
+        _unpack_members(archive, dest)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
+        raise ValueError(f"{archive}: damaged zip ({e})") from None
+
+
+def _unpack_members(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as zf:
         infos = zf.infolist()
         check_zip_limits(archive, infos, dest)
@@ -98,6 +112,13 @@ def unpack_zip_into(archive: Path, dest: Path) -> None:
 
 def unpack_cifar_tar_into(archive: Path, dest: Path) -> Path:
     """CIFAR-10's batch files, flat in dest; every other member is ignored, links named."""
+    try:
+        return _unpack_cifar_members(archive, dest)
+    except (tarfile.TarError, gzip.BadGzipFile, zlib.error, EOFError) as e:
+        raise ValueError(f"{archive}: damaged tar archive ({e})") from None
+
+
+def _unpack_cifar_members(archive: Path, dest: Path) -> Path:
     found = 0
     with tarfile.open(archive) as tf:
         for m in tf:

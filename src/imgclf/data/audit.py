@@ -21,6 +21,9 @@ from imgclf.data.folder import display_path, find_splits, is_image_name, list_cl
 from imgclf.data.images import ImageDecodeError, open_image, read_bytes
 
 TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
+# Longer side / shorter side: past this the centre crop keeps a sliver of the picture (panoramas
+# reach ~6:1; a 1 x 1,000,000 px strip is an attack, not a photo).
+MAX_ASPECT = 10
 
 
 @dataclass
@@ -40,7 +43,8 @@ class AuditReport:
     non_image_examples: list[str] = field(default_factory=list)
     animated: list[str] = field(default_factory=list)
     tiny: list[str] = field(default_factory=list)
-    # symlinked folders not followed: they loop or lead into another class/split
+    extreme_aspect: list[str] = field(default_factory=list)  # "path (W x H)"
+    # folders not followed: symlinks that loop or lead into another class/split, or too deep
     refused_links: list[dict[str, str]] = field(default_factory=list)
     # near-duplicates (audit --near-duplicates): {"members": [{path, split}], score, method}
     near_duplicates_across: list[dict[str, Any]] = field(default_factory=list)
@@ -71,8 +75,12 @@ class AuditReport:
             out.append(f"split {split!r} lacks class(es): {', '.join(names)}")
         if self.refused_links:
             out.append(
-                f"{len(self.refused_links)} symlinked folder(s) not followed "
-                "(loop, or into another class or split)"
+                f"{len(self.refused_links)} folder(s) not followed (a symlink loop, a link "
+                "into another class or split, or nested too deep)"
+            )
+        if self.extreme_aspect:
+            out.append(
+                f"{len(self.extreme_aspect)} image(s) with an aspect ratio over {MAX_ASPECT}:1"
             )
         if self.empty_class_folders:
             out.append(f"{len(self.empty_class_folders)} empty class folder(s)")
@@ -175,6 +183,19 @@ def leak_members(report: AuditReport) -> list[str]:
     return sorted(shown[p] for p in near | exact)
 
 
+def _note_readable(report: AuditReport, rec: dict[str, Any], shown: str) -> None:
+    report.images += 1
+    report.readable_raw.append((rec["path"], rec["split"]))
+    report.counts[rec["split"]][rec["class"]] += 1
+    if rec["frames"] > 1:
+        report.animated.append(shown)
+    w, h = rec["width"], rec["height"]
+    if min(w, h) < TINY_SIDE:
+        report.tiny.append(shown)
+    if max(w, h) > MAX_ASPECT * max(min(w, h), 1):
+        report.extreme_aspect.append(f"{shown} ({w} x {h})")
+
+
 def _note_non_image(report: AuditReport, path: str) -> None:
     report.non_image_files += 1
     if len(report.non_image_examples) < 20:
@@ -232,17 +253,11 @@ def run_audit(
                     }
                 )
                 continue
-            report.images += 1
-            report.readable_raw.append((rec["path"], rec["split"]))
-            report.counts[rec["split"]][rec["class"]] += 1
+            _note_readable(report, rec, shown)
             widths.append(rec["width"])
             heights.append(rec["height"])
             modes[rec["mode"]] += 1
             formats[rec["format"]] += 1
-            if rec["frames"] > 1:
-                report.animated.append(shown)
-            if min(rec["width"], rec["height"]) < TINY_SIDE:
-                report.tiny.append(shown)
     for group in by_hash.values():
         if len(group) > 1:
             paths = sorted(p for _, p in group)
@@ -253,6 +268,7 @@ def run_audit(
     report.readable_raw.sort()
     report.unreadable.sort(key=lambda u: u["path"])
     report.bad_raw.sort()
+    report.extreme_aspect.sort()
     report.duplicates_within.sort()
     report.duplicates_across.sort()
     report.modes, report.formats = dict(modes.most_common()), dict(formats.most_common())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgclf.data.audit import AuditReport
+from imgclf.data.audit import MAX_ASPECT, AuditReport
 from imgclf.data.folder import exclude_text
 from imgclf.files import write_json, write_text
 
@@ -40,10 +40,7 @@ def format_audit(r: AuditReport) -> str:
         ("duplicates within a split", [" = ".join(g) for g in r.duplicates_within]),
         ("near-duplicates across splits (leak)", [_near(g) for g in r.near_duplicates_across]),
         ("near-duplicates within a split", [_near(g) for g in r.near_duplicates_within]),
-        (
-            "symlinked folders not followed",
-            [f"{x['path']}: {x['reason']}" for x in r.refused_links],
-        ),
+        ("folders not followed", [f"{x['path']}: {x['reason']}" for x in r.refused_links]),
         ("empty class folders", r.empty_class_folders),
         (
             "classes missing from a split",
@@ -51,6 +48,7 @@ def format_audit(r: AuditReport) -> str:
         ),
         ("animated images (first frame used)", r.animated),
         ("tiny images (< 8 px)", r.tiny),
+        (f"extreme aspect ratios (over {MAX_ASPECT}:1)", r.extreme_aspect),
         ("non-image files (examples)", r.non_image_examples),
     ]
     for title, items in sections:

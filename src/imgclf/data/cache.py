@@ -98,6 +98,14 @@ class Manifest:
     failed: dict[str, list[Any]] = field(default_factory=dict)
 
 
+def remove_orphan_rows(store: Path, keep: str) -> None:
+    """Data files no manifest points at (call with the store's lock held: only the builder
+    that holds it writes rows, and runs reading an unlinked file keep their open copy)."""
+    for p in store.glob("rows-*.u8"):
+        if p.name != keep:
+            p.unlink(missing_ok=True)
+
+
 def store_key(size: int, root: str) -> str:
     return hashlib.sha1(f"v{FORMAT}|{size}|{root}".encode(errors="surrogateescape")).hexdigest()[
         :20
@@ -167,6 +175,7 @@ class DecodedCache:
         path = self.dir / MANIFEST
         fresh = Manifest(data=f"rows-{secrets.token_hex(4)}.u8")
         if not path.exists():
+            remove_orphan_rows(self.dir, keep="")  # a first build killed before its manifest
             return fresh
         try:
             raw = json.loads(path.read_text(errors="surrogateescape"))
@@ -231,6 +240,9 @@ class DecodedCache:
 
     def _publish(self, m: Manifest) -> None:
         os.fsync(self._fd)  # the rows reach the disk before the manifest that points at them
+        if not self.dir.is_dir():
+            return  # `imgclf cache clear` removed the store: this run reads its own open rows
+
         doc = {"format": FORMAT, "size": self.size, "root": self.root, "data": m.data}
         doc.update({"rows": m.rows, "ok": m.ok, "failed": m.failed})
         write_json_synced(self.dir / MANIFEST, doc)

@@ -12,7 +12,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from imgclf.data.cache import FORMAT, MANIFEST
+from imgclf.data.cache import FORMAT, MANIFEST, remove_orphan_rows
 from imgclf.data.cache_files import default_cache_dir, file_stamp, sweep_temp_files
 from imgclf.data.folder import display_path
 from imgclf.files import write_json_synced
@@ -120,6 +120,7 @@ def _compact(store: Path, m: dict[str, Any]) -> bool:
     m.update({"data": new_name, "rows": len(live), "ok": live, "failed": failed})
     write_json_synced(store / MANIFEST, m)
     old.unlink()  # a run reading it keeps its open file until it ends
+    remove_orphan_rows(store, keep=new_name)  # left by a build killed or out of disk space
     return True
 
 

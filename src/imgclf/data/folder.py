@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from imgclf.messages import warn
+
 # torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
 IMAGE_EXTENSIONS = (
     ".jpg",
@@ -22,6 +24,9 @@ IMAGE_EXTENSIONS = (
     ".webp",
     ".gif",
 )
+# Folder levels below a data set's root that are read. Real data sets nest a few levels; 2,000
+# levels made every lookup slow (realpath is linear in the depth) and Python's recursion fail.
+MAX_DEPTH = 64
 SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
@@ -83,9 +88,9 @@ def walk_files(
     top_real = os.path.realpath(top)
     fence = os.path.realpath(fence) if fence else None
     seen: set[tuple[int, int]] = set()
-    stack = [top]
+    stack = [(top, 0)]
     while stack:
-        d = stack.pop()
+        d, depth = stack.pop()
         try:
             st = os.stat(d)
         except OSError:
@@ -116,8 +121,14 @@ def walk_files(
                     refused.append((e.path, why))
                 continue
             (dirs if is_dir else files).append(e.name)
+        if depth >= MAX_DEPTH and dirs:
+            if refused is not None:
+                refused += [
+                    (os.path.join(d, s), f"nested over {MAX_DEPTH} folders deep") for s in dirs
+                ]
+            dirs = []
         yield d, sorted(dirs), sorted(files)
-        stack.extend(os.path.join(d, s) for s in sorted(dirs, reverse=True))
+        stack.extend((os.path.join(d, s), depth + 1) for s in sorted(dirs, reverse=True))
 
 
 def list_class_dirs(root: str | Path) -> list[str]:
@@ -135,16 +146,21 @@ def scan_class_folder(
     fence = str(fence or root)
     names = list_class_dirs(root) if class_names is None else class_names
     index = ImageIndex(class_names=names)
+    refused: list[tuple[str, str]] = []
     for y, name in enumerate(names):
         target = os.path.join(str(root), name)
         if not os.path.isdir(target):
             continue
         # ImageFolder sorts os.walk's (root, dirs, files) tuples, i.e. by directory path.
-        for d, _, files in sorted(walk_files(target, fence)):
+        for d, _, files in sorted(walk_files(target, fence, refused)):
             for f in files:
                 if is_image_name(f):
                     index.paths.append(os.path.join(d, f))
                     index.labels.append(y)
+    for path, why in refused[:5]:
+        warn(f"{display_path(path)}: folder not read: {why}")
+    if len(refused) > 5:
+        warn(f"... and {len(refused) - 5} more folders not read (imgclf audit lists them)")
     return index
 
 

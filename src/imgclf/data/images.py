@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -22,22 +23,44 @@ class ImageDecodeError(Exception):
     """A file that cannot become an RGB image; str() is the reason, without the path."""
 
 
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a directory",
+}
+
+
 def read_bytes(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """A regular file's bytes, at most max_bytes. Anything else (a FIFO that would block forever,
+    a link to /dev/zero whose st_size of 0 hides an endless stream) is refused, unopened."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise ImageDecodeError(
-                    f"file is {size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit "
-                    "(IMGCLF_MAX_IMAGE_MB)"
-                )
-            return f.read()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except PermissionError:
         raise ImageDecodeError("permission denied") from None
     except IsADirectoryError:
         raise ImageDecodeError("is a directory") from None
     except OSError as e:
         raise ImageDecodeError(f"cannot read: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a file")
+            raise ImageDecodeError(f"not a regular file ({kind})")
+        if st.st_size > max_bytes:
+            raise ImageDecodeError(
+                f"file is {st.st_size / 2**20:.0f} MB, over the {max_bytes / 2**20:.0f} MB limit "
+                "(IMGCLF_MAX_IMAGE_MB)"
+            )
+        try:
+            data = f.read(max_bytes + 1)  # bounded, whatever the size said
+        except OSError as e:
+            raise ImageDecodeError(f"cannot read: {e.strerror or e}") from None
+    if len(data) > max_bytes:
+        raise ImageDecodeError(f"file grew past the {max_bytes / 2**20:.0f} MB limit while read")
+    return data
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -110,15 +133,30 @@ def load_rgb(path: str, draft: int = 0) -> Image.Image:
     return to_rgb(open_image(read_bytes(path), draft))
 
 
+# Beyond this many pixels of the resized image (a 4:1 aspect ratio), only the part of the source
+# that lands in the crop is resampled.
+MAX_RESIZED_SQUARES = 4
+
+
 def resize_center_crop(img: Image.Image, size: int) -> Image.Image:
-    """torchvision's Resize(size) then CenterCrop(size), on a PIL image."""
+    """torchvision's Resize(size) then CenterCrop(size), on a PIL image.
+
+    A thin image (1 x 1,000,000 px) would resize to 32 x 32,000,000 (5.9 GB) before the crop, so
+    past MAX_RESIZED_SQUARES only the source box that lands in the crop is resampled: the same
+    sampling grid (PIL's two passes round a few pixels by 1 differently, so ordinary photos keep
+    the whole-image path and the cached rows they always had). Memory is then bounded by the
+    output, whatever the aspect ratio."""
     w, h = img.size
     if w <= h:
         nw, nh = size, max(1, int(size * h / w))
     else:
         nw, nh = max(1, int(size * w / h)), size
-    img = img.resize((nw, nh), Image.BILINEAR)
     top, left = int(round((nh - size) / 2.0)), int(round((nw - size) / 2.0))
+    if nw * nh > MAX_RESIZED_SQUARES * size * size:
+        sx, sy = w / nw, h / nh  # source pixels per resized pixel
+        box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
+        return img.resize((size, size), Image.BILINEAR, box=box)
+    img = img.resize((nw, nh), Image.BILINEAR)
     return img.crop((left, top, left + size, top + size))
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
@@ -131,6 +131,42 @@ def decode_upload(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) 
     return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
 
 
+class RequestLimit:
+    """ASGI middleware: at most `limit` requests in flight, then 503 at once. /health is always
+    answered (a liveness probe must not fail because the server is busy)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] == "/health":
+            return await self.app(scope, receive, send)
+        if self.active >= self.limit:
+            return await JSONResponse(
+                {"detail": f"busy: {self.limit} requests in flight; try again"},
+                503,
+                headers={"Retry-After": "1"},
+            )(scope, receive, send)
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
+def _guarded_app(predictor: Any, hosts: list[str], max_requests: int) -> FastAPI:
+    """The FastAPI app with its guards: Host header check (outermost), requests in flight."""
+    names = ", ".join(predictor.class_names)
+    app = FastAPI(
+        title="imgclf",
+        version=__version__,
+        description=f"{predictor.meta.get('model')} classifying {names}",
+    )
+    app.add_middleware(RequestLimit, limit=max_requests)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    return app
+
+
 def create_app(
     run: str | Path,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -141,22 +177,20 @@ def create_app(
     allowed_hosts: list[str] | None = None,
     upload_timeout: float = 30.0,
     tta: bool | None = None,
+    max_requests: int = 64,
 ) -> FastAPI:
     """allowed_hosts: Host header values served (default: this machine's loopback names); tta:
-    flip TTA (None: as the run was trained)."""
+    flip TTA (None: as the run was trained); max_requests: in flight, then 503."""
     predictor = load_predictor(run, device, tta)
     lock = threading.Lock()
     decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
     names = predictor.class_names
-    app = FastAPI(
-        title="imgclf",
-        version=__version__,
-        description=f"{predictor.meta.get('model')} classifying {', '.join(names)}",
-    )
-    app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or LOCAL_HOSTS)
+    app = _guarded_app(predictor, allowed_hosts or LOCAL_HOSTS, max_requests)
     page = files("imgclf.serve").joinpath("static/index.html").read_text()
 
-    def _classify(data: bytes) -> np.ndarray:
+    def _classify(body: bytes, ctype: str) -> np.ndarray:
+        # 177k tiny multipart parts took 1.7 s to parse: off the event loop like the decode
+        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
         with decodes:
             x = decode_upload(data, predictor.pre.size, max_pixels)[None]
         with lock:
@@ -179,9 +213,9 @@ def create_app(
         """An image as multipart form field `file`, or as the raw request body."""
         body = await read_limited(request, max_bytes, upload_timeout)
         ctype = request.headers.get("content-type", "")
-        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
-        # decoding and inference are CPU work: off the event loop, so uploads keep streaming
-        probs = await run_in_threadpool(_classify, data)
+        # parsing, decoding and inference are CPU work: off the event loop, so uploads keep
+        # streaming and /health answers
+        probs = await run_in_threadpool(_classify, body, ctype)
         order = np.argsort(-probs)[:top_k]
         top = [{"class": names[i], "probability": float(probs[i])} for i in order]
         return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}

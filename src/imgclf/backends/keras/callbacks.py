@@ -4,17 +4,20 @@ BackupAndRestore are Keras' own)."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
-from imgclf.runs import RunDir, beats, format_epoch, history_row, stalled
+from imgclf.runs import RunDir, beats, check_finite, format_epoch, history_row, stalled
 
+FINGERPRINT_MEMBER = "imgclf_fingerprint.json"
 VAL_KEYS = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # our row keys, Keras log keys
 
 
@@ -41,13 +44,28 @@ class HistoryLog(keras.callbacks.Callback):
         self.run.write_history(self.history)
 
 
+class StopOnNonFinite(keras.callbacks.Callback):
+    """runs.check_finite, first of the callbacks: it raises before BackupAndRestore or the
+    checkpoints save a diverged model."""
+
+    def __init__(self, history: list[dict[str, Any]]):
+        super().__init__()
+        self.history = history
+
+    def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "train_loss": float(logs.get("loss", math.nan))}
+        row.update({k: float(logs.get(key, math.nan)) for k, key in VAL_KEYS.items()})
+        check_finite(row, [h for h in self.history if h["epoch"] <= epoch])
+
+
 class Checkpoints(keras.callbacks.Callback):
     """last.keras every epoch, best.keras when the epoch beats every earlier one (runs.beats, as
     the PyTorch side), including those before a resume (Keras' ModelCheckpoint forgets them)."""
 
-    def __init__(self, run: RunDir, history: list[dict[str, Any]]):
+    def __init__(self, run: RunDir, history: list[dict[str, Any]], fingerprint: dict[str, Any]):
         super().__init__()
-        self.run, self.history = run, history
+        self.run, self.history, self.fingerprint = run, history, fingerprint
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         earlier = [h for h in self.history if h["epoch"] <= epoch]  # epochs count from 1 there
@@ -62,6 +80,10 @@ class Checkpoints(keras.callbacks.Callback):
         # Keras insists on the .keras suffix, so save beside the target and rename (atomic)
         tmp = path.with_name(f".{path.name}.tmp.keras")
         self.model.save(tmp)
+        # a .keras file is a zip; Keras reads only its own members, so runs.fingerprint travels
+        # inside it (as it does in a .pt), and the rename keeps both in one atomic step
+        with zipfile.ZipFile(tmp, "a") as z:
+            z.writestr(FINGERPRINT_MEMBER, json.dumps(self.fingerprint))
         os.replace(tmp, path)
 
 

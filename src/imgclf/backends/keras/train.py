@@ -17,14 +17,20 @@ from imgclf.backends.common import (
     warn_unreadable_classes,
     write_run_info,
 )
-from imgclf.backends.keras.callbacks import Checkpoints, EarlyStopping, HistoryLog, StepHook
+from imgclf.backends.keras.callbacks import (
+    Checkpoints,
+    EarlyStopping,
+    HistoryLog,
+    StepHook,
+    StopOnNonFinite,
+)
 from imgclf.backends.keras.distributed import mirrored, scope
 from imgclf.backends.keras.loaders import CachedImages, load_split
 from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.runs import RunDir, RunResult, fine_tune_message
+from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
 
 
 def fit(
@@ -94,6 +100,9 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
     if (cfg.freeze or cfg.fine_tune_after) and backbone_of(model) is None:
         raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
     if resume and last.exists():
+        from imgclf.backends.keras.predict import read_fingerprint
+
+        check_fingerprint(read_fingerprint(last), s.meta(), last)
         model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins
     return model
 
@@ -120,10 +129,11 @@ def epoch_callbacks(
     s: RunSetup, history: list, images: int, phase: str
 ) -> list[keras.callbacks.Callback]:
     return [
+        StopOnNonFinite(history),
         # BackupAndRestore resumes a killed fit() at the last finished epoch
         keras.callbacks.BackupAndRestore(str(s.run / RunDir.BACKUP / phase)),
         HistoryLog(s.run, s.cfg.epochs, history, images),
-        Checkpoints(s.run, history),
+        Checkpoints(s.run, history, fingerprint(s.meta())),
         keras.callbacks.TensorBoard(str(s.run / RunDir.TENSORBOARD), write_graph=False),
         EarlyStopping(s.cfg.patience, history),
     ]

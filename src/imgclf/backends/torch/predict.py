@@ -13,6 +13,7 @@ from imgclf.backends.torch.device import pick_device
 from imgclf.backends.torch.transforms import normalize_batch
 from imgclf.data.presets import Preprocess
 from imgclf.registry import create_model
+from imgclf.runs import check_fingerprint
 
 
 class TorchPredictor:
@@ -24,7 +25,9 @@ class TorchPredictor:
         model = create_model(
             meta["model"], len(self.class_names), pretrained=False, image_size=self.pre.size
         )
-        model.load_state_dict(load_checkpoint(weights)["model"])
+        ckpt = load_checkpoint(weights)
+        check_fingerprint(ckpt.get("fingerprint"), meta, weights)
+        model.load_state_dict(ckpt["model"])
         self.model = model.eval().to(self.device)
         self.path = weights
 

@@ -15,6 +15,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel
 from tqdm import tqdm
 
+from imgclf import runs
 from imgclf.backends.common import (
     RunSetup,
     balanced_class_weights,
@@ -65,7 +66,10 @@ def fit(
         seed_everything(cfg.seed)
         last = s.run.checkpoint("last", ".pt")
         from_last = broadcast(d, resume and last.exists())
-        t = build_trainer(s, load_checkpoint(last) if from_last else None, progress, d, device)
+        ckpt = load_checkpoint(last) if from_last else None
+        if ckpt is not None:
+            runs.check_fingerprint(ckpt.get("fingerprint"), s.meta(), last)
+        t = build_trainer(s, ckpt, progress, d, device)
         if d.main and from_last:
             print(f"resuming {s.run} after epoch {t.epoch} (last.pt)", flush=True)
         if d.main:
@@ -79,6 +83,7 @@ def fit(
         try:
             for epoch in range(t.epoch, cfg.epochs):
                 row = t.run_epoch(epoch, progress and d.main, on_step)
+                runs.check_finite(row, t.history)  # before any duty saves a diverged model
                 if any([x.on_epoch_end(row, t) for x in duties]):  # a list: every duty runs
                     break
         finally:
@@ -108,6 +113,7 @@ class Trainer:
     step: int = 0
     best: float = -1.0
     history: list[dict[str, Any]] = field(default_factory=list)
+    fingerprint: dict[str, Any] = field(default_factory=dict)  # runs.fingerprint of meta.json
     _ddp: tuple[Any, nn.Module] | None = None  # (what it wraps, the DDP module)
 
     def checkpoint(self) -> dict[str, Any]:
@@ -124,6 +130,7 @@ class Trainer:
             "epoch": self.epoch,
             "best_acc": self.best,
             "history": self.history,
+            "fingerprint": self.fingerprint,
         }
 
     def restore(self, ckpt: dict[str, Any]) -> None:
@@ -264,6 +271,7 @@ def build_trainer(
     )
     optimizer = build_optimizer(model, cfg, s.pretrained)
     t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained, d)
+    t.fingerprint = runs.fingerprint(s.meta())
     add_averages(t)
     if ckpt is not None:
         t.restore(ckpt)

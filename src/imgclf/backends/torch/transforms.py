@@ -6,8 +6,10 @@ import math
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torchvision import transforms as T
 
+from imgclf.data.images import resize_center_crop
 from imgclf.data.presets import Preprocess
 
 ROTATION_DEGREES = 10.0  # the first tutorial's RandomRotation(10)
@@ -27,8 +29,7 @@ def train_preset(pre: Preprocess, kind: str = "tutorial") -> T.Compose:
     return T.Compose(
         [
             *before.get(kind, []),
-            T.Resize(pre.size),
-            T.CenterCrop(pre.size),
+            ResizeCenterCrop(pre.size),
             *after.get(kind, []),
             T.ToTensor(),
             T.Normalize(pre.mean, pre.std),
@@ -43,9 +44,18 @@ def shift_pixels(size: int) -> int:
 
 
 def eval_preset(pre: Preprocess) -> T.Compose:
-    return T.Compose(
-        [T.Resize(pre.size), T.CenterCrop(pre.size), T.ToTensor(), T.Normalize(pre.mean, pre.std)]
-    )
+    return T.Compose([ResizeCenterCrop(pre.size), T.ToTensor(), T.Normalize(pre.mean, pre.std)])
+
+
+class ResizeCenterCrop:
+    """T.Resize(size) + T.CenterCrop(size) as the cache computes them (the same PIL calls), with
+    memory bounded by the output for thin images (data/images.resize_center_crop)."""
+
+    def __init__(self, size: int):
+        self.size = size
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return resize_center_crop(img, self.size)
 
 
 def normalize_batch(x: torch.Tensor, pre: Preprocess) -> torch.Tensor:
