@@ -40,7 +40,8 @@ class GuardedH11(H11Protocol):
 
     def _headers_late(self) -> None:
         self._deadline = None
-        if not self.transport.is_closing():
+        waiting = self.cycle is None or self.cycle.response_complete  # not a pipelined request
+        if waiting and not self.transport.is_closing():
             self.transport.close()  # no request line and headers in time: free the slot
 
     def handle_events(self) -> None:
