@@ -207,11 +207,7 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
         help="a connection that sends no complete request headers in this time is closed",
     )
     s.add_argument(
-        "--upload-timeout",
-        type=float,
-        metavar="SECONDS",
-        default=30.0,
-        help="time to receive an upload's body, then 408",
+        "--upload-timeout", type=float, metavar="SECONDS", default=30.0, help="for a body; then 408"
     )
     s.add_argument(
         "--allowed-host",

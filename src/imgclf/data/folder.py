@@ -87,6 +87,7 @@ def walk_files(
     """
     top_real = os.path.realpath(top)
     fence = os.path.realpath(fence) if fence else None
+    refused = [] if refused is None else refused
     seen: set[tuple[int, int]] = set()
     stack = [(top, 0)]
     while stack:
@@ -102,33 +103,33 @@ def walk_files(
             entries = list(os.scandir(d))
         except OSError:
             continue
-        here = os.path.realpath(d)
-        dirs, files = [], []
-        for e in entries:
-            if e.name.startswith("."):
-                continue
-            try:
-                is_dir = e.is_dir()
-                why = (
-                    link_problem(os.path.realpath(e.path), here, top_real, fence)
-                    if (is_dir and e.is_symlink())
-                    else ""
-                )
-            except OSError:
-                is_dir, why = False, ""
-            if why:
-                if refused is not None:
-                    refused.append((e.path, why))
-                continue
-            (dirs if is_dir else files).append(e.name)
+        dirs, files = _sort_entries(entries, os.path.realpath(d), top_real, fence, refused)
         if depth >= MAX_DEPTH and dirs:
-            if refused is not None:
-                refused += [
-                    (os.path.join(d, s), f"nested over {MAX_DEPTH} folders deep") for s in dirs
-                ]
+            refused += [(os.path.join(d, s), f"nested over {MAX_DEPTH} folders deep") for s in dirs]
             dirs = []
         yield d, sorted(dirs), sorted(files)
         stack.extend((os.path.join(d, s), depth + 1) for s in sorted(dirs, reverse=True))
+
+
+def _sort_entries(
+    entries: list[os.DirEntry], here: str, top: str, fence: str | None, refused: list
+) -> tuple[list[str], list[str]]:
+    """(folder names, file names) of one folder's visible entries; refused links go to refused."""
+    dirs, files = [], []
+    for e in entries:
+        if e.name.startswith("."):
+            continue
+        try:
+            is_dir = e.is_dir()
+            link = is_dir and e.is_symlink()
+            why = link_problem(os.path.realpath(e.path), here, top, fence) if link else ""
+        except OSError:
+            is_dir, why = False, ""
+        if why:
+            refused.append((e.path, why))
+            continue
+        (dirs if is_dir else files).append(e.name)
+    return dirs, files
 
 
 def list_class_dirs(root: str | Path) -> list[str]:
