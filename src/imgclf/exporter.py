@@ -21,13 +21,6 @@ from imgclf.runs import RunDir
 
 FORMATS = ("onnx", "torchscript", "keras", "savedmodel")  # the union over backends, for --help
 TOLERANCE = 1e-4  # probabilities; float32 kernels differ in summation order, not more
-# what each format writes beside preprocess.json (the backends' export.py use these names)
-OUTPUT_NAMES = {
-    "onnx": "model.onnx",
-    "torchscript": "model.torchscript.pt",
-    "keras": "model.keras",
-    "savedmodel": "saved_model",
-}
 
 
 @dataclass
@@ -76,10 +69,10 @@ def preprocess_rule(predictor: Any, fmt: str, layout: str) -> dict[str, Any]:
     }
 
 
-def existing_outputs(out: Path, fmt: str, own: bool, force: bool) -> tuple[Path, ...]:
+def existing_outputs(out: Path, written: str, own: bool, force: bool) -> tuple[Path, ...]:
     """What this export would replace: refused in a folder of the user's unless forced; in
     the run's own export folder an earlier export is replaced (and the caller says so)."""
-    found = tuple(p for p in (out / "preprocess.json", out / OUTPUT_NAMES[fmt]) if p.exists())
+    found = tuple(p for p in (out / "preprocess.json", out / written) if p.exists())
     if found and not (own or force):
         names = ", ".join(p.name for p in found)
         raise FileExistsError(f"{out}: already holds {names}; pass --force to replace them")
@@ -101,7 +94,9 @@ def export_run(
         raise ValueError(f"{run}: a {name} run exports to {formats}, not {fmt}")
     own = RunDir(run) / RunDir.EXPORT
     out = Path(out_dir) if out_dir else own
-    replaced = existing_outputs(out, fmt, out.resolve() == own.resolve(), force)
+    replaced = existing_outputs(
+        out, backend.EXPORT_FORMATS[fmt], out.resolve() == own.resolve(), force
+    )
     out.mkdir(parents=True, exist_ok=True)
     imgs = images if images is not None else sample_images(predictor.pre.size)
     write_json(out / "preprocess.json", preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT))

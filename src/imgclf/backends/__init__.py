@@ -29,7 +29,7 @@ class UnsupportedOption(ValueError):
 class Backend(Protocol):
     NAME: str
     CHECKPOINT_SUFFIX: str  # best<suffix>, last<suffix> in the run folder
-    EXPORT_FORMATS: tuple[str, ...]
+    EXPORT_FORMATS: dict[str, str]  # format -> the file (or folder) it writes
     INPUT_LAYOUT: str  # of exported models: NCHW (PyTorch) or NHWC (Keras)
 
     def check_config(self, cfg: RunConfig) -> None:

@@ -96,7 +96,7 @@ def _unpickle(path: Path) -> Any:
         raise ValueError(f"{path}: not a CIFAR-10 batch ({e})") from None
 
 
-def read_cifar_batch(path: Path, classes: int = 256) -> tuple[np.ndarray, list[int]]:
+def read_cifar_batch(path: Path, classes: int) -> tuple[np.ndarray, list[int]]:
     """One python batch -> (N, 32, 32, 3) uint8 images and labels, each in 0..classes-1."""
     d = _unpickle(path)
     raw = d.get(b"data") if isinstance(d, dict) else None

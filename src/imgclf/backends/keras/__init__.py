@@ -25,7 +25,7 @@ from imgclf.runs import RunResult  # noqa: E402
 
 NAME = "keras"
 CHECKPOINT_SUFFIX = ".keras"
-EXPORT_FORMATS = ("keras", "savedmodel")
+EXPORT_FORMATS = {"keras": "model.keras", "savedmodel": "saved_model"}  # -> file or folder
 INPUT_LAYOUT = "NHWC"
 
 # Options this backend refuses, with the reason: each is checked before anything is written.
@@ -114,7 +114,7 @@ def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
 def export_model(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
     from imgclf.backends.keras.export import export_model
 
-    return export_model(predictor, fmt, out, images)
+    return export_model(predictor, fmt, out / EXPORT_FORMATS[fmt], images)
 
 
 def count_params(model: Any) -> tuple[int, int]:

@@ -4,20 +4,17 @@ BackupAndRestore are Keras' own)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
-import zipfile
 from collections.abc import Callable
 from typing import Any
 
 import keras
 import numpy as np
 
+from imgclf.backends.keras.checkpoint import save_checkpoint
 from imgclf.runs import RunDir, beats, check_finite, format_epoch, history_row, stalled
 
-FINGERPRINT_MEMBER = "imgclf_fingerprint.json"
 VAL_KEYS = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # our row keys, Keras log keys
 
 
@@ -77,14 +74,7 @@ class Checkpoints(keras.callbacks.Callback):
         self._save(self.run.checkpoint("last", ".keras"))
 
     def _save(self, path: Any) -> None:
-        # Keras insists on the .keras suffix, so save beside the target and rename (atomic)
-        tmp = path.with_name(f".{path.name}.tmp.keras")
-        self.model.save(tmp)
-        # a .keras file is a zip; Keras reads only its own members, so runs.fingerprint travels
-        # inside it (as it does in a .pt), and the rename keeps both in one atomic step
-        with zipfile.ZipFile(tmp, "a") as z:
-            z.writestr(FINGERPRINT_MEMBER, json.dumps(self.fingerprint))
-        os.replace(tmp, path)
+        save_checkpoint(self.model, path, self.fingerprint)
 
 
 class EarlyStopping(keras.callbacks.Callback):

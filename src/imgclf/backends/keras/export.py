@@ -15,28 +15,27 @@ from imgclf.backends.keras.models import inference_model
 from imgclf.files import atomic_write
 
 
-def export_model(predictor: Any, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Path, float]:
+def export_model(predictor: Any, fmt: str, path: Path, imgs: np.ndarray) -> tuple[Path, float]:
+    """Write `fmt` to path (the facade names it), load it back, return the largest difference."""
     import tensorflow as tf
 
     x = normalize(imgs, predictor.pre)
     ref = predictor.predict_proba(imgs)
     if fmt == "keras":
-        path = out / "model.keras"
         atomic_write(path, lambda t: shutil.copyfile(predictor.path, t))
         loaded = keras.models.load_model(path, compile=False)
         outs = [np.asarray(loaded.predict_on_batch(b)) for b in (x[:1], x)]
     else:
-        path = out / "saved_model"
         if path.exists() and not (path / "saved_model.pb").exists():
             raise FileExistsError(f"{path}: exists and is not a SavedModel; not replacing it")
-        tmp = out / ".saved_model.tmp"
+        tmp = path.with_name(".saved_model.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             inference_model(predictor.model).export(
                 str(tmp), format="tf_saved_model", verbose=False
             )
-        old = out / ".saved_model.old"
+        old = path.with_name(".saved_model.old")
         shutil.rmtree(old, ignore_errors=True)
         if path.exists():
             path.rename(old)  # swap in the new one, then drop the old: never a moment with neither

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import zipfile
 from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
-from imgclf.backends.keras.callbacks import FINGERPRINT_MEMBER
+from imgclf.backends.keras.checkpoint import read_fingerprint
 from imgclf.backends.keras.loaders import normalize
 from imgclf.data.presets import Preprocess
 from imgclf.runs import check_fingerprint
-
-
-def read_fingerprint(path: Path) -> dict[str, Any] | None:
-    """The fingerprint Checkpoints put inside a .keras file (None in older runs' files)."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return json.loads(z.read(FINGERPRINT_MEMBER))
-    except KeyError:
-        return None
-    except (zipfile.BadZipFile, ValueError, OSError) as e:
-        raise ValueError(f"{path}: not a readable .keras checkpoint ({e})") from None
 
 
 class KerasPredictor:

@@ -24,6 +24,7 @@ from imgclf.backends.keras.callbacks import (
     StepHook,
     StopOnNonFinite,
 )
+from imgclf.backends.keras.checkpoint import read_fingerprint
 from imgclf.backends.keras.distributed import mirrored, scope
 from imgclf.backends.keras.loaders import CachedImages, load_split
 from imgclf.backends.keras.models import backbone_of, count_params
@@ -100,8 +101,6 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
     if (cfg.freeze or cfg.fine_tune_after) and backbone_of(model) is None:
         raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
     if resume and last.exists():
-        from imgclf.backends.keras.predict import read_fingerprint
-
         check_fingerprint(read_fingerprint(last), s.meta(), last)
         model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins
     return model

@@ -14,7 +14,7 @@ from imgclf.runs import RunResult, default_run_dir
 
 NAME = "torch"
 CHECKPOINT_SUFFIX = ".pt"
-EXPORT_FORMATS = ("onnx", "torchscript")
+EXPORT_FORMATS = {"onnx": "model.onnx", "torchscript": "model.torchscript.pt"}  # -> file
 INPUT_LAYOUT = "NCHW"
 
 
@@ -72,7 +72,7 @@ def load_predictor(meta: dict[str, Any], weights: Path, device: str) -> Any:
 def export_model(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tuple[Path, float]:
     from imgclf.backends.torch.export import export_model
 
-    return export_model(predictor, fmt, out, images)
+    return export_model(predictor, fmt, out / EXPORT_FORMATS[fmt], images)
 
 
 def count_params(model: Any) -> tuple[int, int]:

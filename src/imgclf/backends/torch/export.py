@@ -23,7 +23,8 @@ class WithSoftmax(nn.Module):
         return torch.softmax(self.model(x), dim=1)
 
 
-def export_model(predictor: Any, fmt: str, out: Path, imgs: np.ndarray) -> tuple[Path, float]:
+def export_model(predictor: Any, fmt: str, path: Path, imgs: np.ndarray) -> tuple[Path, float]:
+    """Write `fmt` to path (the facade names it), load it back, return the largest difference."""
     model = WithSoftmax(predictor.model.cpu().eval()).eval()
     x = normalize_batch(torch.from_numpy(imgs), predictor.pre).contiguous()
     with torch.no_grad():
@@ -31,7 +32,6 @@ def export_model(predictor: Any, fmt: str, out: Path, imgs: np.ndarray) -> tuple
     if fmt == "onnx":
         import onnxruntime as ort
 
-        path = out / "model.onnx"
         batch = torch.export.Dim("batch", min=1, max=4096)
 
         def write(tmp: str) -> None:
@@ -53,7 +53,6 @@ def export_model(predictor: Any, fmt: str, out: Path, imgs: np.ndarray) -> tuple
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         outs = [sess.run(None, {"input": b.numpy()})[0] for b in (x[:1], x)]
     else:
-        path = out / "model.torchscript.pt"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             traced = torch.jit.trace(model, x[:2])
