@@ -95,7 +95,15 @@ class RunConfig:
     )
     pipeline: str = _opt("cache", "data pipeline", ("cache", "plain"))
     val_fraction: float = _opt(
-        -1.0, "val share carved from train (-1 = auto: val/ or test/ if any)"
+        -1.0,
+        "share of train held out, stratified and seeded, to validate on when there is no val/ "
+        "folder (-1 = auto: 20 %%)",
+    )
+    validate_on: str = _opt(
+        "auto",
+        "auto = val/, else a part of train; test = validate on test/ as the tutorials do (best "
+        "checkpoint and early stopping then choose on test, so its accuracy is optimistic)",
+        ("auto", "test"),
     )
     max_per_class: int = _opt(0, "train/val on at most this many images per class (0 = all)")
     exclude_list: str = _opt(

@@ -6,12 +6,14 @@ which registers them when imported (timm style); this module never imports them 
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgclf.data.presets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
+from imgclf.messages import UsageError
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,11 @@ def get_spec(name: str, backend: str = "torch") -> ModelSpec:
             return spec
     valid = ", ".join(list_models(backend))
     more = fallback.extra.get("hint", "") if fallback is not None else ""
-    raise KeyError(f"unknown model {name!r} for backend {backend!r}; registered: {valid}{more}")
+    close = difflib.get_close_matches(name, list_models(backend), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise UsageError(
+        f"unknown model {name!r} for backend {backend!r}{hint}; registered: {valid}{more}"
+    )
 
 
 def create_model(

@@ -54,7 +54,7 @@ def test_transfer_recipe_end_to_end_on_tiny_data(tmp_path: Path) -> None:
     history = json.loads((run / "history.json").read_text())
     best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
     run_cli("evaluate", str(run), "--split", "val", "--no-tta", "--device", "cpu")
-    metrics = json.loads((run / "metrics.json").read_text())
+    metrics = json.loads((run / "eval-data-val" / "metrics.json").read_text())
     assert metrics["tta"] == "none" and metrics["accuracy"] == pytest.approx(best["val_acc"])
     # evaluate uses the recipe's flip TTA unless told otherwise
     res = run_cli("evaluate", str(run), "--device", "cpu")
@@ -122,17 +122,18 @@ def test_ema_weights_validate_are_saved_and_survive_a_resume(tmp_path: Path) -> 
     run_cli("train", str(data), *args, "--epochs", "1", "--device", "cpu", "--out", str(run))
     run_cli("train", "--resume", str(run), "--epochs", "2")
     ckpt = torch.load(RunDir(run).checkpoint("last", ".pt"), weights_only=True)
-    # one update per step (60 images in batches of 8, two epochs across the resume); predict
+    # one update per step (48 of the 60 train, 12 validate; batches of 8, two epochs across the
+    # resume); predict
     # loads the average, the training weights ride along for the resume
-    assert ckpt["ema_n"] == 2 * 8 and not ckpt["model"]["fc3.weight"].equal(
+    assert ckpt["ema_n"] == 2 * 6 and not ckpt["model"]["fc3.weight"].equal(
         ckpt["live"]["fc3.weight"]
     )
     history = json.loads((run / "history.json").read_text())
     best = max(history, key=lambda h: (h["val_acc"], -h["val_loss"]))
     run_cli("evaluate", str(run), "--split", "val", "--device", "cpu")
-    assert json.loads((run / "metrics.json").read_text())["loss"] == pytest.approx(
-        best["val_loss"], rel=1e-4
-    )
+    assert json.loads((run / "eval-data-val" / "metrics.json").read_text())[
+        "loss"
+    ] == pytest.approx(best["val_loss"], rel=1e-4)
 
 
 def test_airbench_whitening_sees_every_class_not_the_first_rows(

@@ -32,7 +32,7 @@ def test_tutorial_parameter_counts() -> None:
 
 
 def test_unknown_and_duplicate_names_are_errors() -> None:
-    with pytest.raises(KeyError, match="registered: airbench, alexnet"):
+    with pytest.raises(ValueError, match="registered: airbench, alexnet"):
         get_spec("no_such_net")
     with pytest.raises(ValueError, match="already registered"):
         register_model("cnn")(lambda *a, **k: None)

@@ -11,7 +11,13 @@ from typing import Any
 import numpy as np
 
 from imgclf.config import RunConfig
-from imgclf.data.folder import ImageIndex, load_splits, read_exclude_list
+from imgclf.data.folder import (
+    DEFAULT_VAL_FRACTION,
+    ImageIndex,
+    find_splits,
+    load_splits,
+    read_exclude_list,
+)
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
 from imgclf.files import write_json, write_json_synced
@@ -55,7 +61,7 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
     if not resume:
         run.check_new()
     spec = get_spec(cfg.model, backend)
-    root = resolve_data(cfg.data_dir, cfg.cache_dir)
+    root = run_data(cfg, f"imgclf train NEW_PLACE --resume {run}" if resume else "")
     real_run, real_root = os.path.realpath(run.path), os.path.realpath(root)
     if real_run == real_root or real_run.startswith(real_root.rstrip(os.sep) + os.sep):
         raise ValueError(
@@ -63,11 +69,21 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
             "class. Choose an --out outside it"
         )
     exclude = read_exclude_list(cfg.exclude_list)
-    splits = load_splits(root, cfg.val_fraction, cfg.seed, exclude, cfg.max_per_class)
+    splits = load_splits(
+        root, cfg.val_fraction, cfg.seed, exclude, cfg.max_per_class, cfg.validate_on
+    )
     if not splits["val"]:
         raise UsageError(
-            f"{root}: no validation images (no val/ or test/ folder, --val-fraction "
+            f"{root}: no validation images (no val/ folder, --val-fraction "
             f"{cfg.val_fraction:g}); give a fraction such as 0.2"
+        )
+    learnable = [
+        c for c, n in zip(splits["train"].class_names, splits["train"].counts(), strict=True) if n
+    ]
+    if len(learnable) < 2:
+        raise UsageError(
+            f"{root}: {len(learnable)} class(es) with training images ({', '.join(learnable)}); "
+            "a classifier needs at least two (one <class>/ folder each)"
         )
     if resume and (run / RunDir.META).exists():
         check_same_run(
@@ -78,6 +94,20 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
     # a weights file means pretrained weights, whether or not --pretrained was typed
     pretrained = cfg.pretrained or spec.pretrained_default or bool(cfg.weights)
     return RunSetup(cfg, run, spec, spec.preprocess(cfg.image_size), root, splits, pretrained)
+
+
+def run_data(cfg: RunConfig, hint: str) -> Path:
+    """The run's data folder; when it is gone (moved, or an old run's relative path seen from
+    elsewhere), say so and how to point at it."""
+    try:
+        return resolve_data(cfg.data_dir, cfg.cache_dir)
+    except UsageError:
+        if not hint:
+            raise
+        raise UsageError(
+            f"the run's data {cfg.data_dir} is not there (moved, or a relative path from another "
+            f"folder); give its place: {hint}"
+        ) from None
 
 
 def check_same_run(meta: dict[str, Any], cfg: RunConfig, names: list[str], pre: Preprocess) -> None:
@@ -146,6 +176,7 @@ def write_run_info(
     derived = {
         "resolved_image_size": s.pre.size,
         "data_root": str(s.root),
+        "working_dir": os.getcwd(),  # where relative paths typed for this run were relative to
         "resolved_device": device,
         "world_size": world,  # data-parallel replicas (torchrun processes or mirrored devices)
         "classes": s.names,
@@ -156,7 +187,27 @@ def write_run_info(
         derived["recipe_choices"], derived["recipe_overridden"] = recipe_choices(s.cfg)
     s.run.write_config(s.cfg, derived)
     print(f"run folder: {s.run}", flush=True)
+    print(describe_split(s), flush=True)
+    if s.cfg.validate_on == "test":
+        warn(
+            "--validate-on test: the test split chooses best.pt and stops early, so `imgclf "
+            "evaluate` on test measures the split that chose the model (optimistic)"
+        )
     return meta
+
+
+def describe_split(s: RunSetup) -> str:
+    """The split sizes, and where validation comes from (said at the start of every run)."""
+    n = {k: len(v) for k, v in s.splits.items()}
+    if s.cfg.validate_on == "test":
+        where = "the test split (--validate-on test)"
+    elif "val" in find_splits(s.root):
+        where = "the val/ folder"
+    else:
+        frac = s.cfg.val_fraction if s.cfg.val_fraction >= 0 else DEFAULT_VAL_FRACTION
+        where = f"{frac:.0%} of train, stratified, seed {s.cfg.seed}"
+    test = f", {n['test']} test (used only by evaluate)" if "test" in n else ""
+    return f"split: {n['train']} train, {n['val']} val ({where}){test}"
 
 
 def warn_unreadable_classes(names: list[str], labels: np.ndarray) -> None:

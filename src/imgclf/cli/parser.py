@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -60,7 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser (its usage), with the nearest option
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        command = sub.choices[args.command]
+        known = [o for a in command._actions for o in a.option_strings]
+        close = difflib.get_close_matches(extra[0].split("=")[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        command.error(f"unrecognized arguments: {' '.join(extra)}{hint}")
     args.argv = list(argv)  # `train --replicas N` hands the same command line to torchrun
     return args
 
@@ -83,7 +92,13 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
         default="",
         help="folder for report, exclude list and histogram (default runs/audit-<folder name>)",
     )
-    a.add_argument("--workers", type=int, metavar="N", default=os.cpu_count() or 2)
+    a.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        default=os.cpu_count() or 2,
+        help="decoding processes (default: the CPU count)",
+    )
     a.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
     a.add_argument(
         "--near-duplicates",
@@ -98,7 +113,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
 
     v = sub.add_parser("preview", help="save a batch grid and an augmentation grid as PNG")
-    v.add_argument("path")
+    v.add_argument("path", help="image folder or zip")
     v.add_argument(
         "--out",
         metavar="PATH",
@@ -108,13 +123,29 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     v.add_argument(
         "--model", metavar="NAME", default="cnn", help="model whose image size/normalisation to use"
     )
-    v.add_argument("--image-size", type=int, metavar="N", default=0)
-    v.add_argument("--cache-dir", metavar="PATH", default="")
+    v.add_argument("--image-size", type=int, metavar="N", default=0, help="0 = the model's default")
+    v.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
 
     t = sub.add_parser("train", help="train a model; writes a run folder")
     t.add_argument("data_dir", nargs="?", default=None, help="image folder, zip, or cifar10")
     t.add_argument("--resume", default=None, metavar="RUN", help="continue a killed run")
     _add_config_options(t)
+
+
+DEVICE_HELP = "auto picks cuda, then mps, then cpu"
+TOP_K_HELP = "classes listed per image"
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts of at least one: a bad value is a usage error naming the
+    option."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 TTA_HELP = (
@@ -126,34 +157,47 @@ TTA_HELP = (
 def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     """evaluate, predict, compare, export, serve on run folders; models; demo."""
     e = sub.add_parser("evaluate", help="accuracy, per-class table, plots and HTML report")
-    e.add_argument("run")
+    e.add_argument("run", help="run folder")
     e.add_argument("data", nargs="?", default="", help="other data (default: the run's)")
-    e.add_argument("--split", default="test", choices=("test", "val", "train"))
-    e.add_argument("--device", metavar="NAME", default="auto")
+    e.add_argument(
+        "--data",
+        dest="data_opt",
+        metavar="PATH",
+        default="",
+        help="the same as DATA: other data, or where the run's data has moved",
+    )
+    e.add_argument(
+        "--split",
+        default="test",
+        choices=("test", "val", "train"),
+        help="test (default) writes the run's own metrics and report; another split or other "
+        "data writes into RUN/eval-<data>-<split>/",
+    )
+    e.add_argument("--device", metavar="NAME", default="auto", help=DEVICE_HELP)
     e.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")
     r.add_argument("paths", nargs="+", help="files, folders or globs")
-    r.add_argument("--csv", metavar="PATH", default="")
-    r.add_argument("--json", metavar="PATH", default="")
+    r.add_argument("--csv", metavar="PATH", default="", help="write path,class,probability here")
+    r.add_argument("--json", metavar="PATH", default="", help="write every row, top-k too")
     r.add_argument(
         "--grid", metavar="PATH", default="", help="PNG of the images captioned with their class"
     )
-    r.add_argument("--top-k", type=int, metavar="N", default=3)
-    r.add_argument("--device", metavar="NAME", default="auto")
+    r.add_argument("--top-k", type=positive_int, metavar="N", default=3, help=TOP_K_HELP)
+    r.add_argument("--device", metavar="NAME", default="auto", help=DEVICE_HELP)
     r.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
     c = sub.add_parser("compare", help="table and bar chart over runs")
-    c.add_argument("runs", nargs="+")
-    c.add_argument("--plot", metavar="PATH", default="runs/compare.png")
+    c.add_argument("runs", nargs="+", help="run folders")
+    c.add_argument("--plot", metavar="PATH", default="runs/compare.png", help="bar chart PNG")
 
     x = sub.add_parser(
         "export",
         help="ONNX/TorchScript (PyTorch) or .keras/SavedModel (Keras), verified after writing",
     )
-    x.add_argument("run")
-    x.add_argument("--format", required=True, choices=FORMATS)
+    x.add_argument("run", help="run folder")
+    x.add_argument("--format", required=True, choices=FORMATS, help="what to write")
     x.add_argument("--out", metavar="PATH", default="", help="output folder (default RUN/export)")
     x.add_argument(
         "--force",
@@ -164,20 +208,28 @@ def _add_run_commands(sub: argparse._SubParsersAction) -> None:
     _add_serve_command(sub)
     _add_cache_command(sub)
     _add_bench_command(sub)
-    sub.add_parser("models", help="list registered models")
+    m = sub.add_parser("models", help="list registered models")
+    m.add_argument(
+        "--backend",
+        default="torch",
+        choices=("torch", "keras", "all"),
+        help="whose models (keras and all load TensorFlow, which takes seconds)",
+    )
     d = sub.add_parser("demo", help="audit, preview, train, evaluate, predict on sklearn digits")
-    d.add_argument("--out", metavar="PATH", default="runs/demo")
-    d.add_argument("--epochs", type=int, metavar="N", default=8)
+    d.add_argument("--out", metavar="PATH", default="runs/demo", help="folder for it all")
+    d.add_argument("--epochs", type=positive_int, metavar="N", default=8, help="of training")
 
 
 def _add_serve_command(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
-    s.add_argument("run")
+    s.add_argument("run", help="run folder")
     s.add_argument(
         "--host", metavar="HOST", default="127.0.0.1", help="0.0.0.0 exposes it to the network"
     )
-    s.add_argument("--port", type=int, metavar="N", default=8000)
-    s.add_argument("--max-upload-mb", type=float, metavar="FLOAT", default=10.0)
+    s.add_argument("--port", type=int, metavar="N", default=8000, help="TCP port")
+    s.add_argument(
+        "--max-upload-mb", type=float, metavar="FLOAT", default=10.0, help="larger bodies: 413"
+    )
     s.add_argument(
         "--max-megapixels",
         type=float,
@@ -216,8 +268,8 @@ def _add_serve_command(sub: argparse._SubParsersAction) -> None:
         default=None,
         help="Host header to accept (repeatable; default: localhost names, or any with 0.0.0.0)",
     )
-    s.add_argument("--top-k", type=int, metavar="N", default=3)
-    s.add_argument("--device", metavar="NAME", default="auto")
+    s.add_argument("--top-k", type=positive_int, metavar="N", default=3, help=TOP_K_HELP)
+    s.add_argument("--device", metavar="NAME", default="auto", help=DEVICE_HELP)
     s.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
 
 
@@ -230,10 +282,10 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
     b.add_argument("data_dir", nargs="?", default="", metavar="DATA", help="image folder or zip")
     b.add_argument("--images", type=int, metavar="N", default=None, help="synthetic (default 500)")
     b.add_argument("--max-per-class", type=int, metavar="N", default=0, help="of DATA (0 = all)")
-    b.add_argument("--model", metavar="NAME", default="cnn")
-    b.add_argument("--device", metavar="NAME", default="auto")
-    b.add_argument("--batch-size", type=int, metavar="N", default=100)
-    b.add_argument("--image-size", type=int, metavar="N", default=0)
+    b.add_argument("--model", metavar="NAME", default="cnn", help="model to time")
+    b.add_argument("--device", metavar="NAME", default="auto", help=DEVICE_HELP)
+    b.add_argument("--batch-size", type=positive_int, metavar="N", default=100, help="images")
+    b.add_argument("--image-size", type=int, metavar="N", default=0, help="0 = the model's default")
     b.add_argument("--workers", type=int, metavar="N", default=2, help="cache-build processes")
     for flag, help_ in (
         ("amp", "bf16 autocast on CUDA (default on)"),
@@ -242,7 +294,9 @@ def _add_bench_command(sub: argparse._SubParsersAction) -> None:
         ("compile", "torch.compile the train step (default off)"),
     ):
         b.add_argument(f"--{flag}", action=argparse.BooleanOptionalAction, default=None, help=help_)
-    b.add_argument("--decode-images", type=int, metavar="N", default=200)
+    b.add_argument(
+        "--decode-images", type=int, metavar="N", default=200, help="images the decode stage times"
+    )
     b.add_argument("--steps", type=int, metavar="N", default=20, help="timed train steps")
     b.add_argument("--json", metavar="PATH", default="", help="write info and stages here")
 
@@ -254,14 +308,27 @@ def _add_cache_command(sub: argparse._SubParsersAction) -> None:
         description="list: what is cached. prune: drop rows of changed or deleted files, compact, "
         "and remove what was unused for --older-than days. clear: remove all of it.",
     )
-    k.add_argument("action", nargs="?", default="list", choices=("list", "prune", "clear"))
+    k.add_argument(
+        "action",
+        nargs="?",
+        default="list",
+        choices=("list", "prune", "clear"),
+        help="default: list",
+    )
     k.add_argument("--cache-dir", metavar="PATH", default="", help="default ~/.cache/imgclf")
-    k.add_argument("--older-than", type=float, metavar="DAYS", default=30.0)
+    k.add_argument(
+        "--older-than",
+        type=float,
+        metavar="DAYS",
+        default=30.0,
+        help="prune: remove stores unused this long",
+    )
 
 
 # What a resumed run may change: how long and where it runs, not what it learns from or how.
 # The world size may change too: --batch-size is the global batch, so the run learns the same.
-RESUME_MAY_CHANGE = ("epochs", "patience", "workers", "cache_dir", "device", "replicas")
+# The data may move: the resumed run keeps its split.json, so it must find the same images there.
+RESUME_MAY_CHANGE = ("epochs", "patience", "workers", "cache_dir", "device", "replicas", "data_dir")
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -271,7 +338,20 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         return resumed_config(args.resume, given, args.config)
     if not given.get("data_dir"):
         raise UsageError("train needs DATA (an image folder) or --resume RUN")
-    return build_config(args.config, **given)
+    return build_config(args.config, **absolute_paths(given))
+
+
+PATH_OPTIONS = ("data_dir", "cache_dir", "exclude_list", "weights")
+
+
+def absolute_paths(given: dict[str, Any]) -> dict[str, Any]:
+    """A run records its input paths absolute, so evaluate, predict and --resume work from any
+    working directory ('cifar10', a name rather than a path, stays as it is)."""
+    out = dict(given)
+    for k in PATH_OPTIONS:
+        if out.get(k) and (k != "data_dir" or os.path.exists(out[k])):
+            out[k] = os.path.abspath(out[k])
+    return out
 
 
 def resumed_config(run: str, given: dict[str, Any], yaml_path: str | None) -> RunConfig:
@@ -280,7 +360,7 @@ def resumed_config(run: str, given: dict[str, Any], yaml_path: str | None) -> Ru
     if yaml_path:
         raise UsageError("--config cannot be combined with --resume (the run has its config)")
     cfg = RunDir(run).read_config()
-    changes = {k: coerce(k, v) for k, v in given.items() if k != "out_dir"}
+    changes = {k: coerce(k, v) for k, v in absolute_paths(given).items() if k != "out_dir"}
     refused = [k for k, v in changes.items() if k not in RESUME_MAY_CHANGE and v != getattr(cfg, k)]
     if refused:
         flags = ", ".join("--" + k.replace("_", "-") for k in refused)

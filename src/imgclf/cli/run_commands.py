@@ -8,10 +8,11 @@ import csv
 import io
 import sys
 from pathlib import Path
+from typing import Any
 
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
-from imgclf.messages import printable
+from imgclf.messages import UsageError, printable
 from imgclf.runs import RunDir
 
 
@@ -19,11 +20,25 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from imgclf.evaluation.metrics import format_per_class
     from imgclf.evaluation.run_eval import evaluate_run
 
-    m = evaluate_run(args.run, args.data, args.split, sys.stderr.isatty(), args.device, args.tta)
+    if args.data and args.data_opt:
+        raise UsageError("give the data as DATA or as --data, not both")
+    data = args.data or args.data_opt
+    m = evaluate_run(args.run, data, args.split, sys.stderr.isatty(), args.device, args.tta)
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
     print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
+    b = m["baseline"]
+    print(
+        printable(
+            f"baseline: always {b['majority_class']!r} (train's most common class) "
+            f"{b['majority_accuracy']:.2%}, chance {b['chance']:.2%}"
+        )
+    )
+    if not b["beaten"]:
+        print("warning: the model does not beat the baseline: its answers mean little")
+    if m.get("split_warning"):
+        print(f"warning: {m['split_warning']}")
     print(printable(format_per_class(m), lines=True))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
@@ -32,7 +47,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"{leaks['images']} of {m['images']} {m['split']} images have a (near-)duplicate in "
             f"train ({leaks['audit']}); accuracy without them {leaks['accuracy_without']:.2%}"
         )
-    print(f"report: {Path(args.run) / RunDir.REPORT}")
+    print(f"report: {Path(m['out']) / RunDir.REPORT}")
     return 0
 
 
@@ -92,15 +107,19 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from imgclf.tools.compare import compare_runs, format_table
+    from imgclf.tools.compare import compare_runs, format_table, mixed_splits
 
     rows = compare_runs(args.runs, args.plot)
-    print(format_table(rows))
+    print(printable(format_table(rows), lines=True))
+    if warning := mixed_splits(rows):
+        print(warning)
     print(f"\nwrote {args.plot}")
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
+    from contextlib import nullcontext
+
     from imgclf import backends
     from imgclf.registry import create_model, get_spec, list_models
 
@@ -108,14 +127,22 @@ def cmd_models(args: argparse.Namespace) -> int:
         f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
         f"{'mean / std':24} description"
     )
-    for name in backends.NAMES:
+    for name in backends.NAMES if args.backend == "all" else (args.backend,):
         try:
             backend, models = backends.get(name), list_models(name)
         except (ImportError, RuntimeError):
-            continue  # that backend's extra is not installed
+            print(f"({name}: its extra is not installed)")
+            continue
+        if name == "torch":  # parameters counted on the meta device: no memory, no init time
+            import torch
+
+            ctx: Any = torch.device("meta")
+        else:
+            ctx = nullcontext()
         for model in models:
             spec = get_spec(model, name)
-            m = create_model(model, 2, backend=name, pretrained=False, image_size=spec.image_size)
+            with ctx:
+                m = create_model(model, 2, name, pretrained=False, image_size=spec.image_size)
             total, trainable = backend.count_params(m)
             norm = f"{spec.mean[0]:.3f} / {spec.std[0]:.3f}"
             print(
@@ -126,6 +153,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         "\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
         "mobilenet_v3_small, convnext_tiny)."
     )
+    if args.backend == "torch":
+        print("Keras models (loads TensorFlow): imgclf models --backend keras")
     return 0
 
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgclf.messages import warn
+from imgclf.messages import UsageError, warn
 
 # torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
 IMAGE_EXTENSIONS = (
@@ -211,18 +211,25 @@ def cap_per_class(index: ImageIndex, n: int, seed: int) -> ImageIndex:
     return index.subset(sorted(keep))
 
 
+# Validation carved from train when there is no val/: the test split never chooses the model.
+# 20 % is fastai's valid_pct default: on 3,000 images, 600 measure accuracy to about +-2 points.
+DEFAULT_VAL_FRACTION = 0.2
+
+
 def load_splits(
     root: str | Path,
     val_fraction: float = -1.0,
     seed: int = 42,
     exclude: set[str] | None = None,
     max_per_class: int = 0,
+    validate_on: str = "auto",
 ) -> dict[str, ImageIndex]:
     """train/val/test indices over one class list.
 
     Layouts: root/{train,val,test}/<class>/ or root/<class>/. Validation is val/ when present;
-    otherwise a stratified `val_fraction` of train when given; otherwise test/ (the tutorials
-    validate on test). A single class folder gets 20 % held out when val_fraction is auto (-1).
+    otherwise a stratified, seeded `val_fraction` of train (auto, -1: 20 %, fastai's valid_pct
+    and the usual Keras validation_split). validate_on="test" validates on test/ as the
+    tutorials do (the test accuracy then measures the split that chose the model).
     """
     root = Path(root)
     if not root.is_dir():
@@ -243,12 +250,16 @@ def load_splits(
         splits = {k: cap_per_class(v, max_per_class, seed) for k, v in splits.items()}
     if "train" not in splits:
         raise ValueError(f"{root}: no train/ folder")
-    if "val" not in splits:
-        frac = val_fraction if val_fraction >= 0 else (0.0 if "test" in splits else 0.2)
+    if validate_on == "test":
+        if "test" not in splits:
+            raise UsageError(f"{root}: --validate-on test, but there is no test/ folder")
+        splits["val"] = splits["test"]
+    elif "val" not in splits:
+        frac = val_fraction if val_fraction >= 0 else DEFAULT_VAL_FRACTION
         if frac > 0:
             splits["train"], splits["val"] = stratified_split(splits["train"], frac, seed)
         else:
-            splits["val"] = splits.get("test", ImageIndex(class_names=names))
+            splits["val"] = ImageIndex(class_names=names)  # start_run refuses it by name
     if len(splits["train"]) == 0:
         raise ValueError(f"{root}: the train split has no images")
     return splits

@@ -22,6 +22,7 @@ from imgclf.data.cache_files import default_cache_dir, file_stamp
 from imgclf.data.folder import find_splits
 from imgclf.data.names import check_class_names
 from imgclf.files import private_dir
+from imgclf.messages import UsageError
 
 CIFAR_BATCH_DIR = "cifar-10-batches-py"
 
@@ -166,8 +167,8 @@ def resolve_data(spec: str, cache_dir: str | Path = "") -> Path:
     if spec.lower() == "cifar10" and not Path(spec).exists():
         return download_cifar10(cache)
     p = Path(spec)
-    if not p.exists():
-        raise FileNotFoundError(f"{spec}: no such file or folder")
+    if not p.exists():  # a usage error (exit 2), as for every command
+        raise UsageError(f"{spec}: no such file or folder")
     if p.is_file() and zipfile.is_zipfile(p):
         return unpack_zip(p, cache)
     if p.is_file() and tarfile.is_tarfile(p):  # cifar-10-python.tar.gz

@@ -29,6 +29,22 @@ def _pct(v: float | None) -> str:
     return "" if v is None else f"{v:.2%}"
 
 
+def _baseline(m: dict[str, Any]) -> str:
+    """The majority-class baseline and chance beside the accuracy, and what the split means."""
+    b = m.get("baseline")
+    if not b:
+        return ""
+    text = html.escape(
+        f"Baseline: always {b['majority_class']!r} (train's most common class) "
+        f"{b['majority_accuracy']:.2%}; chance {b['chance']:.2%}."
+    )
+    if not b["beaten"]:
+        text += " <b>The model does not beat the baseline.</b>"
+    if m.get("split_warning"):
+        text += f" <b>{html.escape(m['split_warning'])}</b>"
+    return f"<p>{text}</p>"
+
+
 def write_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     e = html.escape
     rows = "".join(
@@ -52,7 +68,7 @@ collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{ma
 <h1>{e(str(metrics.get("model")))} ({e(str(metrics.get("backend")))})</h1>
 <p>Run <code>{e(str(metrics.get("run")))}</code> evaluated on <code>{e(str(metrics.get("data")))}
 </code> split <b>{e(str(metrics.get("split")))}</b>: {metrics["images"]} images.</p>
-<h2>Accuracy {metrics["accuracy"]:.2%}</h2><p>loss {metrics["loss"]:.4f},
+<h2>Accuracy {metrics["accuracy"]:.2%}</h2>{_baseline(metrics)}<p>loss {metrics["loss"]:.4f},
 macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("skipped", {}))}</p>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>
 <th>images</th></tr>{rows}</table>

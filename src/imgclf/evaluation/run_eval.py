@@ -10,13 +10,15 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from imgclf.backends.common import run_data
 from imgclf.data.audit import near_leaks
 from imgclf.data.cache import DecodedCache, open_cache
-from imgclf.data.folder import ImageIndex, display_path, load_splits
+from imgclf.data.folder import ImageIndex, display_path, find_splits, load_splits, scan_class_folder
 from imgclf.data.sources import resolve_data
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
 from imgclf.files import write_json
+from imgclf.messages import UsageError, warn
 from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
 from imgclf.viz import plot_confusion, plot_curves, plot_image_grid
@@ -89,6 +91,58 @@ def leak_summary(
     return {"audit": str(found), "images": int(leaked.sum()), "accuracy_without": acc}
 
 
+def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
+    """The run's own metrics and report are its test split's; any other data or split writes
+    into its own subfolder, so it never overwrites them."""
+    if own_data and split == "test":
+        return run.path
+    return run / f"eval-{root.resolve().name}-{split}"
+
+
+def split_index(run: RunDir, root: Path, own: bool, split: str) -> tuple[ImageIndex, str]:
+    """The images to score. The run's own val and train are exactly those training used (its
+    split.json: exclusions, caps and the carved part included); other data is split anew."""
+    cfg = run.read_config()
+    if own and split in ("val", "train") and (run / RunDir.SPLIT).is_file():
+        stored = json.loads((run / RunDir.SPLIT).read_text())["splits"][split]
+        names = run.read_meta()["class_names"]
+        return ImageIndex(
+            [os.path.join(root, p) for p, _ in stored], [y for _, y in stored], names
+        ), split
+    if not own:  # other data: its split folder, or all of a plain <class>/ folder
+        dirs = find_splits(root)
+        if not dirs:
+            return scan_class_folder(root), split
+        if split not in dirs:
+            raise UsageError(f"{root}: no {split}/ folder")
+        return scan_class_folder(dirs[split]), split
+    splits = load_splits(root, cfg.val_fraction, cfg.seed, validate_on=cfg.validate_on)
+    if split in splits and len(splits[split]):
+        return splits[split], split
+    if split != "test":
+        raise UsageError(f"{root}: no {split} images")
+    warn(
+        f"{root}: no test split; scoring the validation split instead, which chose the model "
+        "(its accuracy is optimistic)"
+    )
+    return splits["val"], "val"
+
+
+def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Always answering train's most common class, and chance: what a model must beat."""
+    train = (
+        [y_ for _, y_ in json.loads((run / RunDir.SPLIT).read_text())["splits"]["train"]]
+        if (run / RunDir.SPLIT).is_file()
+        else y.tolist()
+    )
+    major = int(np.bincount(np.asarray(train, dtype=np.int64), minlength=len(names)).argmax())
+    return {
+        "majority_class": names[major],
+        "majority_accuracy": float((y == major).mean()) if len(y) else float("nan"),
+        "chance": 1 / len(names),
+    }
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str = "",
@@ -101,36 +155,66 @@ def evaluate_run(
     cfg = run.read_config()
     predictor = load_predictor(run.path, device, tta)
     names = predictor.class_names
-    root = resolve_data(data or cfg.data_dir, cfg.cache_dir)
-    # the same split as training (same val_fraction and seed), but all of it: --max-per-class
-    # only shortens training
-    splits = load_splits(root, cfg.val_fraction, cfg.seed)
-    use = split if split in splits and len(splits[split]) else "val"
-    index = _align(splits[use], names, str(root))
+    root = (
+        resolve_data(data, cfg.cache_dir)
+        if data
+        else run_data(cfg, f"imgclf evaluate {run} PATH (or --data PATH)")
+    )
+    own = not data or os.path.realpath(data) == os.path.realpath(cfg.data_dir)
+    index, use = split_index(run, root, own, split)
+    index = _align(index, names, str(root))
     probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
     y = np.asarray(index.labels)[rows]
     metrics = compute_metrics(y, probs, names)
+    base = baseline(run, y, names)
+    metrics["baseline"] = {
+        **base,
+        "beaten": metrics["accuracy"] > max(base["majority_accuracy"], base["chance"]),
+    }
+    if use == "val" or (use == "test" and cfg.validate_on == "test"):
+        metrics["split_warning"] = (
+            f"This {use} split chose the model (best checkpoint, early stopping): its accuracy "
+            "is optimistic; the test split is the honest measure."
+        )
     leaks = leak_summary(root, use, [index.paths[r] for r in rows], y, probs)
     if leaks:
         metrics["near_duplicate_leaks"] = leaks
+    out = eval_folder(run, own, root, use)
     metrics.update(
         {
             "run": str(run),
             "data": str(root),
             "split": use,
+            "out": str(out),
             "model": predictor.meta.get("model"),
             "backend": predictor.meta.get("backend"),
             "tta": "flip" if isinstance(predictor, FlipTTA) else "none",
             "skipped": skipped,
         }
     )
-    write_json(run / RunDir.METRICS, metrics)
-    plot_confusion(metrics["confusion_matrix"], names, run / RunDir.CONFUSION)
-    history = run.read_history()
+    write_outputs(out, metrics, run.read_history(), index, rows, probs, y, cache)
+    return metrics
+
+
+def write_outputs(
+    out: Path,
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+    index: ImageIndex,
+    rows: np.ndarray,
+    probs: np.ndarray,
+    y: np.ndarray,
+    cache: DecodedCache,
+) -> None:
+    """metrics.json, the plots and report.html into `out`."""
+    names = index.class_names
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / RunDir.METRICS, metrics)
+    plot_confusion(metrics["confusion_matrix"], names, out / RunDir.CONFUSION)
     if history:
-        plot_curves(history, run / RunDir.CURVES)
+        plot_curves(history, out / RunDir.CURVES)
     worst = top_losses(y, probs, 16)
     if len(worst):
         imgs = list(cache.read_rows(rows[worst]))
@@ -142,8 +226,7 @@ def evaluate_run(
         plot_image_grid(
             imgs,
             titles,
-            run / RunDir.TOP_LOSSES,
+            out / RunDir.TOP_LOSSES,
             suptitle="Most confidently wrong (predicted p / true)",
         )
-    write_report(run.path, metrics, history)
-    return metrics
+    write_report(out, metrics, history)

@@ -17,7 +17,10 @@ def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
         hist = run.read_history()
         met_path = run / RunDir.METRICS
         met = json.loads(met_path.read_text()) if met_path.exists() else {}
-        acc = met.get("accuracy", hist[-1]["val_acc"] if hist else float("nan"))
+        # evaluated runs: their test accuracy; others: the best val epoch's, and said so
+        best_val = max((h["val_acc"] for h in hist), default=float("nan"))
+        acc = met.get("accuracy", best_val)
+        split = met.get("split", "val (training)" if hist else "none")
         rows.append(
             {
                 "run": run.path.name,
@@ -29,10 +32,26 @@ def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
                 "train_s": sum(h["seconds"] for h in hist),
                 "images_per_s": (sum(h["images_per_s"] for h in hist) / len(hist)) if hist else 0.0,
                 "accuracy": acc,
+                "split": split,
                 "per_class": {c["class"]: c["accuracy"] for c in met.get("per_class", [])},
             }
         )
     return rows
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v:.1%}"  # not evaluated on that class: no number
+
+
+def mixed_splits(rows: list[dict[str, Any]]) -> str:
+    """A warning when the runs' accuracies come from different splits (not comparable)."""
+    splits = sorted({r["split"] for r in rows})
+    if len(splits) < 2:
+        return ""
+    return (
+        f"warning: these accuracies come from different splits ({', '.join(splits)}) and do not "
+        "rank the runs; `imgclf evaluate RUN` each run to compare them on test"
+    )
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
@@ -47,6 +66,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "train s",
         "img/s",
         "accuracy",
+        "split",
         *classes,
     ]
     lines = [head]
@@ -62,7 +82,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 f"{r['train_s']:.1f}",
                 f"{r['images_per_s']:.0f}",
                 f"{r['accuracy']:.2%}",
-                *[f"{r['per_class'].get(c) or 0:.1%}" for c in classes],
+                r["split"],
+                *[_pct(r["per_class"].get(c)) for c in classes],
             ]
         )
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
@@ -74,7 +95,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def compare_runs(run_dirs: list[str], plot: str | Path) -> list[dict[str, Any]]:
     rows = collect_runs(run_dirs)
     plot_bars(
-        [f"{r['run']}\n({r['backend']})" for r in rows],
+        [f"{r['run']}\n({r['backend']}, {r['split']})" for r in rows],
         [r["accuracy"] for r in rows],
         plot,
         "Accuracy by run",
