@@ -120,7 +120,7 @@ def test_audit_cli_exit_codes_json_and_exclude_list(bad_corpus: Path, tmp_path: 
     excluded = read_exclude_list(tmp_path / "bad.txt")
     assert len(excluded) == 5
     # training honours the list, non-UTF-8 names included: every bad file is left out
-    kept = load_splits(bad_corpus, exclude=excluded)["train"].paths
+    kept = load_splits(bad_corpus, exclude=excluded, validate_on="test")["train"].paths
     assert not excluded & set(kept) and len(kept) == 3 * 3 + 7
     assert (out / "size_histogram.png").stat().st_size > 1000
     assert snapshot(bad_corpus) == before

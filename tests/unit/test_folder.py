@@ -35,7 +35,7 @@ def test_index_matches_imagefolder_on_cats_dogs() -> None:
 
 
 def test_splits_use_test_as_val_like_the_tutorial(tiny_folder: Path) -> None:
-    s = load_splits(tiny_folder)
+    s = load_splits(tiny_folder, validate_on="test")
     assert s["train"].class_names == ["blue", "green", "red"]
     assert len(s["train"]) == 24 and s["val"].paths == s["test"].paths
 
@@ -70,7 +70,7 @@ def test_symlink_loop_hidden_files_and_upper_case_extensions(tmp_path: Path) -> 
 
 def test_exclude_list_removes_paths(tiny_folder: Path) -> None:
     bad = str(tiny_folder / "train" / "red" / "red_000.png")
-    s = load_splits(tiny_folder, exclude={bad})
+    s = load_splits(tiny_folder, exclude={bad}, validate_on="test")
     assert bad not in s["train"].paths and len(s["train"]) == 23
 
 
