@@ -17,7 +17,8 @@ KERAS_HONOURED = {
     "data_dir", "model", "backend", "pretrained", "weights", "freeze", "fine_tune_after",
     "backbone_lr_scale", "image_size", "batch_size", "epochs", "optimizer", "lr", "momentum",
     "weight_decay", "label_smoothing", "class_weights", "schedule", "step_epochs", "patience",
-    "augment", "val_fraction", "validate_on", "max_per_class", "exclude_list", "workers", "cache_dir", "seed",
+    "augment", "val_fraction", "validate_on", "max_per_class", "exclude_list", "workers",
+    "cache_dir", "seed",
     "amp", "out_dir", "device", "replicas", "recipe", "tta",
 }  # fmt: skip
 
