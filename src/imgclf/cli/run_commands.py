@@ -8,7 +8,6 @@ import csv
 import io
 import sys
 from pathlib import Path
-from typing import Any
 
 from imgclf.data.folder import display_path
 from imgclf.files import write_json, write_text
@@ -127,18 +126,15 @@ def cmd_models(args: argparse.Namespace) -> int:
         f"{'name':20} {'backend':8} {'params (2 classes)':>18} {'trainable':>12} {'size':>5}  "
         f"{'mean / std':24} description"
     )
-    for name in backends.NAMES if args.backend == "all" else (args.backend,):
+    chosen = backends.NAMES if args.backend == "all" else (args.backend,)
+    for name in chosen:
         try:
             backend, models = backends.get(name), list_models(name)
         except (ImportError, RuntimeError):
             print(f"({name}: its extra is not installed)")
             continue
-        if name == "torch":  # parameters counted on the meta device: no memory, no init time
-            import torch
-
-            ctx: Any = torch.device("meta")
-        else:
-            ctx = nullcontext()
+        # torch counts parameters on its meta device: no memory, no init time
+        ctx = backend.listing_device() if hasattr(backend, "listing_device") else nullcontext()
         for model in models:
             spec = get_spec(model, name)
             with ctx:
@@ -153,8 +149,8 @@ def cmd_models(args: argparse.Namespace) -> int:
         "\nAlso: any torchvision or timm classification model by name (e.g. resnet18, "
         "mobilenet_v3_small, convnext_tiny)."
     )
-    if args.backend == "torch":
-        print("Keras models (loads TensorFlow): imgclf models --backend keras")
+    if others := [n for n in backends.NAMES if n not in chosen]:
+        print(f"Other backends' models (loads their library): imgclf models --backend {others[0]}")
     return 0
 
 

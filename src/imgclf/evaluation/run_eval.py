@@ -143,6 +143,23 @@ def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
     }
 
 
+def trust_notes(
+    run: RunDir, split: str, y: np.ndarray, names: list[str], accuracy: float
+) -> dict[str, Any]:
+    """What the accuracy means: the baseline it must beat, and whether this split chose the
+    model (then it is optimistic)."""
+    base = baseline(run, y, names)
+    out: dict[str, Any] = {
+        "baseline": {**base, "beaten": accuracy > max(base["majority_accuracy"], base["chance"])}
+    }
+    if split == "val" or (split == "test" and run.read_config().validate_on == "test"):
+        out["split_warning"] = (
+            f"This {split} split chose the model (best checkpoint, early stopping): its accuracy "
+            "is optimistic; the test split is the honest measure."
+        )
+    return out
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str = "",
@@ -168,16 +185,7 @@ def evaluate_run(
     )
     y = np.asarray(index.labels)[rows]
     metrics = compute_metrics(y, probs, names)
-    base = baseline(run, y, names)
-    metrics["baseline"] = {
-        **base,
-        "beaten": metrics["accuracy"] > max(base["majority_accuracy"], base["chance"]),
-    }
-    if use == "val" or (use == "test" and cfg.validate_on == "test"):
-        metrics["split_warning"] = (
-            f"This {use} split chose the model (best checkpoint, early stopping): its accuracy "
-            "is optimistic; the test split is the honest measure."
-        )
+    metrics.update(trust_notes(run, use, y, names, metrics["accuracy"]))
     leaks = leak_summary(root, use, [index.paths[r] for r in rows], y, probs)
     if leaks:
         metrics["near_duplicate_leaks"] = leaks

@@ -75,6 +75,13 @@ def export_model(predictor: Any, fmt: str, out: Path, images: np.ndarray) -> tup
     return export_model(predictor, fmt, out / EXPORT_FORMATS[fmt], images)
 
 
+def listing_device() -> Any:
+    """`imgclf models` builds each model here to count its parameters: no memory, no init."""
+    import torch
+
+    return torch.device("meta")
+
+
 def count_params(model: Any) -> tuple[int, int]:
     from imgclf.backends.torch.models.transfer import count_params as count
 
