@@ -24,7 +24,7 @@ def test_zip_is_unpacked_once_into_the_cache(tiny_folder: Path, tmp_path: Path) 
             zf.write(p, Path("tiny") / p.relative_to(tiny_folder))
     root = resolve_data(str(z), tmp_path / "cache")
     assert root.name == "tiny" and resolve_data(str(z), tmp_path / "cache") == root
-    s = load_splits(root)
+    s = load_splits(root, val_fraction=0)  # count what was unpacked, not the carved split
     assert len(s["train"]) == 24 and s["train"].class_names == ["blue", "green", "red"]
 
 
@@ -55,7 +55,7 @@ def _write_cifar_batches(d: Path) -> np.ndarray:
 def test_cifar_python_batches_become_an_image_folder(tmp_path: Path) -> None:
     data = _write_cifar_batches(tmp_path / "cifar-10-batches-py")
     root = resolve_data(str(tmp_path), tmp_path / "cache")
-    s = load_splits(root)
+    s = load_splits(root, val_fraction=0)
     assert s["train"].class_names == ["airplane", "automobile", "bird"]
     assert s["train"].counts() == [2, 1, 1] and s["test"].counts() == [0, 1, 1]
     from PIL import Image
@@ -80,7 +80,7 @@ def test_cifar_batch_with_code_is_refused(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not CIFAR_ZIP.exists(), reason="../shared/data absent")
 def test_shared_cifar10_zip_indexes_60000_images(tmp_path: Path) -> None:
-    s = load_splits(resolve_data(str(CIFAR_ZIP), tmp_path / "cache"))
+    s = load_splits(resolve_data(str(CIFAR_ZIP), tmp_path / "cache"), val_fraction=0)
     assert len(s["train"]) == 50_000 and len(s["test"]) == 10_000
     assert s["train"].class_names[:3] == ["airplane", "automobile", "bird"]
 
@@ -113,7 +113,7 @@ def test_crafted_cifar_tar_cannot_touch_a_file_outside_the_cache(
         tf.addfile(evil, io.BytesIO(b"pwnd"))
     cache = tmp_path / "cache" / "a" / "b" / "c"
     root = resolve_data(str(tar), cache)
-    assert load_splits(root)["train"].counts() == [2, 1, 1]
+    assert load_splits(root, val_fraction=0)["train"].counts() == [2, 1, 1]
     err = capsys.readouterr().err
     for name in ("up", "hard", "dev"):
         assert f"skipped link or device member 'cifar-10-batches-py/{name}'" in err
