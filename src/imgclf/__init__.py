@@ -35,12 +35,19 @@ def train(
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
-    """Train with the config's backend. on_step(global_step) runs after every optimizer step."""
+    """Train with the config's backend, then fit the run's temperature on its validation split
+    (calibration.json). on_step(global_step) runs after every optimizer step."""
+    import os
+
     from imgclf import backends
+    from imgclf.evaluation.calibrate import calibrate_run
 
     backend = backends.get(cfg.backend)
     backend.check_config(cfg)
-    return backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
+    result = backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
+    if os.environ.get("RANK", "0") == "0":  # one torchrun process writes the run's files
+        result.calibration = calibrate_run(result.run_dir, cfg.device, progress)
+    return result
 
 
 def evaluate(

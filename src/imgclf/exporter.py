@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgclf import backends
+from imgclf.evaluation.calibration import read_temperature
 from imgclf.files import write_json
 from imgclf.predictor import load_predictor
 from imgclf.runs import RunDir
@@ -40,9 +41,13 @@ def sample_images(size: int, n: int = 4, seed: int = 0) -> np.ndarray:
     return small[:, idx][:, :, idx].astype(np.uint8)
 
 
-def preprocess_rule(predictor: Any, fmt: str, layout: str) -> dict[str, Any]:
-    """What a client without imgclf must do to an image file before calling the model."""
+def preprocess_rule(
+    predictor: Any, fmt: str, layout: str, temperature: float | None = None
+) -> dict[str, Any]:
+    """What a client without imgclf must do to an image file before calling the model, and
+    to its output to get the calibrated probabilities imgclf itself reports."""
     pre = predictor.pre
+    t = temperature or 1.0
     return {
         "format": fmt,
         "model": predictor.meta.get("model"),
@@ -63,7 +68,11 @@ def preprocess_rule(predictor: Any, fmt: str, layout: str) -> dict[str, Any]:
         "channel_order": "RGB",
         "layout": layout,
         "dtype": "float32",
-        "output": "class probabilities, in class_names order",
+        "output": "class probabilities, in class_names order (the model's own, uncalibrated)",
+        # Guo et al.'s temperature scaling, fitted on the run's validation split; 1: none
+        "temperature": t,
+        "calibration": f"calibrated = softmax(log(p) / temperature) per image, T = {t:.6g}; "
+        "the class ranking is unchanged",
         # kept for clients of the first version of this file
         "size": pre.size,
     }
@@ -86,7 +95,7 @@ def export_run(
     images: np.ndarray | None = None,
     force: bool = False,
 ) -> ExportResult:
-    predictor = load_predictor(run, device="cpu", tta=False)  # the model itself, once
+    predictor = load_predictor(run, "cpu", tta=False, calibrated=False)  # the model itself
     name = predictor.meta["backend"]
     backend = backends.get(name)
     if fmt not in backend.EXPORT_FORMATS:
@@ -99,7 +108,8 @@ def export_run(
     )
     out.mkdir(parents=True, exist_ok=True)
     imgs = images if images is not None else sample_images(predictor.pre.size)
-    write_json(out / "preprocess.json", preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT))
+    rule = preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT, read_temperature(run))
+    write_json(out / "preprocess.json", rule)
     path, diff = backend.export_model(predictor, fmt, out, imgs)
     if diff > TOLERANCE:
         raise RuntimeError(f"{path}: exported model differs from the original by {diff:.2e}")

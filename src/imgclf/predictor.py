@@ -16,6 +16,7 @@ from imgclf.data.batching import prefetch
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.data.presets import Preprocess
+from imgclf.evaluation.calibration import read_temperature, with_temperature
 from imgclf.runs import RunDir
 
 
@@ -43,9 +44,24 @@ class FlipTTA:
         return (self.inner.predict_proba(images) + self.inner.predict_proba(mirrored)) / 2
 
 
-def load_predictor(run: str | Path, device: str = "auto", tta: bool | None = None) -> Predictor:
+class Calibrated:
+    """The run's temperature on the probabilities (evaluation/calibration.py): confidences that
+    match accuracy on validation; the predicted class never changes."""
+
+    def __init__(self, inner: Predictor, temperature: float):
+        self.inner, self.temperature = inner, temperature
+        self.class_names, self.pre, self.meta = inner.class_names, inner.pre, inner.meta
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return with_temperature(self.inner.predict_proba(images), self.temperature)
+
+
+def load_predictor(
+    run: str | Path, device: str = "auto", tta: bool | None = None, calibrated: bool = True
+) -> Predictor:
     """A run folder (its best checkpoint) or a checkpoint file inside one; tta: FlipTTA, None:
-    as the run was trained to be used (its config's tta, which a recipe may set)."""
+    as the run was trained to be used (its config's tta, which a recipe may set); calibrated:
+    the run's fitted temperature applied, when it has one (calibration.json)."""
     run = Path(run)
     run_dir = RunDir(run.parent if run.is_file() else run)
     meta = run_dir.read_meta()
@@ -58,7 +74,9 @@ def load_predictor(run: str | Path, device: str = "auto", tta: bool | None = Non
     if not weights.exists():
         raise FileNotFoundError(f"{run_dir}: the run has no checkpoint yet (no {weights.name})")
     predictor = backend.load_predictor(meta, weights, device)
-    return FlipTTA(predictor) if tta else predictor
+    predictor = FlipTTA(predictor) if tta else predictor
+    temperature = read_temperature(run_dir.path) if calibrated else None
+    return Calibrated(predictor, temperature) if temperature else predictor
 
 
 def expand_inputs(items: list[str]) -> list[str]:

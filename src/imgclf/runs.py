@@ -26,6 +26,7 @@ class RunResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)  # calibration.json's content
 
 
 class NotARunError(FileNotFoundError):
@@ -42,6 +43,8 @@ class RunDir:
     SPLIT = "split.json"  # every image of every split, so a resumed run keeps its split
     METRICS, REPORT = "metrics.json", "report.html"
     CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion_matrix.png", "top_losses.png"
+    CALIBRATION = "calibration.json"  # the temperature fitted on val, ECE before and after
+    RELIABILITY = "reliability.png"
     TENSORBOARD = "tensorboard"
     BACKUP = "backup"  # Keras' BackupAndRestore state
     EXPORT = "export"

@@ -108,3 +108,32 @@ def plot_bars(
     for b, v in zip(bars, values, strict=True):
         ax.text(b.get_x() + b.get_width() / 2, v, f"{v:.1%}", ha="center", va="bottom", fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_reliability(calibration: dict[str, Any], path: str | Path) -> Path:
+    """Reliability diagram: accuracy against confidence per bin, the model's own probabilities
+    and the temperature-scaled ones; the diagonal is a calibrated model."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.4))
+    ax.plot([0, 1], [0, 1], "--", color="grey", label="calibrated")
+    curves = [("reliability_before", "model", f"ECE {calibration['ece_before']:.1%}")]
+    if calibration.get("temperature"):
+        t, e = calibration["temperature"], calibration["ece_after"]
+        curves.append(("reliability_after", f"T = {t:.2f}", f"ECE {e:.1%}"))
+    for key, name, ece_text in curves:
+        rows = calibration.get(key, [])
+        ax.plot(
+            [r["confidence"] for r in rows],
+            [r["accuracy"] for r in rows],
+            "o-",
+            label=f"{name} ({ece_text})",
+        )
+    ax.set(
+        title=f"Reliability ({calibration['bins']} bins)",
+        xlabel="confidence (top class)",
+        ylabel="accuracy",
+        xlim=(0, 1),
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)

@@ -290,6 +290,9 @@ def test_preprocess_json_is_the_whole_rule_for_a_plain_client(tmp_path: Path) ->
     x = x.transpose(2, 0, 1)[None] if rule["layout"] == "NCHW" else x[None]
     sess = ort.InferenceSession(str(run / "export" / "model.onnx"))
     probs = sess.run(None, {"input": x})[0][0]
+    z = np.log(np.clip(probs.astype(np.float64), 1e-12, 1)) / rule["temperature"]  # calibration
+    probs = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+    assert rule["temperature"] == json.loads((run / "calibration.json").read_text())["temperature"]
 
     run_cli("predict", str(run), str(photo), "--json", str(tmp_path / "p.json"))
     row = json.loads((tmp_path / "p.json").read_text())[0]

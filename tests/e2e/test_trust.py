@@ -115,3 +115,75 @@ def test_models_lists_torch_without_tensorflow() -> None:
     assert "efficientnet_lite0" in proc.stdout and "keras " not in proc.stdout
     assert "imgclf models --backend keras" in proc.stdout
     assert "oneDNN" not in proc.stderr and "absl" not in proc.stderr
+
+
+def test_confidences_are_calibrated_on_val_and_applied_everywhere(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+
+    from imgclf.evaluation.calibration import with_temperature
+
+    run = tmp_path / "run"
+    proc = run_cli("train", str(tiny_folder), *TINY, "--out", str(run))
+    cal = json.loads((run / "calibration.json").read_text())
+    assert cal["fitted_on"] == "val" and cal["fitted_images"] == 6 and cal["bins"] == 15
+    assert 0.05 <= cal["temperature"] <= 20
+    assert "calibration: temperature" in proc.stdout and "few: noisy" in proc.stdout
+    ev = run_cli("evaluate", str(run))
+    assert "ECE on test" in ev.stdout
+    m = json.loads((run / "metrics.json").read_text())["calibration"]
+    assert m["applied"] and m["temperature"] == cal["temperature"]
+    assert {"ece_before", "ece_after", "reliability_before", "reliability_after"} <= set(m)
+    assert (run / "reliability.png").stat().st_size > 0
+    assert "Expected calibration error" in (run / "report.html").read_text()
+    # predict: the calibrated probability is the model's own one put through the temperature
+    photo = str(tiny_folder / "test" / "red" / "red_000.png")
+    rows = {}
+    for flag in ("--calibration", "--no-calibration"):
+        out = tmp_path / f"{flag}.json"
+        run_cli("predict", str(run), photo, "--json", str(out), flag)
+        rows[flag] = json.loads(out.read_text())[0]
+    raw = np.array([[t["probability"] for t in rows["--no-calibration"]["top"]]])
+    want = with_temperature(raw, cal["temperature"])[0, 0]
+    assert abs(rows["--calibration"]["probability"] - want) < 1e-5
+    assert rows["--calibration"]["class"] == rows["--no-calibration"]["class"]
+    # resume fits it again, on the same val images
+    (run / "calibration.json").unlink()
+    run_cli("train", "--resume", str(run), "--epochs", "2")
+    assert json.loads((run / "calibration.json").read_text())["fitted_images"] == 6
+
+
+def test_progress_bars_on_a_terminal_and_plain_lines_otherwise(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    import fcntl
+    import os
+    import pty
+    import struct
+    import subprocess
+    import sys
+    import termios
+
+    run = tmp_path / "run"
+    proc = run_cli("train", str(tiny_folder), *TINY, "--out", str(run))
+    assert "\r" not in proc.stdout + proc.stderr  # a log file gets lines, never bar redraws
+    master, slave = pty.openpty()
+    # a terminal 100 columns wide (a bare pty has 0, where tqdm draws an empty bar)
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    exe = Path(sys.executable).parent / "imgclf"
+    cmd = [str(exe), "evaluate", str(run), "--data", str(tiny_folder), "--split", "train"]
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=slave, timeout=300)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the pty's other end is closed and drained
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    bar = b"".join(chunks).decode(errors="replace")
+    assert p.returncode == 0 and "\r" in bar and "evaluate" in bar, bar

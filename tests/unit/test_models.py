@@ -64,6 +64,18 @@ def test_alexnet_weights_from_local_file_and_from_torch_cache(
     assert torch.equal(m2.backbone[0][3].weight, ref.features[3].weight)
 
 
+def test_our_torchvision_alexnet_is_torchvisions_tensor_for_tensor() -> None:
+    from imgclf.backends.torch.models.alexnet import TorchvisionAlexNet
+
+    ref, ours = tvm.alexnet(weights=None).eval(), TorchvisionAlexNet().eval()
+    shapes = {k: v.shape for k, v in ours.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in ref.state_dict().items()}
+    ours.load_state_dict(ref.state_dict())  # strict: ImageNet's file loads as is
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        assert torch.allclose(ours(x), ref(x), atol=1e-5)
+
+
 def test_missing_weights_say_how_to_get_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -48,6 +48,7 @@ def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
 def test_health_and_page_and_docs(client: TestClient) -> None:
     h = client.get("/health").json()
     assert h["status"] == "ok" and h["classes"] == ["blue", "green", "red"]
+    assert 0.05 <= h["temperature"] <= 20  # the run's calibration, applied to every answer
     page = client.get("/")
     assert page.status_code == 200 and 'type="file"' in page.text
     assert "/predict" in client.get("/openapi.json").json()["paths"]
@@ -63,6 +64,22 @@ def test_predict_multipart_and_raw_bytes(client: TestClient) -> None:
     body = a.json()
     assert body["class"] in ("blue", "green", "red") and len(body["top"]) == 3
     assert abs(sum(t["probability"] for t in body["top"]) - 1) < 1e-4
+
+
+def test_served_probabilities_are_the_calibrated_ones(run_dir: Path) -> None:
+    from imgclf.evaluation.calibration import read_temperature, with_temperature
+    from imgclf.serve.app import create_app
+
+    raw = TestClient(create_app(run_dir, calibrated=False), base_url="http://localhost")
+    img = _png((40, 190, 60))
+    own = raw.post("/predict", content=img, headers={"content-type": "image/png"}).json()
+    cal = TestClient(create_app(run_dir), base_url="http://localhost")
+    got = cal.post("/predict", content=img, headers={"content-type": "image/png"}).json()
+    assert raw.get("/health").json()["temperature"] is None
+    p = np.array([[t["probability"] for t in own["top"]]])
+    t = read_temperature(run_dir)
+    assert t is not None
+    assert abs(got["probability"] - with_temperature(p, t)[0, 0]) < 1e-5
 
 
 @pytest.mark.parametrize(

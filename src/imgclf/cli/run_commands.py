@@ -16,13 +16,16 @@ from imgclf.runs import RunDir
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from imgclf.evaluation.calibration import describe
     from imgclf.evaluation.metrics import format_per_class
     from imgclf.evaluation.run_eval import evaluate_run
 
     if args.data and args.data_opt:
         raise UsageError("give the data as DATA or as --data, not both")
     data = args.data or args.data_opt
-    m = evaluate_run(args.run, data, args.split, sys.stderr.isatty(), args.device, args.tta)
+    m = evaluate_run(
+        args.run, data, args.split, sys.stderr.isatty(), args.device, args.tta, args.calibration
+    )
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
@@ -38,6 +41,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print("warning: the model does not beat the baseline: its answers mean little")
     if m.get("split_warning"):
         print(f"warning: {m['split_warning']}")
+    print(printable(describe(m["calibration"], m["split"])))
     print(printable(format_per_class(m), lines=True))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
@@ -53,7 +57,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
-    predictor = load_predictor(args.run, args.device, args.tta)
+    predictor = load_predictor(args.run, args.device, args.tta, args.calibration)
     paths = expand_inputs(args.paths)
     if not paths:
         print("imgclf predict: error: no images matched", file=sys.stderr)
@@ -191,6 +195,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         upload_timeout=args.upload_timeout,
         tta=args.tta,
         max_requests=args.max_connections,
+        calibrated=args.calibration,
     )
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
     uvicorn.run(

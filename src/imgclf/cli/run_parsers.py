@@ -46,7 +46,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_inference_options(p: argparse.ArgumentParser, top_k: bool = True) -> None:
-    """--top-k, --device and --tta: the same for evaluate, predict and serve."""
+    """--top-k, --device, --tta and --calibration: the same for evaluate, predict and serve."""
     if top_k:
         p.add_argument(
             "--top-k", type=positive_int, metavar="N", default=3, help="classes listed per image"
@@ -55,6 +55,13 @@ def _add_inference_options(p: argparse.ArgumentParser, top_k: bool = True) -> No
         "--device", metavar="NAME", default="auto", help="auto picks cuda, then mps, then cpu"
     )
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None, help=TTA_HELP)
+    p.add_argument(
+        "--calibration",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="apply the temperature the run fitted on its validation split (calibration.json) "
+        "so that confidences match accuracy; --no-calibration: the model's own probabilities",
+    )
 
 
 def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:

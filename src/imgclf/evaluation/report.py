@@ -14,6 +14,7 @@ IMAGES = [
     (RunDir.CURVES, "Training curves"),
     (RunDir.CONFUSION, "Confusion matrix"),
     (RunDir.TOP_LOSSES, "Most confidently wrong images"),
+    (RunDir.RELIABILITY, "Reliability diagram"),
 ]
 
 
@@ -45,6 +46,21 @@ def _baseline(m: dict[str, Any]) -> str:
     return f"<p>{text}</p>"
 
 
+def _calibration(m: dict[str, Any]) -> str:
+    """The temperature and the expected calibration error before and after it."""
+    c = m.get("calibration")
+    if not c:
+        return ""
+    if c.get("temperature") is None:
+        return html.escape(f"ECE {c['ece_before']:.2%} ({c['bins']} bins). {c.get('note', '')}")
+    return html.escape(
+        f"Confidences calibrated by temperature scaling: T = {c['temperature']:.3g}, fitted on "
+        f"{c.get('fitted_images', '?')} {c.get('fitted_on', 'val')} images. Expected calibration "
+        f"error ({c['bins']} bins) on this split {c['ece_before']:.2%} before, "
+        f"{c['ece_after']:.2%} after; NLL {c['nll_before']:.4f} -> {c['nll_after']:.4f}."
+    )
+
+
 def write_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     e = html.escape
     rows = "".join(
@@ -70,6 +86,7 @@ collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{ma
 </code> split <b>{e(str(metrics.get("split")))}</b>: {metrics["images"]} images.</p>
 <h2>Accuracy {metrics["accuracy"]:.2%}</h2>{_baseline(metrics)}<p>loss {metrics["loss"]:.4f},
 macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("skipped", {}))}</p>
+<p>{_calibration(metrics)}</p>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>
 <th>images</th></tr>{rows}</table>
 <h2>History</h2><table><tr><th>epoch</th><th>train loss</th><th>train acc</th><th>val loss</th>

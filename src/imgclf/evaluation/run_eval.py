@@ -15,13 +15,14 @@ from imgclf.data.audit import near_leaks
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, find_splits, load_splits, scan_class_folder
 from imgclf.data.sources import resolve_data
+from imgclf.evaluation.calibration import read_temperature, summary, with_temperature
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
 from imgclf.files import write_json
 from imgclf.messages import UsageError, warn
 from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
-from imgclf.viz import plot_confusion, plot_curves, plot_image_grid
+from imgclf.viz import plot_confusion, plot_curves, plot_image_grid, plot_reliability
 
 
 def _align(index: ImageIndex, class_names: list[str], where: str) -> ImageIndex:
@@ -160,6 +161,26 @@ def trust_notes(
     return out
 
 
+def calibrated(run: RunDir, y: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The run's temperature applied to the model's own probabilities, and the ECE before and
+    after on this split (for test: a temperature fitted on other images, the honest measure)."""
+    temperature = read_temperature(run.path)
+    if temperature is None:
+        before = summary(y, raw, 1.0)
+        return raw, {
+            "temperature": None,
+            "bins": before["bins"],
+            "ece_before": before["ece_before"],
+            "reliability_before": before["reliability_before"],
+            "note": "the run has no calibration.json (trained before imgclf 0.4.0; `imgclf "
+            "train DATA --resume RUN` fits one): confidences are the model's own",
+        }
+    fitted = json.loads((run / RunDir.CALIBRATION).read_text())
+    out = summary(y, raw, temperature)
+    out.update({k: fitted[k] for k in ("fitted_on", "fitted_images") if k in fitted})
+    return with_temperature(raw, temperature), out
+
+
 def evaluate_run(
     run_dir: str | Path,
     data: str = "",
@@ -167,10 +188,13 @@ def evaluate_run(
     progress: bool = True,
     device: str = "auto",
     tta: bool | None = None,
+    calibration: bool = True,
 ) -> dict[str, Any]:
+    """calibration False: metrics on the model's own probabilities (the ECE is reported both
+    ways either way)."""
     run = RunDir(run_dir).require()
     cfg = run.read_config()
-    predictor = load_predictor(run.path, device, tta)
+    predictor = load_predictor(run.path, device, tta, calibrated=False)  # both, below
     names = predictor.class_names
     root = (
         resolve_data(data, cfg.cache_dir)
@@ -184,7 +208,10 @@ def evaluate_run(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
     y = np.asarray(index.labels)[rows]
+    cal, calib = calibrated(run, y, probs)
+    probs = cal if calibration else probs
     metrics = compute_metrics(y, probs, names)
+    metrics["calibration"] = {**calib, "applied": calibration and calib["temperature"] is not None}
     metrics.update(trust_notes(run, use, y, names, metrics["accuracy"]))
     leaks = leak_summary(root, use, [index.paths[r] for r in rows], y, probs)
     if leaks:
@@ -221,6 +248,8 @@ def write_outputs(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RunDir.METRICS, metrics)
     plot_confusion(metrics["confusion_matrix"], names, out / RunDir.CONFUSION)
+    if len(y):
+        plot_reliability(metrics["calibration"], out / RunDir.RELIABILITY)
     if history:
         plot_curves(history, out / RunDir.CURVES)
     worst = top_losses(y, probs, 16)

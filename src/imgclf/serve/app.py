@@ -167,6 +167,20 @@ def _guarded_app(predictor: Any, hosts: list[str], max_requests: int) -> FastAPI
     return app
 
 
+def health_info(predictor: Any, max_bytes: int, max_pixels: int) -> dict[str, Any]:
+    """/health: the model served and the limits uploads meet."""
+    return {
+        "status": "ok",
+        "model": predictor.meta.get("model"),
+        "backend": predictor.meta.get("backend"),
+        "classes": predictor.class_names,
+        "image_size": predictor.pre.size,
+        "temperature": getattr(predictor, "temperature", None),  # None: uncalibrated
+        "max_upload_bytes": max_bytes,
+        "max_pixels": max_pixels,
+    }
+
+
 def create_app(
     run: str | Path,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -178,10 +192,12 @@ def create_app(
     upload_timeout: float = 30.0,
     tta: bool | None = None,
     max_requests: int = 64,
+    calibrated: bool = True,
 ) -> FastAPI:
     """allowed_hosts: Host header values served (default: this machine's loopback names); tta:
-    flip TTA (None: as the run was trained); max_requests: in flight, then 503."""
-    predictor = load_predictor(run, device, tta)
+    flip TTA (None: as the run was trained); max_requests: in flight, then 503; calibrated:
+    the run's fitted temperature on the probabilities."""
+    predictor = load_predictor(run, device, tta, calibrated)
     lock = threading.Lock()
     decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
     names = predictor.class_names
@@ -198,15 +214,7 @@ def create_app(
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {
-            "status": "ok",
-            "model": predictor.meta.get("model"),
-            "backend": predictor.meta.get("backend"),
-            "classes": names,
-            "image_size": predictor.pre.size,
-            "max_upload_bytes": max_bytes,
-            "max_pixels": max_pixels,
-        }
+        return health_info(predictor, max_bytes, max_pixels)
 
     @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request) -> dict[str, Any]:

@@ -4,7 +4,6 @@ frozen ImageNet AlexNet with a new head."""
 from __future__ import annotations
 
 from torch import nn
-from torchvision import models as tvm
 
 from imgclf.backends.torch.models.pretrained import load_torchvision_weights
 from imgclf.backends.torch.models.transfer import TransferNet
@@ -73,8 +72,39 @@ def build_alexnet(
     return AlexNet(num_classes, image_size)
 
 
+class TorchvisionAlexNet(nn.Module):
+    """torchvision's AlexNet layout (64-192-384-256-256, adaptive 6x6 pool, fc 9216-4096-4096),
+    module for module, so its ImageNet state dict loads as is (a unit test compares every
+    tensor's name and shape with torchvision's). Defined here because importing torchvision
+    takes a second that `imgclf models` and start-up need not spend."""
+
+    def __init__(self, num_classes: int = 1000, dropout: float = 0.5):
+        super().__init__()
+        conv = [(3, 64, 11, 4, 2), (64, 192, 5, 1, 2), (192, 384, 3, 1, 1)]
+        conv += [(384, 256, 3, 1, 1), (256, 256, 3, 1, 1)]
+        layers: list[nn.Module] = []
+        for i, (cin, cout, k, stride, pad) in enumerate(conv):
+            layers += [nn.Conv2d(cin, cout, k, stride=stride, padding=pad), nn.ReLU(inplace=True)]
+            if i in (0, 1, 4):
+                layers.append(nn.MaxPool2d(3, 2))
+        self.features = nn.Sequential(*layers)
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            nn.Dropout(dropout),
+            nn.Linear(256 * 6 * 6, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        return self.classifier(self.avgpool(self.features(x)).flatten(1))
+
+
 def _tv_alexnet(pretrained: bool, weights: str) -> nn.Module:
-    model = tvm.alexnet(weights=None)
+    model = TorchvisionAlexNet()
     if pretrained:
         load_torchvision_weights(model, "alexnet", weights)
     return model
