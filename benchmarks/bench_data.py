@@ -20,8 +20,8 @@ def phase(name: str, cache_dir: str, workers: int) -> dict:
     import torch
 
     from imgclf.backends.torch.loaders import batches, prepare_split
-    from imgclf.data.folder import load_splits
     from imgclf.data.presets import Preprocess
+    from imgclf.data.splits import load_splits
 
     pre = Preprocess()
     if name == "rss25k":

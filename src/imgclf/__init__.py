@@ -11,7 +11,8 @@ from typing import Any
 
 from imgclf.config import RunConfig, build_config
 from imgclf.data.audit import run_audit
-from imgclf.data.folder import ImageIndex, load_splits
+from imgclf.data.folder import ImageIndex
+from imgclf.data.splits import load_splits
 from imgclf.registry import create_model, list_models
 from imgclf.runs import RunResult
 

@@ -109,6 +109,20 @@ class RunConfig:
     exclude_list: str = _opt(
         "", "file of paths to skip (from `imgclf audit --exclude-list`)", metavar="PATH"
     )
+    label_from_name: str = _opt(
+        "",
+        "labels from file names: a regex whose group 'label' is the class; the bare flag takes "
+        "the leading word before '.', '_' or '-' and a number (cat.12.jpg, dog_3.png)",
+        metavar="REGEX",
+    )
+    labels: str = _opt(
+        "",
+        "CSV of image and label (columns path/file/filename/file_name/image/id and "
+        "label/class/category; paths relative to DATA; an optional split column)",
+        metavar="PATH",
+    )
+    path_column: str = _opt("", "the --labels column holding the image path or id", metavar="NAME")
+    label_column: str = _opt("", "the --labels column holding the class", metavar="NAME")
     workers: int = _opt(2, "decoding processes")
     cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)", metavar="PATH")
     seed: int = _opt(42, "seed for weights, split, shuffling and augmentation (0 .. 2**32-1)")

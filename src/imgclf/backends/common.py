@@ -11,15 +11,11 @@ from typing import Any
 import numpy as np
 
 from imgclf.config import RunConfig
-from imgclf.data.folder import (
-    DEFAULT_VAL_FRACTION,
-    ImageIndex,
-    find_splits,
-    load_splits,
-    read_exclude_list,
-)
+from imgclf.data.folder import DEFAULT_VAL_FRACTION, ImageIndex, find_splits, read_exclude_list
+from imgclf.data.labels import LabelSource
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
+from imgclf.data.splits import load_splits
 from imgclf.files import write_json, write_json_synced
 from imgclf.messages import UsageError, warn
 from imgclf.recipes import recipe_choices
@@ -70,7 +66,13 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
         )
     exclude = read_exclude_list(cfg.exclude_list)
     splits = load_splits(
-        root, cfg.val_fraction, cfg.seed, exclude, cfg.max_per_class, cfg.validate_on
+        root,
+        cfg.val_fraction,
+        cfg.seed,
+        exclude,
+        cfg.max_per_class,
+        cfg.validate_on,
+        LabelSource.from_config(cfg),
     )
     if not splits["val"]:
         raise UsageError(
@@ -153,7 +155,12 @@ def kept_split(
             "splits); the resumed run keeps its own split and does not use them"
         )
     return {
-        k: ImageIndex([os.path.join(root, p) for p, _ in v], [y for _, y in v], names)
+        k: ImageIndex(
+            [os.path.join(root, p) for p, _ in v],
+            [y for _, y in v],
+            names,
+            origin=now[k].origin if k in now else "",
+        )
         for k, v in stored["splits"].items()
     }
 
@@ -188,6 +195,9 @@ def write_run_info(
     s.run.write_config(s.cfg, derived)
     print(f"run folder: {s.run}", flush=True)
     print(describe_split(s), flush=True)
+    if s.cfg.labels or s.cfg.label_from_name:
+        how = f"the CSV {s.cfg.labels}" if s.cfg.labels else f"file names ({s.cfg.label_from_name})"
+        print(f"labels: from {how}; {len(s.names)} classes: {', '.join(s.names)}", flush=True)
     if s.cfg.validate_on == "test":
         warn(
             "--validate-on test: the test split chooses best.pt and stops early, so `imgclf "
@@ -201,8 +211,8 @@ def describe_split(s: RunSetup) -> str:
     n = {k: len(v) for k, v in s.splits.items()}
     if s.cfg.validate_on == "test":
         where = "the test split (--validate-on test)"
-    elif "val" in find_splits(s.root):
-        where = "the val/ folder"
+    elif s.splits["val"].origin != "carved":
+        where = "the val/ folder" if "val" in find_splits(s.root) else "the labels' val rows"
     else:
         frac = s.cfg.val_fraction if s.cfg.val_fraction >= 0 else DEFAULT_VAL_FRACTION
         where = f"{frac:.0%} of train, stratified, seed {s.cfg.seed}"

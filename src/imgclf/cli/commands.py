@@ -12,6 +12,7 @@ from pathlib import Path
 import imgclf
 from imgclf.cli.parser import config_from_args, default_out, parse_args
 from imgclf.data.audit import AuditReport, exact_pairs
+from imgclf.data.labels import LabelSource
 from imgclf.messages import UsageError, printable
 from imgclf.recipes import describe_recipe
 from imgclf.runs import RunDir
@@ -53,7 +54,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(f"imgclf audit: error: {args.path}: no such file or folder", file=sys.stderr)
         return 2
     root = resolve_data(args.path, args.cache_dir)
-    report, sizes = run_audit(root, workers=args.workers, progress=sys.stderr.isatty())
+    report, sizes = run_audit(
+        root, args.workers, sys.stderr.isatty(), LabelSource.from_config(args)
+    )
     out = Path(args.out) if args.out else default_out("audit", args.path)
     sheet = _near_duplicates(report, args, out) if args.near_duplicates else []
     if args.exclude_leaks:
@@ -102,7 +105,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     pre = get_spec(args.model).preprocess(args.image_size)
     out = Path(args.out) if args.out else default_out("preview", args.path)
-    for p in preview(args.path, out, pre, cache_dir=args.cache_dir):
+    for p in preview(
+        args.path, out, pre, cache_dir=args.cache_dir, source=LabelSource.from_config(args)
+    ):
         print(f"wrote {p}")
     return 0
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf import __version__
-from imgclf.cli.run_parsers import add_run_commands
+from imgclf.cli.run_parsers import add_label_from_name, add_label_options, add_run_commands
 from imgclf.config import RunConfig, UsageError, build_config, coerce
 from imgclf.runs import RunDir
 
@@ -30,7 +30,9 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         help_ = f"{f.metadata['help']} (default: {f.default!r})"
-        if f.type in ("bool", bool):
+        if f.name == "label_from_name":  # a flag with an optional value: DATA goes first
+            add_label_from_name(p, help_)
+        elif f.type in ("bool", bool):
             p.add_argument(
                 flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_
             )
@@ -90,6 +92,7 @@ def _add_data_commands(sub: argparse._SubParsersAction) -> None:
     )
     v.add_argument("--image-size", type=int, metavar="N", default=0, help="0 = the model's default")
     v.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
+    add_label_options(v)
 
     t = sub.add_parser("train", help="train a model; writes a run folder")
     t.add_argument("data_dir", nargs="?", default=None, help="image folder, zip, or cifar10")
@@ -133,6 +136,7 @@ def _add_audit_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add the test side of every cross-split duplicate group to the exclude list",
     )
+    add_label_options(a)
 
 
 # What a resumed run may change: how long and where it runs, not what it learns from or how.
@@ -151,7 +155,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     return build_config(args.config, **absolute_paths(given))
 
 
-PATH_OPTIONS = ("data_dir", "cache_dir", "exclude_list", "weights")
+PATH_OPTIONS = ("data_dir", "cache_dir", "exclude_list", "weights", "labels")
 
 
 def absolute_paths(given: dict[str, Any]) -> dict[str, Any]:

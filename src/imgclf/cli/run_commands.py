@@ -16,6 +16,7 @@ from imgclf.runs import RunDir
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from imgclf.data.labels import LabelSource
     from imgclf.evaluation.calibration import describe
     from imgclf.evaluation.metrics import format_per_class
     from imgclf.evaluation.run_eval import evaluate_run
@@ -23,8 +24,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.data and args.data_opt:
         raise UsageError("give the data as DATA or as --data, not both")
     data = args.data or args.data_opt
+    if not data and (args.label_from_name or args.labels):
+        raise UsageError(
+            "the run's own data keeps the labels it was trained with; --label-from-name and "
+            "--labels describe other data (DATA or --data)"
+        )
     m = evaluate_run(
-        args.run, data, args.split, sys.stderr.isatty(), args.device, args.tta, args.calibration
+        args.run,
+        data,
+        args.split,
+        sys.stderr.isatty(),
+        args.device,
+        args.tta,
+        args.calibration,
+        LabelSource.from_config(args),
     )
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"

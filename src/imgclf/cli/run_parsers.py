@@ -4,6 +4,7 @@ cache, bench, models and demo; parser.py builds the top level and the data comma
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from imgclf.exporter import FORMATS
 
@@ -45,6 +46,38 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--epochs", type=positive_int, metavar="N", default=8, help="of training")
 
 
+def add_label_from_name(p: argparse.ArgumentParser, help_: str) -> None:
+    from imgclf.data.labels import DEFAULT_NAME_PATTERN
+
+    p.add_argument(
+        "--label-from-name",
+        dest="label_from_name",
+        nargs="?",
+        const=DEFAULT_NAME_PATTERN,
+        default=None,
+        metavar="REGEX",
+        help=help_,
+    )
+
+
+def add_label_options(p: argparse.ArgumentParser) -> None:
+    """Where the labels are, for commands that read data outside a run (train has them as
+    RunConfig options; evaluate, for other data)."""
+    from imgclf.config import RunConfig
+
+    fields = {f.name: f for f in dataclasses.fields(RunConfig)}
+    add_label_from_name(p, fields["label_from_name"].metadata["help"])
+    for name in ("labels", "path_column", "label_column"):
+        f = fields[name]
+        p.add_argument(
+            "--" + name.replace("_", "-"),
+            dest=name,
+            default="",
+            metavar=f.metadata["metavar"],
+            help=f.metadata["help"],
+        )
+
+
 def _add_inference_options(p: argparse.ArgumentParser, top_k: bool = True) -> None:
     """--top-k, --device, --tta and --calibration: the same for evaluate, predict and serve."""
     if top_k:
@@ -83,6 +116,7 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
         "data writes into RUN/eval-<data>-<split>/",
     )
     _add_inference_options(e, top_k=False)
+    add_label_options(e)  # for other data; the run's own data keeps the run's labels
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
 from imgclf.data.images import ImageDecodeError, open_image, read_bytes
+from imgclf.data.labels import LabelSource, read_splits
 
 TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
 # Longer side / shorter side: past this the centre crop keeps a sliver of the picture (panoramas
@@ -219,15 +220,28 @@ def _describe(values: list[int]) -> dict[str, float]:
     }
 
 
+def _labelled_jobs(
+    root: Path, source: LabelSource, report: AuditReport
+) -> list[tuple[str, str, str]]:
+    """The images a file-name or CSV label source names, with their split and class."""
+    splits = read_splits(root, source)
+    jobs = []
+    for split, idx in splits.items():
+        report.counts[split] = {c: 0 for c in idx.class_names}
+        jobs += [(p, split, idx.class_names[y]) for p, y in zip(idx.paths, idx.labels, strict=True)]
+    return jobs
+
+
 def run_audit(
-    root: str | Path, workers: int = 2, progress: bool = True
+    root: str | Path, workers: int = 2, progress: bool = True, source: LabelSource | None = None
 ) -> tuple[AuditReport, dict]:
-    """Audit a folder. Returns the report and the raw width/height lists (for the histogram)."""
+    """Audit a folder (labels from its class folders, or `source`). Returns the report and the
+    raw width/height lists (for the histogram)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
     report = AuditReport(root=display_path(root))
-    jobs = _collect_jobs(root, report)
+    jobs = _labelled_jobs(root, source or LabelSource(), report) or _collect_jobs(root, report)
     widths: list[int] = []
     heights: list[int] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
@@ -258,13 +272,7 @@ def run_audit(
             heights.append(rec["height"])
             modes[rec["mode"]] += 1
             formats[rec["format"]] += 1
-    for group in by_hash.values():
-        if len(group) > 1:
-            paths = sorted(p for _, p in group)
-            splits = {s for s, _ in group}
-            (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(
-                paths
-            )
+    _group_duplicates(report, by_hash)
     report.readable_raw.sort()
     report.unreadable.sort(key=lambda u: u["path"])
     report.bad_raw.sort()
@@ -274,6 +282,17 @@ def run_audit(
     report.modes, report.formats = dict(modes.most_common()), dict(formats.most_common())
     report.size_stats = {"width": _describe(widths), "height": _describe(heights)}
     return report, {"width": widths, "height": heights}
+
+
+def _group_duplicates(report: AuditReport, by_hash: dict[str, list[tuple[str, str]]]) -> None:
+    """Files with the same bytes: within one split, or across splits (a leak)."""
+    for group in by_hash.values():
+        if len(group) > 1:
+            paths = sorted(p for _, p in group)
+            splits = {s for s, _ in group}
+            (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(
+                paths
+            )
 
 
 class _InlinePool:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imgclf.messages import UsageError, warn
+from imgclf.messages import warn
 
 # torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
 IMAGE_EXTENSIONS = (
@@ -46,6 +46,9 @@ class ImageIndex:
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
     class_names: list[str] = field(default_factory=list)
+    # where a split came from when it was not its own folder or CSV rows ("carved": part of
+    # train held out); for the log line, not compared
+    origin: str = field(default="", compare=False)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -214,55 +217,6 @@ def cap_per_class(index: ImageIndex, n: int, seed: int) -> ImageIndex:
 # Validation carved from train when there is no val/: the test split never chooses the model.
 # 20 % is fastai's valid_pct default: on 3,000 images, 600 measure accuracy to about +-2 points.
 DEFAULT_VAL_FRACTION = 0.2
-
-
-def load_splits(
-    root: str | Path,
-    val_fraction: float = -1.0,
-    seed: int = 42,
-    exclude: set[str] | None = None,
-    max_per_class: int = 0,
-    validate_on: str = "auto",
-) -> dict[str, ImageIndex]:
-    """train/val/test indices over one class list.
-
-    Layouts: root/{train,val,test}/<class>/ or root/<class>/. Validation is val/ when present;
-    otherwise a stratified, seeded `val_fraction` of train (auto, -1: 20 %, fastai's valid_pct
-    and the usual Keras validation_split). validate_on="test" validates on test/ as the
-    tutorials do (the test accuracy then measures the split that chose the model).
-    """
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
-    split_dirs = find_splits(root)
-    if split_dirs:
-        names = sorted({c for p in split_dirs.values() for c in list_class_dirs(p)})
-        splits = {k: scan_class_folder(p, names, fence=root) for k, p in split_dirs.items()}
-    else:
-        splits = {"train": scan_class_folder(root)}
-        names = splits["train"].class_names
-    if not names:
-        raise ValueError(f"{root}: no class folders found (expected <class>/ or train/<class>/)")
-    if exclude:
-        for k, idx in splits.items():
-            splits[k] = idx.subset([i for i, p in enumerate(idx.paths) if p not in exclude])
-    if max_per_class:
-        splits = {k: cap_per_class(v, max_per_class, seed) for k, v in splits.items()}
-    if "train" not in splits:
-        raise ValueError(f"{root}: no train/ folder")
-    if validate_on == "test":
-        if "test" not in splits:
-            raise UsageError(f"{root}: --validate-on test, but there is no test/ folder")
-        splits["val"] = splits["test"]
-    elif "val" not in splits:
-        frac = val_fraction if val_fraction >= 0 else DEFAULT_VAL_FRACTION
-        if frac > 0:
-            splits["train"], splits["val"] = stratified_split(splits["train"], frac, seed)
-        else:
-            splits["val"] = ImageIndex(class_names=names)  # start_run refuses it by name
-    if len(splits["train"]) == 0:
-        raise ValueError(f"{root}: the train split has no images")
-    return splits
 
 
 def exclude_text(paths: list[str]) -> str:

@@ -13,8 +13,10 @@ from tqdm import tqdm
 from imgclf.backends.common import run_data
 from imgclf.data.audit import near_leaks
 from imgclf.data.cache import DecodedCache, open_cache
-from imgclf.data.folder import ImageIndex, display_path, find_splits, load_splits, scan_class_folder
+from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class_folder
+from imgclf.data.labels import LabelSource, read_splits
 from imgclf.data.sources import resolve_data
+from imgclf.data.splits import load_splits
 from imgclf.evaluation.calibration import read_temperature, summary, with_temperature
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
@@ -100,9 +102,12 @@ def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
     return run / f"eval-{root.resolve().name}-{split}"
 
 
-def split_index(run: RunDir, root: Path, own: bool, split: str) -> tuple[ImageIndex, str]:
+def split_index(
+    run: RunDir, root: Path, own: bool, split: str, source: LabelSource | None = None
+) -> tuple[ImageIndex, str]:
     """The images to score. The run's own val and train are exactly those training used (its
-    split.json: exclusions, caps and the carved part included); other data is split anew."""
+    split.json: exclusions, caps and the carved part included), its labels as it recorded them;
+    other data is split anew, labelled by `source` (default: its class folders)."""
     cfg = run.read_config()
     if own and split in ("val", "train") and (run / RunDir.SPLIT).is_file():
         stored = json.loads((run / RunDir.SPLIT).read_text())["splits"][split]
@@ -110,14 +115,15 @@ def split_index(run: RunDir, root: Path, own: bool, split: str) -> tuple[ImageIn
         return ImageIndex(
             [os.path.join(root, p) for p, _ in stored], [y for _, y in stored], names
         ), split
-    if not own:  # other data: its split folder, or all of a plain <class>/ folder
-        dirs = find_splits(root)
-        if not dirs:
-            return scan_class_folder(root), split
-        if split not in dirs:
-            raise UsageError(f"{root}: no {split}/ folder")
-        return scan_class_folder(dirs[split]), split
-    splits = load_splits(root, cfg.val_fraction, cfg.seed, validate_on=cfg.validate_on)
+    if not own:
+        return _other_data(root, split, source or LabelSource()), split
+    splits = load_splits(
+        root,
+        cfg.val_fraction,
+        cfg.seed,
+        validate_on=cfg.validate_on,
+        source=LabelSource.from_config(cfg),
+    )
     if split in splits and len(splits[split]):
         return splits[split], split
     if split != "test":
@@ -127,6 +133,23 @@ def split_index(run: RunDir, root: Path, own: bool, split: str) -> tuple[ImageIn
         "(its accuracy is optimistic)"
     )
     return splits["val"], "val"
+
+
+def _other_data(root: Path, split: str, source: LabelSource) -> ImageIndex:
+    """Other data: its split (folder or CSV column), or all of it when it has no splits."""
+    labelled = read_splits(root, source)
+    if labelled:
+        if split in labelled:
+            return labelled[split]
+        if set(labelled) == {"train"}:  # one pool: all of it
+            return labelled["train"]
+        raise UsageError(f"{root}: no {split} images")
+    dirs = find_splits(root)
+    if not dirs:
+        return scan_class_folder(root)
+    if split not in dirs:
+        raise UsageError(f"{root}: no {split}/ folder")
+    return scan_class_folder(dirs[split])
 
 
 def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -189,6 +212,7 @@ def evaluate_run(
     device: str = "auto",
     tta: bool | None = None,
     calibration: bool = True,
+    source: LabelSource | None = None,
 ) -> dict[str, Any]:
     """calibration False: metrics on the model's own probabilities (the ECE is reported both
     ways either way)."""
@@ -202,7 +226,7 @@ def evaluate_run(
         else run_data(cfg, f"imgclf evaluate {run} PATH (or --data PATH)")
     )
     own = not data or os.path.realpath(data) == os.path.realpath(cfg.data_dir)
-    index, use = split_index(run, root, own, split)
+    index, use = split_index(run, root, own, split, source)
     index = _align(index, names, str(root))
     probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress

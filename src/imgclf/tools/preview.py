@@ -9,9 +9,10 @@ import torch
 
 from imgclf.backends.torch.loaders import batches, prepare_split
 from imgclf.backends.torch.transforms import augment_batch, normalize_batch
-from imgclf.data.folder import load_splits
+from imgclf.data.labels import LabelSource
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
+from imgclf.data.splits import load_splits
 from imgclf.viz import plot_image_grid
 
 
@@ -31,10 +32,11 @@ def preview(
     seed: int = 42,
     cache_dir: str = "",
     workers: int = 2,
+    source: LabelSource | None = None,
 ) -> list[Path]:
     pre = pre or Preprocess()
     out_dir = Path(out_dir)
-    splits = load_splits(resolve_data(data, cache_dir), seed=seed)
+    splits = load_splits(resolve_data(data, cache_dir), seed=seed, source=source)
     train = prepare_split(splits["train"], pre, cache_dir=cache_dir, workers=workers)
     names = splits["train"].class_names
     x, y = next(iter(batches(train, n, torch.device("cpu"), True, "tutorial", seed)))

@@ -1,0 +1,73 @@
+"""The train/val/test split of a data folder, whatever its labels come from: exclusions, a
+per-class cap and the validation part carved from train, seeded."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from imgclf.data.folder import (
+    DEFAULT_VAL_FRACTION,
+    ImageIndex,
+    cap_per_class,
+    find_splits,
+    list_class_dirs,
+    scan_class_folder,
+    stratified_split,
+)
+from imgclf.data.labels import LabelSource, read_splits
+from imgclf.messages import UsageError
+
+
+def load_splits(
+    root: str | Path,
+    val_fraction: float = -1.0,
+    seed: int = 42,
+    exclude: set[str] | None = None,
+    max_per_class: int = 0,
+    validate_on: str = "auto",
+    source: LabelSource | None = None,
+) -> dict[str, ImageIndex]:
+    """train/val/test indices over one class list.
+
+    Layouts: root/{train,val,test}/<class>/ or root/<class>/. Validation is val/ when present;
+    otherwise a stratified, seeded `val_fraction` of train (auto, -1: 20 %, fastai's valid_pct
+    and the usual Keras validation_split). validate_on="test" validates on test/ as the
+    tutorials do (the test accuracy then measures the split that chose the model). source:
+    labels from file names or a CSV instead of class folders (data/labels.py).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    splits = read_splits(root, source or LabelSource())
+    split_dirs = find_splits(root)
+    if splits:
+        names = next(iter(splits.values())).class_names
+    elif split_dirs:
+        names = sorted({c for p in split_dirs.values() for c in list_class_dirs(p)})
+        splits = {k: scan_class_folder(p, names, fence=root) for k, p in split_dirs.items()}
+    else:
+        splits = {"train": scan_class_folder(root)}
+        names = splits["train"].class_names
+    if not names:
+        raise ValueError(f"{root}: no class folders found (expected <class>/ or train/<class>/)")
+    if exclude:
+        for k, idx in splits.items():
+            splits[k] = idx.subset([i for i, p in enumerate(idx.paths) if p not in exclude])
+    if max_per_class:
+        splits = {k: cap_per_class(v, max_per_class, seed) for k, v in splits.items()}
+    if "train" not in splits:
+        raise ValueError(f"{root}: no train/ folder")
+    if validate_on == "test":
+        if "test" not in splits:
+            raise UsageError(f"{root}: --validate-on test, but there is no test/ folder")
+        splits["val"] = splits["test"]
+    elif "val" not in splits:
+        frac = val_fraction if val_fraction >= 0 else DEFAULT_VAL_FRACTION
+        if frac > 0:
+            splits["train"], splits["val"] = stratified_split(splits["train"], frac, seed)
+            splits["val"].origin = "carved"
+        else:
+            splits["val"] = ImageIndex(class_names=names)  # start_run refuses it by name
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{root}: the train split has no images")
+    return splits
