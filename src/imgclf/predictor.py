@@ -136,8 +136,12 @@ def predict_paths(
         if not good:
             continue
         for j, pr in zip(good, predictor.predict_proba(batch), strict=True):
-            order = np.argsort(-pr)[:top_k]
-            top = [{"class": names[k], "probability": float(pr[k])} for k in order]
-            rows[j].update({"class": top[0]["class"], "probability": top[0]["probability"]})
-            rows[j]["top"] = top
+            rows[j].update(answer(pr, names, top_k))
     return rows
+
+
+def answer(probs: np.ndarray, names: list[str], top_k: int) -> dict[str, Any]:
+    """One image's row: the predicted class, its probability and the top k."""
+    order = np.argsort(-probs)[:top_k]
+    top = [{"class": names[k], "probability": float(probs[k])} for k in order]
+    return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}

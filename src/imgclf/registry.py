@@ -26,6 +26,7 @@ class ModelSpec:
     std: tuple[float, float, float] = IMAGENET_STD
     pretrained_default: bool = False  # the model only makes sense with its ImageNet weights
     description: str = ""
+    cam_layer: str = ""  # Grad-CAM's layer (a submodule name); "": the last Conv2d
     extra: dict = field(default_factory=dict)
 
     def preprocess(self, image_size: int = 0) -> Preprocess:

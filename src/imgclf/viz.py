@@ -137,3 +137,9 @@ def plot_reliability(calibration: dict[str, Any], path: str | Path) -> Path:
     ax.legend(loc="upper left", fontsize=8)
     ax.grid(alpha=0.3)
     return save_figure(fig, path)
+
+
+def blend(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
+    """uint8 image with a [0, 1] map laid over it: jet colours at 45 % (Grad-CAM overlays)."""
+    heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.float32)
+    return (0.55 * image.astype(np.float32) + 0.45 * heat).clip(0, 255).astype(np.uint8)

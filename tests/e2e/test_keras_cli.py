@@ -48,6 +48,12 @@ def test_keras_run_works_with_evaluate_predict_compare(tiny_folder: Path, tmp_pa
     )
     rows = json.loads((tmp_path / "p.json").read_text())
     assert len(rows) == 4 and all(r["class"] in ("blue", "green", "red") for r in rows), pr.stdout
+    # the same calibration as PyTorch runs; Grad-CAM is refused by name, before any work
+    assert json.loads((k / "calibration.json").read_text())["fitted_on"] == "val"
+    where = tmp_path / "explain"
+    red = str(tiny_folder / "test" / "red")
+    ex = run_cli("predict", str(k), red, "--explain", str(where), check=False)
+    assert ex.returncode == 2 and "this is a keras run" in ex.stderr and not where.exists()
     run_cli("train", str(tiny_folder), "--epochs", "1", *TRAIN, "--out", str(t))
     run_cli("evaluate", str(t))
     table = run_cli("compare", str(t), str(k), "--plot", str(tmp_path / "c.png")).stdout

@@ -113,6 +113,13 @@ def test_drop_a_photo_in_real_chromium(server, tmp_path: Path) -> None:  # noqa:
             sel: page.locator(sel).bounding_box()
             for sel in ("#model", "#drop", "#preview", "#result", "#bars")
         }
+        assert not page.is_visible("#heat")
+        # the toggle asks for the Grad-CAM overlay and shows it below the photo
+        page.check("#explain")
+        page.set_input_files("#file", str(photo))
+        page.wait_for_selector("#heat", state="visible", timeout=30_000)
+        assert page.eval_on_selector("#heat", "img => img.naturalWidth") >= 224
+        assert page.get_attribute("#heat", "src").startswith("data:image/png;base64,")
         browser.close()
     assert (tmp_path / "serve_page.png").stat().st_size > 1000
     assert all(b and b["width"] > 0 and b["height"] > 0 for b in boxes.values()), boxes

@@ -66,6 +66,26 @@ def test_predict_multipart_and_raw_bytes(client: TestClient) -> None:
     assert abs(sum(t["probability"] for t in body["top"]) - 1) < 1e-4
 
 
+def test_explain_adds_the_overlay_and_the_peak_in_upload_pixels(client: TestClient) -> None:
+    import base64
+
+    buf = io.BytesIO()
+    Image.new("RGB", (120, 48), (40, 190, 60)).save(buf, "PNG")  # wide: cropped to the centre
+    r = client.post(
+        "/predict?explain=1", content=buf.getvalue(), headers={"content-type": "image/png"}
+    )
+    assert r.status_code == 200
+    e = r.json()["explanation"]
+    assert e["class"] in ("blue", "green", "red")
+    png = base64.b64decode(e["png"].split(",", 1)[1])
+    assert Image.open(io.BytesIO(png)).width >= 224
+    x, y = e["peak_xy"]
+    assert 36 - 1 <= x <= 84 and -0.5 <= y < 48  # inside the centre crop of the upload
+    plain = client.post("/predict", content=buf.getvalue(), headers={"content-type": "image/png"})
+    assert "explanation" not in plain.json()
+    assert abs(plain.json()["probability"] - r.json()["probability"]) < 1e-5
+
+
 def test_served_probabilities_are_the_calibrated_ones(run_dir: Path) -> None:
     from imgclf.evaluation.calibration import read_temperature, with_temperature
     from imgclf.serve.app import create_app

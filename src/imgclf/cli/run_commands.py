@@ -38,6 +38,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.tta,
         args.calibration,
         LabelSource.from_config(args),
+        args.explain,
     )
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
@@ -75,7 +76,17 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not paths:
         print("imgclf predict: error: no images matched", file=sys.stderr)
         return 1
-    rows = predict_paths(predictor, paths, top_k=args.top_k)
+    if args.explain_class and not args.explain:
+        raise UsageError("--explain-class NAME needs --explain DIR (where the overlays go)")
+    if args.explain:
+        from imgclf.explain import explain_class, explain_paths
+
+        cls = (
+            explain_class(predictor.class_names, args.explain_class) if args.explain_class else None
+        )
+        rows = explain_paths(predictor, paths, args.explain, cls, top_k=args.top_k)
+    else:
+        rows = predict_paths(predictor, paths, top_k=args.top_k)
     width = max(len(printable(display_path(r["path"]))) for r in rows)
     for r in rows:
         name = printable(display_path(r["path"])).ljust(width)
@@ -113,7 +124,8 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
     from imgclf.viz import plot_image_grid
 
     ok = [r for r in rows if "error" not in r][:24]
-    imgs = [np.asarray(load_rgb(r["path"])) for r in ok]
+    # with --explain the grid shows each overlay (the map on the picture the model saw)
+    imgs = [np.asarray(load_rgb(r.get("explanation", {}).get("png") or r["path"])) for r in ok]
     titles = [
         f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n({r['probability']:.0%})"
         for r in ok

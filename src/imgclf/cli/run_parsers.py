@@ -117,6 +117,13 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
     )
     _add_inference_options(e, top_k=False)
     add_label_options(e)  # for other data; the run's own data keeps the run's labels
+    e.add_argument(
+        "--explain",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="Grad-CAM heatmaps on the most confident mistakes (top_losses.png, the report); "
+        "PyTorch runs",
+    )
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")
@@ -125,6 +132,19 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--json", metavar="PATH", default="", help="write every row, top-k too")
     r.add_argument(
         "--grid", metavar="PATH", default="", help="PNG of the images captioned with their class"
+    )
+    r.add_argument(
+        "--explain",
+        metavar="DIR",
+        default="",
+        help="write a Grad-CAM overlay PNG per image here (where the model looked for the class); "
+        "--json rows gain explanation: png, class, peak_xy (original pixels)",
+    )
+    r.add_argument(
+        "--explain-class",
+        metavar="NAME",
+        default="",
+        help="explain this class instead of the predicted one",
     )
     _add_inference_options(r)
 

@@ -8,10 +8,13 @@ logits and applies the same way to either backend, to flip TTA's averages and to
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from imgclf.runs import RunDir
 
 BINS = 15  # Guo et al.'s equal-width confidence bins
 BOUNDS = (0.05, 20.0)  # past these a temperature says the fit failed, not that the model is so
@@ -96,10 +99,6 @@ def summary(y: np.ndarray, raw: np.ndarray, temperature: float) -> dict[str, Any
 
 def read_temperature(run_dir: str | Path) -> float | None:
     """The run's fitted temperature (calibration.json), or None for a run without one."""
-    import json
-
-    from imgclf.runs import RunDir
-
     path = RunDir(run_dir) / RunDir.CALIBRATION
     if not path.is_file():
         return None
@@ -119,3 +118,23 @@ def describe(c: dict[str, Any], where: str) -> str:
         f"{', few: noisy' if n < FEW else ''}); ECE on {where} "
         f"{c['ece_before']:.2%} -> {c['ece_after']:.2%}"
     )
+
+
+def calibrated(run: RunDir, y: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The run's temperature applied to the model's own probabilities, and the ECE before and
+    after on this split (for test: a temperature fitted on other images, the honest measure)."""
+    temperature = read_temperature(run.path)
+    if temperature is None:
+        before = summary(y, raw, 1.0)
+        return raw, {
+            "temperature": None,
+            "bins": before["bins"],
+            "ece_before": before["ece_before"],
+            "reliability_before": before["reliability_before"],
+            "note": "the run has no calibration.json (trained before imgclf 0.4.0; `imgclf "
+            "train DATA --resume RUN` fits one): confidences are the model's own",
+        }
+    fitted = json.loads((run / RunDir.CALIBRATION).read_text())
+    out = summary(y, raw, temperature)
+    out.update({k: fitted[k] for k in ("fitted_on", "fitted_images") if k in fitted})
+    return with_temperature(raw, temperature), out

@@ -17,14 +17,15 @@ from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class
 from imgclf.data.labels import LabelSource, read_splits
 from imgclf.data.sources import resolve_data
 from imgclf.data.splits import load_splits
-from imgclf.evaluation.calibration import read_temperature, summary, with_temperature
+from imgclf.evaluation.calibration import calibrated
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
+from imgclf.explain import top_loss_maps
 from imgclf.files import write_json
 from imgclf.messages import UsageError, warn
 from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
-from imgclf.viz import plot_confusion, plot_curves, plot_image_grid, plot_reliability
+from imgclf.viz import blend, plot_confusion, plot_curves, plot_image_grid, plot_reliability
 
 
 def _align(index: ImageIndex, class_names: list[str], where: str) -> ImageIndex:
@@ -184,26 +185,6 @@ def trust_notes(
     return out
 
 
-def calibrated(run: RunDir, y: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """The run's temperature applied to the model's own probabilities, and the ECE before and
-    after on this split (for test: a temperature fitted on other images, the honest measure)."""
-    temperature = read_temperature(run.path)
-    if temperature is None:
-        before = summary(y, raw, 1.0)
-        return raw, {
-            "temperature": None,
-            "bins": before["bins"],
-            "ece_before": before["ece_before"],
-            "reliability_before": before["reliability_before"],
-            "note": "the run has no calibration.json (trained before imgclf 0.4.0; `imgclf "
-            "train DATA --resume RUN` fits one): confidences are the model's own",
-        }
-    fitted = json.loads((run / RunDir.CALIBRATION).read_text())
-    out = summary(y, raw, temperature)
-    out.update({k: fitted[k] for k in ("fitted_on", "fitted_images") if k in fitted})
-    return with_temperature(raw, temperature), out
-
-
 def evaluate_run(
     run_dir: str | Path,
     data: str = "",
@@ -213,6 +194,7 @@ def evaluate_run(
     tta: bool | None = None,
     calibration: bool = True,
     source: LabelSource | None = None,
+    explain: bool = True,
 ) -> dict[str, Any]:
     """calibration False: metrics on the model's own probabilities (the ECE is reported both
     ways either way)."""
@@ -253,7 +235,9 @@ def evaluate_run(
             "skipped": skipped,
         }
     )
-    write_outputs(out, metrics, run.read_history(), index, rows, probs, y, cache)
+    maps = top_loss_maps(predictor) if explain else None
+    metrics["top_losses_heatmaps"] = maps is not None
+    write_outputs(out, metrics, run.read_history(), index, rows, probs, y, cache, maps)
     return metrics
 
 
@@ -266,8 +250,10 @@ def write_outputs(
     probs: np.ndarray,
     y: np.ndarray,
     cache: DecodedCache,
+    maps: Any = None,
 ) -> None:
-    """metrics.json, the plots and report.html into `out`."""
+    """metrics.json, the plots and report.html into `out`; maps(images, classes): Grad-CAM
+    maps laid over the top losses."""
     names = index.class_names
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / RunDir.METRICS, metrics)
@@ -279,6 +265,9 @@ def write_outputs(
     worst = top_losses(y, probs, 16)
     if len(worst):
         imgs = list(cache.read_rows(rows[worst]))
+        if maps is not None:
+            cams = maps(np.stack(imgs), [int(probs[i].argmax()) for i in worst])
+            imgs = [blend(im, c) for im, c in zip(imgs, cams, strict=True)]
         titles = [
             f"{os.path.basename(index.paths[rows[i]])}\n{names[probs[i].argmax()]} "
             f"{probs[i].max():.2f} / true {names[y[i]]}"
@@ -288,6 +277,7 @@ def write_outputs(
             imgs,
             titles,
             out / RunDir.TOP_LOSSES,
-            suptitle="Most confidently wrong (predicted p / true)",
+            suptitle="Most confidently wrong (predicted p / true)"
+            + ("; heat: where the model saw the predicted class" if maps is not None else ""),
         )
     write_report(out, metrics, history)

@@ -29,7 +29,8 @@ from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
 from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
-from imgclf.predictor import load_predictor
+from imgclf.messages import UsageError
+from imgclf.predictor import answer, load_predictor
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -181,6 +182,55 @@ def health_info(predictor: Any, max_bytes: int, max_pixels: int) -> dict[str, An
     }
 
 
+class Classifier:
+    """The served model: decodes at a time bounded by a semaphore (memory: decodes x pixels),
+    inference serialised by a lock (safe for any backend)."""
+
+    def __init__(self, predictor: Any, max_pixels: int, max_decodes: int, top_k: int):
+        self.predictor, self.max_pixels, self.top_k = predictor, max_pixels, top_k
+        self.lock = threading.Lock()
+        self.decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
+
+    def answer(self, body: bytes, ctype: str, explain: bool = False) -> dict[str, Any]:
+        """The top classes of one upload; explain: with its Grad-CAM overlay as a PNG data URL."""
+        from imgclf.explain import explain_batch, explainer
+
+        if explain:
+            try:
+                explainer(self.predictor)
+            except UsageError as e:
+                raise HTTPException(400, str(e)) from None
+        # 177k tiny multipart parts took 1.7 s to parse: off the event loop like the decode
+        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
+        size = self.predictor.pre.size
+        with self.decodes:
+            x = decode_upload(data, size, self.max_pixels)[None]
+        with self.lock:
+            e = explain_batch(self.predictor, x) if explain else None
+            probs = e.probs[0] if e else self.predictor.predict_proba(x)[0]
+        out = answer(probs, self.predictor.class_names, self.top_k)
+        if e is not None:
+            out["explanation"] = explanation_json(self.predictor, x[0], e, data)
+        return out
+
+
+def explanation_json(predictor: Any, image: np.ndarray, e: Any, data: bytes) -> dict[str, Any]:
+    """The overlay as a data URL, the class explained and the peak in the upload's pixels."""
+    import base64
+    import io
+
+    from imgclf.explain import original_size, overlay, peak, png_bytes, to_original
+
+    names, c = predictor.class_names, e.classes[0]
+    png = png_bytes(overlay(image, e.cams[0], f"{names[c]} {e.probs[0][c]:.2f}"))
+    x, y = to_original(*peak(e.cams[0]), *original_size(io.BytesIO(data)), predictor.pre.size)
+    return {
+        "png": "data:image/png;base64," + base64.b64encode(png).decode(),
+        "class": names[c],
+        "peak_xy": [round(x, 1), round(y, 1)],
+    }
+
+
 def create_app(
     run: str | Path,
     max_bytes: int = DEFAULT_MAX_BYTES,
@@ -198,35 +248,23 @@ def create_app(
     flip TTA (None: as the run was trained); max_requests: in flight, then 503; calibrated:
     the run's fitted temperature on the probabilities."""
     predictor = load_predictor(run, device, tta, calibrated)
-    lock = threading.Lock()
-    decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
-    names = predictor.class_names
+    classifier = Classifier(predictor, max_pixels, max_decodes, top_k)
     app = _guarded_app(predictor, allowed_hosts or LOCAL_HOSTS, max_requests)
     page = files("imgclf.serve").joinpath("static/index.html").read_text()
-
-    def _classify(body: bytes, ctype: str) -> np.ndarray:
-        # 177k tiny multipart parts took 1.7 s to parse: off the event loop like the decode
-        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
-        with decodes:
-            x = decode_upload(data, predictor.pre.size, max_pixels)[None]
-        with lock:
-            return predictor.predict_proba(x)[0]
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return health_info(predictor, max_bytes, max_pixels)
 
     @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
-    async def predict(request: Request) -> dict[str, Any]:
-        """An image as multipart form field `file`, or as the raw request body."""
+    async def predict(request: Request, explain: bool = False) -> dict[str, Any]:
+        """An image as multipart form field `file`, or as the raw request body; `?explain=1`
+        adds its Grad-CAM overlay (PNG data URL), the class explained and the map's peak."""
         body = await read_limited(request, max_bytes, upload_timeout)
         ctype = request.headers.get("content-type", "")
         # parsing, decoding and inference are CPU work: off the event loop, so uploads keep
         # streaming and /health answers
-        probs = await run_in_threadpool(_classify, body, ctype)
-        order = np.argsort(-probs)[:top_k]
-        top = [{"class": names[i], "probability": float(probs[i])} for i in order]
-        return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}
+        return await run_in_threadpool(classifier.answer, body, ctype, explain)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:

