@@ -73,7 +73,11 @@ def load_predictor(
         weights = run_dir.checkpoint("last", backend.CHECKPOINT_SUFFIX)
     if not weights.exists():
         raise FileNotFoundError(f"{run_dir}: the run has no checkpoint yet (no {weights.name})")
-    predictor = backend.load_predictor(meta, weights, device)
+    return wrap(backend.load_predictor(meta, weights, device), run_dir, tta, calibrated)
+
+
+def wrap(predictor: Predictor, run_dir: RunDir, tta: bool, calibrated: bool) -> Predictor:
+    """Flip TTA (when asked), then the run's temperature (when asked and fitted)."""
     predictor = FlipTTA(predictor) if tta else predictor
     temperature = read_temperature(run_dir.path) if calibrated else None
     return Calibrated(predictor, temperature) if temperature else predictor

@@ -41,16 +41,22 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
         "--out",
         str(run),
     )
+    proc, url, log = start_server(run, tmp / "server.log", "--upload-timeout", "2")
+    yield url, tmp
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def start_server(run: Path, log_path: Path, *args: str):  # noqa: ANN201
+    """`imgclf serve RUN` on a free port; (process, url, log file) once /health answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "imgclf"
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 (open while the server runs)
+    log = open(log_path, "w")  # noqa: SIM115 (open while the server runs)
     proc = subprocess.Popen(
-        [
-            *(str(exe), "serve", str(run), "--port", str(port)),
-            *("--upload-timeout", "2", "--header-timeout", "2"),
-        ],
+        [str(exe), "serve", str(run), "--port", str(port), "--header-timeout", "2", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         text=True,
@@ -64,10 +70,62 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
             time.sleep(0.25)
     else:
         proc.kill()
-        pytest.fail("server did not start: " + (tmp / "server.log").read_text())
-    yield url, tmp
-    proc.terminate()
-    proc.wait(10)
+        pytest.fail("server did not start: " + log_path.read_text())
+    return proc, url, log
+
+
+def _jpeg() -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (375, 500, 3), np.uint8)).save(buf, "JPEG")
+    return buf.getvalue()  # Kaggle-sized: 500 x 375
+
+
+def test_past_the_queue_only_503_then_the_server_still_answers(server) -> None:  # noqa: ANN001
+    _, tmp = server
+    proc, url, log = start_server(
+        tmp / "run", tmp / "shed.log", "--max-batch", "1", "--max-queue", "1", "--max-decodes", "4"
+    )
+    body = _jpeg()
+    try:
+        with ThreadPoolExecutor(48) as pool:
+            codes = list(
+                pool.map(
+                    lambda _: httpx.post(url + "/predict", content=body, timeout=60), range(96)
+                )
+            )
+        statuses = [r.status_code for r in codes]
+        assert set(statuses) <= {200, 503} and statuses.count(503) > 0, statuses
+        assert all(r.headers.get("retry-after") == "1" for r in codes if r.status_code == 503)
+        assert httpx.get(url + "/health").json()["status"] == "ok"
+        metrics = httpx.get(url + "/metrics").text
+        assert 'imgclf_rejected_total{reason="queue_full"}' in metrics
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_sigterm_answers_the_requests_in_flight_then_exits_0(server) -> None:  # noqa: ANN001
+    import signal
+
+    _, tmp = server
+    # a batch waits a second for company: the requests are in the queue when SIGTERM comes
+    proc, url, log = start_server(tmp / "run", tmp / "drain.log", "--max-wait-ms", "1000")
+    body = _jpeg()
+    with ThreadPoolExecutor(8) as pool:
+        futures = [
+            pool.submit(httpx.post, url + "/predict", content=body, timeout=30) for _ in range(8)
+        ]
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        answers = [f.result() for f in futures]
+    assert [r.status_code for r in answers] == [200] * 8
+    assert proc.wait(30) == 0
     log.close()
 
 
@@ -114,9 +172,8 @@ def test_drop_a_photo_in_real_chromium(server, tmp_path: Path) -> None:  # noqa:
             for sel in ("#model", "#drop", "#preview", "#result", "#bars")
         }
         assert not page.is_visible("#heat")
-        # the toggle asks for the Grad-CAM overlay and shows it below the photo
+        # the toggle asks again, for the Grad-CAM overlay, and shows it below the photo
         page.check("#explain")
-        page.set_input_files("#file", str(photo))
         page.wait_for_selector("#heat", state="visible", timeout=30_000)
         assert page.eval_on_selector("#heat", "img => img.naturalWidth") >= 224
         assert page.get_attribute("#heat", "src").startswith("data:image/png;base64,")

@@ -186,3 +186,36 @@ def test_a_thin_upload_is_answered_within_bounded_memory(client: TestClient) -> 
     assert len(buf.getvalue()) < 10_000
     r = client.post("/predict", content=buf.getvalue())
     assert r.status_code == 200 and r.json()["class"] in ("blue", "green", "red")
+
+
+def test_batched_answers_equal_lone_ones_and_metrics_parse(run_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from imgclf.serve.app import create_app
+
+    colours = [(220, 50, 40), (40, 190, 60), (40, 60, 220), (200, 200, 50)] * 4
+    bodies = [_png(c, 40 + i) for i, c in enumerate(colours)]
+    alone = TestClient(create_app(run_dir, batching=(1, 0.0, 64)), base_url="http://localhost")
+    lone = [alone.post("/predict", content=b).json() for b in bodies]
+    # 16 at once, a batch waits 200 ms for company: the model sees them together
+    app = create_app(run_dir, batching=(16, 0.2, 64))
+    with TestClient(app, base_url="http://localhost") as batched:
+        with ThreadPoolExecutor(16) as pool:
+            together = list(pool.map(lambda b: batched.post("/predict", content=b).json(), bodies))
+        text = batched.get("/metrics").text
+        assert batched.get("/ready").json()["ready"] is True
+    for a, b in zip(lone, together, strict=True):
+        assert a["class"] == b["class"] and abs(a["probability"] - b["probability"]) < 1e-5
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    sizes = [s for s in families["imgclf_batch_size"].samples if s.name.endswith("_count")]
+    total = [s for s in families["imgclf_batch_size"].samples if s.name.endswith("_sum")]
+    assert total[0].value == 16 and sizes[0].value < 16  # fewer model calls than images
+    ok = [
+        s.value
+        for s in families["imgclf_requests"].samples
+        if s.labels.get("path") == "/predict" and s.labels.get("status") == "200"
+    ]
+    assert ok and ok[0] == 16
+    assert {"imgclf_queue_depth", "imgclf_model_load_seconds", "imgclf_rejected"} <= set(families)

@@ -198,11 +198,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    import signal
+
     import uvicorn
 
     from imgclf.serve.app import create_app
     from imgclf.serve.protocol import guarded_protocol
 
+    if args.max_wait_ms < 0:
+        raise UsageError(f"--max-wait-ms must be 0 or more, got {args.max_wait_ms:g}")
     hosts = args.allowed_host
     if hosts is None:
         exposed = args.host not in ("127.0.0.1", "localhost", "::1")
@@ -221,8 +225,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         tta=args.tta,
         max_requests=args.max_connections,
         calibrated=args.calibration,
+        batching=(args.max_batch, args.max_wait_ms / 1000, args.max_queue),
+        runtime=args.runtime,
     )
     print(f"serving {args.run} on http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
+    # SIGTERM or Ctrl-C: uvicorn stops accepting, lets requests in flight finish for up to
+    # --drain-timeout seconds, then the app's shutdown answers what is still queued. uvicorn
+    # raises the SIGTERM again once drained; taking it here makes a drained stop exit 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         app,
         host=args.host,
@@ -232,5 +242,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # requests in flight (uvicorn's limit_concurrency would count idle sockets too)
         http=guarded_protocol(args.header_timeout, max(1024, 16 * args.max_connections)),
         timeout_keep_alive=5,
+        timeout_graceful_shutdown=args.drain_timeout,
     )
     return 0

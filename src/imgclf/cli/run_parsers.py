@@ -6,20 +6,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+from imgclf.cli.arg_types import positive_int
+from imgclf.cli.serve_parser import add_serve_command
 from imgclf.exporter import FORMATS
-
-
-def positive_int(text: str) -> int:
-    """argparse type for counts of at least one: a bad value is a usage error naming the
-    option."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
 
 TTA_HELP = (
     "test-time augmentation: average with the mirror image (2x the model time); default: as the "
@@ -31,7 +20,7 @@ def add_run_commands(sub: argparse._SubParsersAction) -> None:
     """evaluate, predict, compare, export, serve on run folders; cache, bench, models, demo."""
     _add_evaluate_predict(sub)
     _add_compare_export(sub)
-    _add_serve_command(sub)
+    add_serve_command(sub, _add_inference_options)
     _add_cache_command(sub)
     _add_bench_command(sub)
     m = sub.add_parser("models", help="list registered models")
@@ -166,57 +155,6 @@ def _add_compare_export(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="replace an earlier export in --out (in RUN/export it is always replaced, and said)",
     )
-
-
-def _add_serve_command(sub: argparse._SubParsersAction) -> None:
-    s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
-    s.add_argument("run", help="run folder")
-    s.add_argument(
-        "--host", metavar="HOST", default="127.0.0.1", help="0.0.0.0 exposes it to the network"
-    )
-    s.add_argument("--port", type=int, metavar="N", default=8000, help="TCP port")
-    s.add_argument(
-        "--max-upload-mb", type=float, metavar="FLOAT", default=10.0, help="larger bodies: 413"
-    )
-    s.add_argument(
-        "--max-megapixels",
-        type=float,
-        metavar="FLOAT",
-        default=40.0,
-        help="larger images are refused from their header, before decoding",
-    )
-    s.add_argument(
-        "--max-decodes",
-        type=int,
-        metavar="N",
-        default=0,
-        help="decodes at a time (0: min(4, cores))",
-    )
-    s.add_argument(
-        "--max-connections",
-        type=int,
-        metavar="N",
-        default=64,
-        help="requests in flight, then 503 with Retry-After (/health is always answered)",
-    )
-    s.add_argument(
-        "--header-timeout",
-        type=float,
-        metavar="SECONDS",
-        default=10.0,
-        help="a connection that sends no complete request headers in this time is closed",
-    )
-    s.add_argument(
-        "--upload-timeout", type=float, metavar="SECONDS", default=30.0, help="for a body; then 408"
-    )
-    s.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="NAME",
-        default=None,
-        help="Host header to accept (repeatable; default: localhost names, or any with 0.0.0.0)",
-    )
-    _add_inference_options(s)
 
 
 def _add_bench_command(sub: argparse._SubParsersAction) -> None:

@@ -1,39 +1,38 @@
-"""FastAPI app: POST /predict, GET /health, GET / (drop-a-photo page), OpenAPI docs at /docs.
+"""FastAPI app: POST /predict, GET /health, /ready, /metrics (Prometheus), GET / (drop-a-photo
+page), OpenAPI docs at /docs.
 
 Uploads are read into memory up to a byte limit and decoded from memory: nothing in a request
-touches the file system. One model is loaded at start; a lock serialises inference, which keeps
-concurrent requests safe for any backend.
+touches the file system. One model is loaded at start (PyTorch, Keras, or the run's ONNX export
+in onnxruntime); decoded images wait in one bounded queue, and one thread runs the model on
+them a batch at a time (serve/batching.py). Past the queue a request gets 503 at once.
 
 Limits that keep one small upload from taking the machine: bytes per upload, pixels per image
 (checked from the header, before decoding), decodes at a time (a semaphore: memory is bounded
-by decodes x pixels), seconds to send an upload, and the Host header (DNS rebinding).
+by decodes x pixels), images queued, requests in flight, seconds to send an upload, and the
+Host header (DNS rebinding).
 """
 
 from __future__ import annotations
 
-import asyncio
-import os
-import threading
+import contextlib
+import time
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, JSONResponse
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import ClientDisconnect
 
 from imgclf import __version__
-from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
-from imgclf.messages import UsageError
-from imgclf.predictor import answer, load_predictor
+from imgclf.predictor import load_predictor
+from imgclf.serve.classify import Classifier
+from imgclf.serve.metrics import MetricsMiddleware, ServeMetrics
+from imgclf.serve.runtime import serving_predictor
+from imgclf.serve.uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_upload, read_limited
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
 UPLOAD_SCHEMA = {
     "requestBody": {
@@ -53,96 +52,19 @@ UPLOAD_SCHEMA = {
 }
 
 
-async def read_limited(request: Request, max_bytes: int, timeout: float = 30.0) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
-        raise HTTPException(413, f"upload is {int(declared):,} bytes; the limit is {max_bytes:,}")
-    body = bytearray()
-
-    async def read() -> None:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > max_bytes:
-                raise HTTPException(413, f"upload exceeds the limit of {max_bytes:,} bytes")
-
-    try:
-        await asyncio.wait_for(read(), timeout)
-    except TimeoutError:
-        raise HTTPException(408, f"upload not received within {timeout:g} s") from None
-    except ClientDisconnect:
-        # the client left: nobody reads the answer, and it is not the server's error to log
-        raise HTTPException(400, "client disconnected during the upload") from None
-    return bytes(body)
-
-
-def first_file_part(body: bytes, content_type: str) -> bytes:
-    """The first part of a multipart/form-data body that carries a file, parsed in memory."""
-    _, params = parse_options_header(content_type)
-    boundary = params.get(b"boundary")
-    if not boundary:
-        raise HTTPException(400, "multipart upload without a boundary")
-    parts: list[dict[str, Any]] = []
-    state: dict[str, Any] = {}
-
-    def on_part_begin() -> None:
-        state["part"] = {"data": bytearray(), "headers": b""}
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        state["part"]["headers"] += data[start:end] + b";"
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        state["part"]["data"] += data[start:end]
-
-    def on_part_end() -> None:
-        parts.append(state.pop("part"))
-
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_part_begin": on_part_begin,
-            "on_header_value": on_header_value,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
-    try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError as e:
-        raise HTTPException(400, f"malformed multipart upload: {e}") from None
-    for p in parts:
-        if b"filename=" in p["headers"] or b'name="file"' in p["headers"]:
-            return bytes(p["data"])
-    raise HTTPException(400, "multipart upload has no file part (send the image as 'file')")
-
-
-def decode_upload(data: bytes, size: int, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    try:
-        img = to_rgb(open_image(data, draft=size, max_pixels=max_pixels))
-    except ImageDecodeError as e:
-        reason = str(e)
-        status = (
-            415
-            if reason.startswith(("not an image", "zero bytes"))
-            else 413
-            if reason.startswith(("decompression bomb", "too many pixels"))
-            else 422
-        )
-        raise HTTPException(status, f"cannot use this upload: {reason}") from None
-    return np.asarray(resize_center_crop(img, size), dtype=np.uint8)
-
-
 class RequestLimit:
-    """ASGI middleware: at most `limit` requests in flight, then 503 at once. /health is always
-    answered (a liveness probe must not fail because the server is busy)."""
+    """ASGI middleware: at most `limit` requests in flight, then 503 at once. /health, /ready
+    and /metrics are always answered (probes must not fail because the server is busy)."""
 
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit, self.active = app, limit, 0
+    def __init__(self, app: Any, limit: int, on_reject: Any = None):
+        self.app, self.limit, self.active, self.on_reject = app, limit, 0, on_reject
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] == "/health":
+        if scope["type"] != "http" or scope["path"] in ("/health", "/ready", "/metrics"):
             return await self.app(scope, receive, send)
         if self.active >= self.limit:
+            if self.on_reject:
+                self.on_reject()
             return await JSONResponse(
                 {"detail": f"busy: {self.limit} requests in flight; try again"},
                 503,
@@ -155,21 +77,35 @@ class RequestLimit:
             self.active -= 1
 
 
-def _guarded_app(predictor: Any, hosts: list[str], max_requests: int) -> FastAPI:
-    """The FastAPI app with its guards: Host header check (outermost), requests in flight."""
+def _guarded_app(
+    predictor: Any, hosts: list[str], max_requests: int, metrics: ServeMetrics, c: Classifier
+) -> FastAPI:
+    """The FastAPI app with its guards: metrics (outermost: every answer counts), the Host
+    header check, requests in flight. Shutting down answers what is queued."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):  # noqa: ANN202
+        yield
+        await run_in_threadpool(c.batcher.close)
+
     names = ", ".join(predictor.class_names)
     app = FastAPI(
         title="imgclf",
         version=__version__,
         description=f"{predictor.meta.get('model')} classifying {names}",
+        lifespan=lifespan,
     )
-    app.add_middleware(RequestLimit, limit=max_requests)
+    shed = metrics.rejected.labels("in_flight").inc
+    app.add_middleware(RequestLimit, limit=max_requests, on_reject=shed)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=hosts)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 
-def health_info(predictor: Any, max_bytes: int, max_pixels: int) -> dict[str, Any]:
-    """/health: the model served and the limits uploads meet."""
+def health_info(
+    predictor: Any, max_bytes: int, max_pixels: int, runtime: str, batching: tuple
+) -> dict[str, Any]:
+    """/health: the model served, how, and the limits uploads meet."""
     return {
         "status": "ok",
         "model": predictor.meta.get("model"),
@@ -179,55 +115,10 @@ def health_info(predictor: Any, max_bytes: int, max_pixels: int) -> dict[str, An
         "temperature": getattr(predictor, "temperature", None),  # None: uncalibrated
         "max_upload_bytes": max_bytes,
         "max_pixels": max_pixels,
-    }
-
-
-class Classifier:
-    """The served model: decodes at a time bounded by a semaphore (memory: decodes x pixels),
-    inference serialised by a lock (safe for any backend)."""
-
-    def __init__(self, predictor: Any, max_pixels: int, max_decodes: int, top_k: int):
-        self.predictor, self.max_pixels, self.top_k = predictor, max_pixels, top_k
-        self.lock = threading.Lock()
-        self.decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
-
-    def answer(self, body: bytes, ctype: str, explain: bool = False) -> dict[str, Any]:
-        """The top classes of one upload; explain: with its Grad-CAM overlay as a PNG data URL."""
-        from imgclf.explain import explain_batch, explainer
-
-        if explain:
-            try:
-                explainer(self.predictor)
-            except UsageError as e:
-                raise HTTPException(400, str(e)) from None
-        # 177k tiny multipart parts took 1.7 s to parse: off the event loop like the decode
-        data = first_file_part(body, ctype) if ctype.startswith("multipart/") else body
-        size = self.predictor.pre.size
-        with self.decodes:
-            x = decode_upload(data, size, self.max_pixels)[None]
-        with self.lock:
-            e = explain_batch(self.predictor, x) if explain else None
-            probs = e.probs[0] if e else self.predictor.predict_proba(x)[0]
-        out = answer(probs, self.predictor.class_names, self.top_k)
-        if e is not None:
-            out["explanation"] = explanation_json(self.predictor, x[0], e, data)
-        return out
-
-
-def explanation_json(predictor: Any, image: np.ndarray, e: Any, data: bytes) -> dict[str, Any]:
-    """The overlay as a data URL, the class explained and the peak in the upload's pixels."""
-    import base64
-    import io
-
-    from imgclf.explain import original_size, overlay, peak, png_bytes, to_original
-
-    names, c = predictor.class_names, e.classes[0]
-    png = png_bytes(overlay(image, e.cams[0], f"{names[c]} {e.probs[0][c]:.2f}"))
-    x, y = to_original(*peak(e.cams[0]), *original_size(io.BytesIO(data)), predictor.pre.size)
-    return {
-        "png": "data:image/png;base64," + base64.b64encode(png).decode(),
-        "class": names[c],
-        "peak_xy": [round(x, 1), round(y, 1)],
+        "runtime": runtime,
+        "max_batch": batching[0],
+        "max_wait_ms": batching[1] * 1000,
+        "max_queue": batching[2],
     }
 
 
@@ -243,31 +134,70 @@ def create_app(
     tta: bool | None = None,
     max_requests: int = 64,
     calibrated: bool = True,
+    batching: tuple[int, float, int] = (32, 0.005, 256),
+    runtime: str = "auto",
 ) -> FastAPI:
     """allowed_hosts: Host header values served (default: this machine's loopback names); tta:
     flip TTA (None: as the run was trained); max_requests: in flight, then 503; calibrated:
-    the run's fitted temperature on the probabilities."""
-    predictor = load_predictor(run, device, tta, calibrated)
-    classifier = Classifier(predictor, max_pixels, max_decodes, top_k)
-    app = _guarded_app(predictor, allowed_hosts or LOCAL_HOSTS, max_requests)
+    the run's fitted temperature on the probabilities; batching: (max batch, max wait in
+    seconds, max queue); runtime: auto, eager (the run's framework) or onnx."""
+    t0 = time.perf_counter()
+    predictor, runs_on = serving_predictor(run, runtime, device, tta, calibrated)
+    holder: dict[str, Classifier] = {}
+    metrics = ServeMetrics(lambda: holder["c"].batcher.depth(), time.perf_counter() - t0)
+    classifier = holder["c"] = Classifier(
+        predictor,
+        decode_upload,
+        max_pixels,
+        max_decodes,
+        top_k,
+        batching,
+        metrics.on_batch,
+        lambda: metrics.rejected.labels("queue_full").inc(),
+        # Grad-CAM needs the PyTorch model: beside an onnxruntime session, loaded when asked
+        (lambda: load_predictor(run, device, tta, calibrated)) if runs_on == "onnx" else None,
+    )
+    app = _guarded_app(predictor, allowed_hosts or LOCAL_HOSTS, max_requests, metrics, classifier)
+    info = health_info(predictor, max_bytes, max_pixels, runs_on, batching)
+    _routes(app, classifier, metrics, info, (max_bytes, upload_timeout))
+    return app
+
+
+def _routes(
+    app: FastAPI,
+    classifier: Classifier,
+    metrics: ServeMetrics,
+    info: dict[str, Any],
+    limits: tuple[int, float],
+) -> None:
+    """The endpoints; limits: (bytes per upload, seconds to send it)."""
+    max_bytes, upload_timeout = limits
     page = files("imgclf.serve").joinpath("static/index.html").read_text()
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return health_info(predictor, max_bytes, max_pixels)
+        return info
+
+    @app.get("/ready")
+    def ready() -> JSONResponse:
+        """200 when the model is loaded and its queue has room, else 503."""
+        full = classifier.batcher.full()
+        body = {"ready": not full, "queue_depth": classifier.batcher.depth()}
+        return JSONResponse(body, 503 if full else 200)
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/predict", openapi_extra=UPLOAD_SCHEMA)
     async def predict(request: Request, explain: bool = False) -> dict[str, Any]:
         """An image as multipart form field `file`, or as the raw request body; `?explain=1`
         adds its Grad-CAM overlay (PNG data URL), the class explained and the map's peak."""
         body = await read_limited(request, max_bytes, upload_timeout)
-        ctype = request.headers.get("content-type", "")
-        # parsing, decoding and inference are CPU work: off the event loop, so uploads keep
-        # streaming and /health answers
-        return await run_in_threadpool(classifier.answer, body, ctype, explain)
+        # parsing and decoding off the event loop, so uploads keep streaming and /health
+        # answers; the model runs in the batcher's thread, a batch at a time
+        return await classifier.answer(body, request.headers.get("content-type", ""), explain)
 
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return page
-
-    return app
