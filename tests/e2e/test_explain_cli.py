@@ -43,28 +43,10 @@ def test_predict_explain_writes_overlays_with_peaks_in_original_pixels(
     assert 29.5 <= x <= 60 and -0.5 <= y <= 30
     assert len(list(out.glob("*.png"))) == 5 and grid.stat().st_size > 0
     # another class on demand; an unknown one is a usage error
-    run_cli(
-        "predict",
-        str(run),
-        str(wide),
-        "--explain",
-        str(out),
-        "--explain-class",
-        "green",
-        "--json",
-        str(js),
-    )
+    explain = ["predict", str(run), str(wide), "--explain", str(out), "--explain-class"]
+    run_cli(*explain, "green", "--json", str(js))
     assert json.loads(js.read_text())[0]["explanation"]["class"] == "green"
-    bad = run_cli(
-        "predict",
-        str(run),
-        str(wide),
-        "--explain",
-        str(out),
-        "--explain-class",
-        "zebra",
-        check=False,
-    )
+    bad = run_cli(*explain, "zebra", check=False)
     assert bad.returncode == 2 and "the model's classes are blue, green, red" in bad.stderr
     alone = run_cli("predict", str(run), str(wide), "--explain-class", "green", check=False)
     assert alone.returncode == 2 and "needs --explain DIR" in alone.stderr
