@@ -139,7 +139,8 @@ def test_exclude_leaks_without_near_duplicates_uses_exact_leaks(
 def test_a_chained_group_leaks_only_images_with_a_direct_train_partner() -> None:
     """Groups are connected components: test A ~ test B ~ train C puts A in a cross-split group
     without A resembling anything in train. Only B may be excluded or counted as a leak."""
-    from imgclf.data.audit import AuditReport, leak_members
+    from imgclf.data.audit import AuditReport
+    from imgclf.data.leaks import leak_members
     from imgclf.tools.near_duplicates import _best_matches
 
     paths, split = ["t/a.jpg", "t/b.jpg", "tr/c.jpg"], ["test", "test", "train"]

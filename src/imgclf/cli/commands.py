@@ -11,8 +11,9 @@ from pathlib import Path
 
 import imgclf
 from imgclf.cli.parser import config_from_args, default_out, parse_args
-from imgclf.data.audit import AuditReport, exact_pairs
+from imgclf.data.audit import AuditReport
 from imgclf.data.labels import LabelSource
+from imgclf.data.leaks import exact_pairs
 from imgclf.messages import UsageError, printable
 from imgclf.recipes import describe_recipe
 from imgclf.runs import RunDir
@@ -46,8 +47,9 @@ def dispatch(args: argparse.Namespace) -> int:
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from imgclf.data.audit import leak_members, run_audit
+    from imgclf.data.audit import run_audit
     from imgclf.data.audit_report import format_audit, write_audit_outputs
+    from imgclf.data.leaks import leak_members
     from imgclf.data.sources import resolve_data
 
     if not Path(args.path).exists():

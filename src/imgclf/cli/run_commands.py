@@ -17,8 +17,6 @@ from imgclf.runs import RunDir
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from imgclf.data.labels import LabelSource
-    from imgclf.evaluation.calibration import describe
-    from imgclf.evaluation.metrics import format_per_class
     from imgclf.evaluation.run_eval import evaluate_run
 
     if args.data and args.data_opt:
@@ -40,6 +38,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         LabelSource.from_config(args),
         args.explain,
     )
+    print_evaluation(m)
+    return 0
+
+
+def print_evaluation(m: dict) -> None:
+    """What evaluate says: accuracy, the baseline, warnings, calibration, the per-class table."""
+    from imgclf.evaluation.calibration import describe
+    from imgclf.evaluation.metrics import format_per_class
+
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
@@ -65,7 +72,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"train ({leaks['audit']}); accuracy without them {leaks['accuracy_without']:.2%}"
         )
     print(f"report: {Path(m['out']) / RunDir.REPORT}")
-    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

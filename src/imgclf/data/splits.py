@@ -57,6 +57,16 @@ def load_splits(
         splits = {k: cap_per_class(v, max_per_class, seed) for k, v in splits.items()}
     if "train" not in splits:
         raise ValueError(f"{root}: no train/ folder")
+    _validation(splits, root, val_fraction, seed, validate_on)
+    if len(splits["train"]) == 0:
+        raise ValueError(f"{root}: the train split has no images")
+    return splits
+
+
+def _validation(
+    splits: dict[str, ImageIndex], root: Path, val_fraction: float, seed: int, validate_on: str
+) -> None:
+    """Set splits["val"]: test (asked for), the val/ folder or rows, or carved from train."""
     if validate_on == "test":
         if "test" not in splits:
             raise UsageError(f"{root}: --validate-on test, but there is no test/ folder")
@@ -66,8 +76,5 @@ def load_splits(
         if frac > 0:
             splits["train"], splits["val"] = stratified_split(splits["train"], frac, seed)
             splits["val"].origin = "carved"
-        else:
-            splits["val"] = ImageIndex(class_names=names)  # start_run refuses it by name
-    if len(splits["train"]) == 0:
-        raise ValueError(f"{root}: the train split has no images")
-    return splits
+        else:  # start_run refuses it by name
+            splits["val"] = ImageIndex(class_names=splits["train"].class_names)

@@ -223,22 +223,27 @@ def evaluate_run(
     if leaks:
         metrics["near_duplicate_leaks"] = leaks
     out = eval_folder(run, own, root, use)
-    metrics.update(
-        {
-            "run": str(run),
-            "data": str(root),
-            "split": use,
-            "out": str(out),
-            "model": predictor.meta.get("model"),
-            "backend": predictor.meta.get("backend"),
-            "tta": "flip" if isinstance(predictor, FlipTTA) else "none",
-            "skipped": skipped,
-        }
-    )
+    metrics.update(provenance(run, root, use, out, predictor, skipped))
     maps = top_loss_maps(predictor) if explain else None
     metrics["top_losses_heatmaps"] = maps is not None
     write_outputs(out, metrics, run.read_history(), index, rows, probs, y, cache, maps)
     return metrics
+
+
+def provenance(
+    run: RunDir, root: Path, split: str, out: Path, predictor: Predictor, skipped: dict
+) -> dict[str, Any]:
+    """What was scored, by what, and where the outputs went."""
+    return {
+        "run": str(run),
+        "data": str(root),
+        "split": split,
+        "out": str(out),
+        "model": predictor.meta.get("model"),
+        "backend": predictor.meta.get("backend"),
+        "tta": "flip" if isinstance(predictor, FlipTTA) else "none",
+        "skipped": skipped,
+    }
 
 
 def write_outputs(
