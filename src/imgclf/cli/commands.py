@@ -55,12 +55,20 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if not Path(args.path).exists():
         print(f"imgclf audit: error: {args.path}: no such file or folder", file=sys.stderr)
         return 2
+    if args.exclude_issues and not args.label_issues:
+        raise UsageError("--exclude-issues needs --label-issues")
+    if args.label_issues:
+        from imgclf.tools.label_audit import require_weights
+
+        require_weights()
     root = resolve_data(args.path, args.cache_dir)
     report, sizes = run_audit(
         root, args.workers, sys.stderr.isatty(), LabelSource.from_config(args)
     )
     out = Path(args.out) if args.out else default_out("audit", args.path)
     sheet = _near_duplicates(report, args, out) if args.near_duplicates else []
+    if args.label_issues:
+        sheet += _label_issues(report, args, out)
     if args.exclude_leaks:
         report.leaks_raw = leak_members(report)
     written = write_audit_outputs(report, out, args.json, args.exclude_list) + sheet
@@ -85,6 +93,22 @@ def _near_duplicates(report: AuditReport, args: argparse.Namespace, out: Path) -
     if not found.across():
         return []
     return [contact_sheet(found.across(), out / "near_duplicate_leaks.png")]
+
+
+def _label_issues(report: AuditReport, args: argparse.Namespace, out: Path) -> list[Path]:
+    from imgclf.tools.label_audit import issue_sheet, label_audit
+
+    label_audit(report, args.cache_dir, args.workers, sys.stderr.isatty())
+    if not args.exclude_issues:
+        report.issues_raw, report.outliers_raw = [], []
+    sheets = []
+    if report.label_issues:
+        title = "Suspect labels (given -> suggested, score), most suspect first"
+        sheets.append(issue_sheet(report.label_issues, out / "label_issues.png", title))
+    if report.outliers:
+        title = "Outliers (k-NN distance in feature space), farthest first"
+        sheets.append(issue_sheet(report.outliers, out / "outliers.png", title))
+    return sheets
 
 
 def cmd_cache(args: argparse.Namespace) -> int:

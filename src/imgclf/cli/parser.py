@@ -104,7 +104,9 @@ def _add_audit_command(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser(
         "audit",
         help="decode every image and report problems",
-        description="Exit status: 0 clean, 1 problems found, 2 usage error.",
+        description="Exit status: 0 clean, 1 problems found, 2 usage error. Label issues and "
+        "outliers (--label-issues) are suspects for a person to look at, not problems: they "
+        "never change the exit status.",
     )
     a.add_argument("path", help="image folder (train/ test/ val/ of <class>/, or <class>/), or zip")
     a.add_argument("--json", metavar="PATH", default="", help="write the whole report as JSON here")
@@ -135,6 +137,18 @@ def _add_audit_command(sub: argparse._SubParsersAction) -> None:
         "--exclude-leaks",
         action="store_true",
         help="add the test side of every cross-split duplicate group to the exclude list",
+    )
+    a.add_argument(
+        "--label-issues",
+        action="store_true",
+        help="also find suspect labels (confident learning on 5-fold out-of-sample probabilities "
+        "of a linear head on EfficientNet-Lite features) and outliers; writes label_issues.png "
+        "and outliers.png. Suspects are listed but do not change the exit status",
+    )
+    a.add_argument(
+        "--exclude-issues",
+        action="store_true",
+        help="add every suspect label and outlier to the exclude list (needs --label-issues)",
     )
     add_label_options(a)
 

