@@ -1,6 +1,6 @@
 """`imgclf audit --label-issues` on data built here (no published list of errors is read).
 
-python benchmarks/bench_label_issues.py [--flips 30] [--junk 20] [--cifar]
+python benchmarks/bench_label_issues.py [--flips 30] [--junk 20] [--cifar [--no-cats-dogs]]
 
 CATS_DOGS: a copy of the 4,000 photos with --flips CAT files moved into DOG and as many back
 (seeded), and --junk non-animal pictures (scikit-image's sample photos: a rocket, coins, a
@@ -101,7 +101,7 @@ def cats_dogs(tmp: Path, a: argparse.Namespace) -> dict:
         "junk_as_outliers": len(junk_real & outliers),
         "junk_missed": sorted(Path(p).name for p in junk_real - outliers),
         "outliers": len(outliers),
-        "other_outliers": sorted(x["path"] for x in report["outliers"])[:40],
+        "other_outliers": sorted(outliers - junk_real)[:40],
         "top_other_issues": [
             f"{x['path']} {x['given']}->{x['suggested']} {x['score']}" for x in clean_issues[:15]
         ],
@@ -128,11 +128,14 @@ def main() -> None:
     ap.add_argument("--flips", type=int, default=30)
     ap.add_argument("--junk", type=int, default=20)
     ap.add_argument("--cifar", action="store_true")
+    ap.add_argument("--no-cats-dogs", action="store_true", help="CIFAR-10 only")
     ap.add_argument("--keep", default="", help="build and audit here (default: a temp folder)")
     a = ap.parse_args()
     tmp = Path(a.keep or tempfile.mkdtemp(prefix="label-issues-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    result = {"machine": machine(), "cats_dogs": cats_dogs(tmp, a)}
+    result: dict = {"machine": machine()}
+    if not a.no_cats_dogs:
+        result["cats_dogs"] = cats_dogs(tmp, a)
     if a.cifar:
         result["cifar10"] = cifar(tmp)
     print(json.dumps(result, indent=1))

@@ -37,6 +37,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         args.calibration,
         LabelSource.from_config(args),
         args.explain,
+        args.label_issues,
     )
     print_evaluation(m)
     return 0
@@ -71,7 +72,24 @@ def print_evaluation(m: dict) -> None:
             f"{leaks['images']} of {m['images']} {m['split']} images have a (near-)duplicate in "
             f"train ({leaks['audit']}); accuracy without them {leaks['accuracy_without']:.2%}"
         )
+    if sus := m.get("suspect_labels"):
+        print(
+            f"{sus['images']} of {m['images']} {m['split']} images have a suspect label "
+            f"({sus['audit']}); accuracy without them {sus['accuracy_without']:.2%}"
+        )
+    if "label_issues" in m:
+        print(_issue_lines(m["label_issues"], m["split"]))
     print(f"report: {Path(m['out']) / RunDir.REPORT}")
+
+
+def _issue_lines(found: list[dict], split: str) -> str:
+    from imgclf.data.label_issues import pair_counts
+
+    counts = pair_counts(found).get(split, {})
+    lines = [f"label issues ({split}, the run's own probabilities): {len(found)}"]
+    lines += [f"  {pair}: {n}" for pair, n in counts.items()]
+    lines += [f"  {x['score']:.3f} {x['path']}" for x in found[:10]]
+    return printable("\n".join(lines), lines=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

@@ -113,6 +113,13 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
         help="Grad-CAM heatmaps on the most confident mistakes (top_losses.png, the report); "
         "PyTorch runs",
     )
+    e.add_argument(
+        "--label-issues",
+        action="store_true",
+        help="suspect labels of the evaluated split by confident learning on the run's own "
+        "probabilities (out of sample for test and val): metrics.json label_issues and "
+        "label_issues.png",
+    )
 
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")

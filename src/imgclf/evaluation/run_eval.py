@@ -11,12 +11,12 @@ import numpy as np
 from tqdm import tqdm
 
 from imgclf.backends.common import run_data
-from imgclf.data.audit import near_leaks
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class_folder
 from imgclf.data.labels import LabelSource, read_splits
 from imgclf.data.sources import resolve_data
 from imgclf.data.splits import load_splits
+from imgclf.evaluation.audit_notes import audit_notes, run_label_issues
 from imgclf.evaluation.calibration import calibrated
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
@@ -59,40 +59,6 @@ def predict_index(
     out = np.concatenate(probs) if probs else np.zeros((0, len(predictor.class_names)))
     skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
     return out, rows, skipped, cache
-
-
-def find_audit_json(root: Path) -> Path | None:
-    """An `imgclf audit --near-duplicates` report beside the data: DATA/audit.json,
-    DATA.audit.json, or the audit's default output runs/audit-<name>/audit.json."""
-    for p in (
-        root / "audit.json",
-        root.with_name(root.name + ".audit.json"),
-        Path("runs") / f"audit-{root.resolve().name}" / "audit.json",
-    ):
-        if p.is_file():
-            return p
-    return None
-
-
-def leak_summary(
-    root: Path, split: str, paths: list[str], y: np.ndarray, probs: np.ndarray
-) -> dict[str, Any] | None:
-    """How many evaluated images have a (near-)duplicate in train, and the accuracy without
-    them (Barz & Denzler's "purged" test set)."""
-    found = find_audit_json(root)
-    if found is None:
-        return None
-    report = json.loads(found.read_text())
-    if "near_duplicates_across" not in report:
-        return None
-    with_train = near_leaks(report["near_duplicates_across"], {"test", "val"})
-    for paths_ in report.get("duplicates_across", []):  # exact copies carry no split: by path
-        if any(f"{os.sep}train{os.sep}" in p for p in paths_):
-            with_train.update(paths_)
-    leaked = np.array([display_path(p) in with_train for p in paths], dtype=bool)
-    clean = ~leaked
-    acc = float((probs[clean].argmax(1) == y[clean]).mean()) if clean.any() else float("nan")
-    return {"audit": str(found), "images": int(leaked.sum()), "accuracy_without": acc}
 
 
 def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
@@ -195,6 +161,7 @@ def evaluate_run(
     calibration: bool = True,
     source: LabelSource | None = None,
     explain: bool = True,
+    label_issues: bool = False,
 ) -> dict[str, Any]:
     """calibration False: metrics on the model's own probabilities (the ECE is reported both
     ways either way)."""
@@ -219,10 +186,11 @@ def evaluate_run(
     metrics = compute_metrics(y, probs, names)
     metrics["calibration"] = {**calib, "applied": calibration and calib["temperature"] is not None}
     metrics.update(trust_notes(run, use, y, names, metrics["accuracy"]))
-    leaks = leak_summary(root, use, [index.paths[r] for r in rows], y, probs)
-    if leaks:
-        metrics["near_duplicate_leaks"] = leaks
+    paths = [index.paths[r] for r in rows]
+    metrics.update(audit_notes(root, paths, y, probs))
     out = eval_folder(run, own, root, use)
+    if label_issues:
+        metrics["label_issues"] = run_label_issues(probs, y, paths, names, use, out)
     metrics.update(provenance(run, root, use, out, predictor, skipped))
     maps = top_loss_maps(predictor) if explain else None
     metrics["top_losses_heatmaps"] = maps is not None
