@@ -127,6 +127,12 @@ def _add_audit_command(sub: argparse._SubParsersAction) -> None:
         help="decoding processes (default: the CPU count)",
     )
     a.add_argument("--cache-dir", metavar="PATH", default="", help="where a zip is unpacked")
+    _add_audit_finders(a)
+    add_label_options(a)
+
+
+def _add_audit_finders(a: argparse.ArgumentParser) -> None:
+    """The optional passes over features (near-duplicates, label issues) and their exclusions."""
     a.add_argument(
         "--near-duplicates",
         action="store_true",
@@ -150,7 +156,6 @@ def _add_audit_command(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="add every suspect label and outlier to the exclude list (needs --label-issues)",
     )
-    add_label_options(a)
 
 
 # What a resumed run may change: how long and where it runs, not what it learns from or how.

@@ -106,6 +106,12 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
     )
     _add_inference_options(e, top_k=False)
     add_label_options(e)  # for other data; the run's own data keeps the run's labels
+    _add_evaluate_findings(e)
+    _add_predict(sub)
+
+
+def _add_evaluate_findings(e: argparse.ArgumentParser) -> None:
+    """What evaluate looks for beyond the metrics: heatmaps on mistakes, suspect labels."""
     e.add_argument(
         "--explain",
         action=argparse.BooleanOptionalAction,
@@ -121,6 +127,8 @@ def _add_evaluate_predict(sub: argparse._SubParsersAction) -> None:
         "label_issues.png",
     )
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("predict", help="classify your own images")
     r.add_argument("run", help="run folder or checkpoint")
     r.add_argument("paths", nargs="+", help="files, folders or globs")

@@ -12,6 +12,21 @@ MAX_LISTED = 20
 
 
 def format_audit(r: AuditReport) -> str:
+    out = _overview(r)
+    for title, items in _sections(r):
+        if items:
+            out += ["", f"{title}: {len(items)}"]
+            out += [f"  {x}" for x in items[:MAX_LISTED]]
+            if len(items) > MAX_LISTED:
+                out.append(f"  ... and {len(items) - MAX_LISTED} more (see the JSON report)")
+    out += _suspect_counts(r)
+    problems = r.problems()
+    out += ["", "problems: " + ("; ".join(problems) if problems else "none")]
+    return "\n".join(out)
+
+
+def _overview(r: AuditReport) -> list[str]:
+    """Counts per class and split, what was readable, modes, formats and the size table."""
     out = [f"audit of {r.root}", ""]
     classes = sorted({c for counts in r.counts.values() for c in counts})
     splits = list(r.counts)
@@ -31,7 +46,11 @@ def format_audit(r: AuditReport) -> str:
         out += ["", f"{'':6}{'width':>10}{'height':>10}"]
         for k in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
             out.append(f"{k:6}{r.size_stats['width'][k]:10.1f}{r.size_stats['height'][k]:10.1f}")
-    sections = [
+    return out
+
+
+def _sections(r: AuditReport) -> list[tuple[str, list]]:
+    return [
         ("unreadable files", [f"{u['path']}: {u['reason']}" for u in r.unreadable]),
         (
             "duplicated across splits (train/test leak)",
@@ -52,16 +71,6 @@ def format_audit(r: AuditReport) -> str:
         (f"extreme aspect ratios (over {MAX_ASPECT}:1)", r.extreme_aspect),
         ("non-image files (examples)", r.non_image_examples),
     ]
-    for title, items in sections:
-        if items:
-            out += ["", f"{title}: {len(items)}"]
-            out += [f"  {x}" for x in items[:MAX_LISTED]]
-            if len(items) > MAX_LISTED:
-                out.append(f"  ... and {len(items) - MAX_LISTED} more (see the JSON report)")
-    out += _suspect_counts(r)
-    problems = r.problems()
-    out += ["", "problems: " + ("; ".join(problems) if problems else "none")]
-    return "\n".join(out)
 
 
 def _suspects(r: AuditReport) -> list[tuple[str, list[str]]]:
