@@ -10,8 +10,9 @@ negative similarities, so the thresholds in imgclf/tools/near_duplicates.py can 
 --cifar: the same at 32 px. Originals are CIFAR-10 train images from the JPEG zip; the copies
 are what a 32 px duplicate looks like (1-4 px crops and shifts, rescales, JPEG re-encodes,
 colour shifts, a mirror), the negatives every pair among distinct train images of one class
-each (the hardest case: same class, other shot). Also prints, per kind, the recall at the
-thresholds in force and how many negative pairs pass them.
+each (the hardest case: same class, other shot). At 32 px the audit's small-source rule applies
+(features past a low gate, then the aligned pixel check): per kind, the recall of the photo rule
+and of the rule in force, and how many negative pairs pass it.
 """
 
 from __future__ import annotations
@@ -69,23 +70,64 @@ def cifar_images(tmp: Path, originals: int, distinct: int) -> tuple[list[str], l
     return paths[:originals], paths[originals:]
 
 
-def pass_counts(h: np.ndarray, e: np.ndarray, nd: object) -> np.ndarray:
-    """Which pairs the audit's rule joins: hash (with features agreeing) or features alone."""
-    return ((h >= nd.HASH_MIN) & (e >= nd.HASH_EMBED_MIN)) | (e >= nd.EMBED_MIN)
+def make_copies(tmp: Path, originals: list[str], kinds: dict) -> list[str]:
+    copies = []
+    for kind, fn in kinds.items():
+        for i, p in enumerate(originals):
+            out = tmp / kind / f"{i:04d}.jpg"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            fn(Image.open(p).convert("RGB")).save(out, quality=40 if "reencoded" in kind else 90)
+            copies.append(str(out))
+    return copies
+
+
+def negative_pairs(distinct: list[str], same_class: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Every pair among the distinct images (of one class each with same_class)."""
+    iu = np.triu_indices(len(distinct), 1)
+    if not same_class:
+        return iu
+    cls = np.array([Path(p).parent.name for p in distinct])
+    same = cls[iu[0]] == cls[iu[1]]
+    return iu[0][same], iu[1][same]
+
+
+def pair_scores(fp: object, i: np.ndarray, j: np.ndarray, small: bool) -> dict[str, np.ndarray]:
+    """The audit's three signals for pairs (i, j) of fingerprint rows; aligned only where the
+    features pass the small-source gate (as the audit computes it)."""
+    from imgclf.tools.aligned_match import aligned_scores
+    from imgclf.tools.near_duplicates import SMALL_GATE
+
+    h = np.maximum((fp.codes[i] * fp.codes[j]).sum(1), (fp.codes[i] * fp.mirrored[j]).sum(1)) / 64
+    e = (fp.feats[i] * fp.feats[j]).sum(1)
+    z = np.full(len(i), -1.0, np.float32)
+    if small:
+        gate = np.flatnonzero(e >= SMALL_GATE)
+        z[gate] = aligned_scores(fp.thumbs, i[gate], j[gate])
+    return {"hash": h, "embed": e, "aligned": z}
+
+
+def summary(sc: dict[str, np.ndarray], small: bool) -> dict:
+    from imgclf.tools.near_duplicates import joined
+
+    h, e, z = sc["hash"], sc["embed"], sc["aligned"]
+    return {
+        "hash_min": round(float(h.min()), 3),
+        "hash_p05": round(float(np.percentile(h, 5)), 3),
+        "embed_p05": round(float(np.percentile(e, 5)), 3),
+        "aligned_p05": round(float(np.percentile(z, 5)), 3),
+        "found_photo_rule": round(float(joined(h, e).mean()), 3),
+        "found": round(float(joined(h, e, z if small else None).mean()), 3),
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--originals", type=int, default=100)
     ap.add_argument("--distinct", type=int, default=600)
-    ap.add_argument("--size", type=int, default=0, help="fingerprint size (default: imgclf's)")
     ap.add_argument("--cifar", action="store_true", help="32 px CIFAR-10 train images")
     a = ap.parse_args()
-    import imgclf.tools.near_duplicates as nd
-
-    nd.SIZE = a.size or nd.SIZE
     from imgclf.data.folder import scan_class_folder
-    from imgclf.tools.near_duplicates import fingerprints
+    from imgclf.tools.near_duplicates import fingerprints, joined
 
     tmp = Path(tempfile.mkdtemp(prefix="calib-"))
     kinds = SMALL_KINDS if a.cifar else KINDS
@@ -95,66 +137,31 @@ def main() -> None:
         originals = scan_class_folder(CATS_DOGS / "train").paths[:: 3000 // a.originals]
         originals = originals[: a.originals]
         distinct = scan_class_folder(CATS_DOGS / "test").paths[: a.distinct]
-    copies = []
-    for kind, fn in kinds.items():
-        for i, p in enumerate(originals):
-            out = tmp / kind / f"{i:04d}.jpg"
-            out.parent.mkdir(parents=True, exist_ok=True)
-            fn(Image.open(p).convert("RGB")).save(out, quality=40 if "reencoded" in kind else 90)
-            copies.append(str(out))
-    paths = originals + copies + distinct
+    copies = make_copies(tmp, originals, kinds)
     t0 = time.perf_counter()
-    rows, codes, mirrored, feats = fingerprints(paths, str(tmp / "cache"), 2, False)
-    took = time.perf_counter() - t0
-    assert len(rows) == len(paths)
-    n = len(originals)
-    res: dict = {
-        "machine": machine(),
-        "size": nd.SIZE,
-        "fingerprint_s": round(took, 1),
-        "positives": {},
+    fp = fingerprints(originals + copies + distinct, str(tmp / "cache"), 2, False)
+    res: dict = {"machine": machine(), "fingerprint_s": round(time.perf_counter() - t0, 1)}
+    assert len(fp.rows) == len(originals) + len(copies) + len(distinct)
+    n, idx = len(originals), np.arange(len(originals))
+    t0 = time.perf_counter()
+    res["positives"] = {
+        kind: summary(pair_scores(fp, idx, n + k * n + idx, a.cifar), a.cifar)
+        for k, kind in enumerate(kinds)
     }
-    hash_sim = np.maximum(codes @ codes.T, codes @ mirrored.T) / 64
-    emb_sim = feats @ feats.T
-    for k, kind in enumerate(kinds):
-        idx = np.arange(n)
-        h = hash_sim[idx, n + k * n + idx]
-        e = emb_sim[idx, n + k * n + idx]
-        res["positives"][kind] = {
-            "hash_min": round(float(h.min()), 3),
-            "hash_p05": round(float(np.percentile(h, 5)), 3),
-            "embed_min": round(float(e.min()), 3),
-            "embed_p05": round(float(np.percentile(e, 5)), 3),
-            "found": round(float(pass_counts(h, e, nd).mean()), 3),
-        }
     d0 = n + len(copies)
-    iu = np.triu_indices(len(distinct), 1)
-    neg_h = hash_sim[d0:, d0:][iu]
-    neg_e = emb_sim[d0:, d0:][iu]
-    if a.cifar:  # negatives of one class only: the pairs a look-alike could come from
-        cls = np.array([Path(p).parent.name for p in distinct])
-        same = cls[iu[0]] == cls[iu[1]]
-        neg_h, neg_e, iu = neg_h[same], neg_e[same], (iu[0][same], iu[1][same])
+    ni, nj = negative_pairs(distinct, same_class=a.cifar)
+    neg = pair_scores(fp, d0 + ni, d0 + nj, a.cifar)
+    res["pair_check_s"] = round(time.perf_counter() - t0, 1)
+    passing = np.flatnonzero(joined(neg["hash"], neg["embed"], neg["aligned"] if a.cifar else None))
     res["negatives"] = {
-        "pairs": int(len(neg_h)),
-        "hash_top5": np.sort(neg_h)[-5:].round(3).tolist(),
-        "embed_top5": np.sort(neg_e)[-5:].round(3).tolist(),
-        "passing": int(pass_counts(neg_h, neg_e, nd).sum()),
-        "embed_quantiles_999_9999": np.quantile(neg_e, [0.999, 0.9999]).round(3).tolist(),
+        "pairs": len(ni),
+        "hash_top5": np.sort(neg["hash"])[-5:].round(3).tolist(),
+        "embed_top5": np.sort(neg["embed"])[-5:].round(3).tolist(),
+        "aligned_top5": np.sort(neg["aligned"])[-5:].round(3).tolist(),
+        "gated": int((neg["aligned"] > -1).sum()),
+        "passing": len(passing),
+        "passing_pairs": [(distinct[ni[t]], distinct[nj[t]]) for t in passing[:10]],
     }
-    if a.cifar:  # candidate feature thresholds for small images: recall per kind vs false pairs
-        pos = {
-            kind: emb_sim[np.arange(n), n + k * n + np.arange(n)] for k, kind in enumerate(kinds)
-        }
-        res["embed_sweep"] = {
-            f"{t:.2f}": {
-                "negatives_passing": int((neg_e >= t).sum()),
-                **{kind: round(float((e >= t).mean()), 3) for kind, e in pos.items()},
-            }
-            for t in (0.70, 0.72, 0.74, 0.76, 0.78, 0.80, 0.82, 0.84, 0.86)
-        }
-    top = np.argsort(neg_e)[-5:]
-    res["negatives"]["embed_top5_pairs"] = [(distinct[iu[0][t]], distinct[iu[1][t]]) for t in top]
     print(json.dumps(res))
 
 

