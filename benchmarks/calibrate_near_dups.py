@@ -124,10 +124,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--originals", type=int, default=100)
     ap.add_argument("--distinct", type=int, default=600)
+    ap.add_argument("--size", type=int, default=0, help="fingerprint size (default: imgclf's)")
     ap.add_argument("--cifar", action="store_true", help="32 px CIFAR-10 train images")
     a = ap.parse_args()
+    import imgclf.tools.near_duplicates as nd
     from imgclf.data.folder import scan_class_folder
     from imgclf.tools.near_duplicates import fingerprints, joined
+
+    nd.SIZE = a.size or nd.SIZE
 
     tmp = Path(tempfile.mkdtemp(prefix="calib-"))
     kinds = SMALL_KINDS if a.cifar else KINDS
@@ -140,7 +144,8 @@ def main() -> None:
     copies = make_copies(tmp, originals, kinds)
     t0 = time.perf_counter()
     fp = fingerprints(originals + copies + distinct, str(tmp / "cache"), 2, False)
-    res: dict = {"machine": machine(), "fingerprint_s": round(time.perf_counter() - t0, 1)}
+    res: dict = {"machine": machine(), "size": nd.SIZE}
+    res["fingerprint_s"] = round(time.perf_counter() - t0, 1)
     assert len(fp.rows) == len(originals) + len(copies) + len(distinct)
     n, idx = len(originals), np.arange(len(originals))
     t0 = time.perf_counter()

@@ -35,16 +35,19 @@ def train(
     resume: bool = False,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    checked: bool = False,
 ) -> RunResult:
     """Train with the config's backend, then fit the run's temperature on its validation split
-    (calibration.json). on_step(global_step) runs after every optimizer step."""
+    (calibration.json). on_step(global_step) runs after every optimizer step. The backend's
+    refusals are checked first, before anything is written, unless the caller did (checked)."""
     import os
 
     from imgclf import backends
     from imgclf.evaluation.calibrate import calibrate_run
 
     backend = backends.get(cfg.backend)
-    backend.check_config(cfg)
+    if not checked:
+        backend.check_config(cfg)
     result = backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
     if os.environ.get("RANK", "0") == "0":  # one torchrun process writes the run's files
         result.calibration = calibrate_run(result.run_dir, cfg.device, progress)

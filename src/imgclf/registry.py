@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,9 +86,18 @@ def create_model(
     freeze_backbone: bool = False,
     **kw: Any,
 ) -> Any:
-    """pretrained=None means the model's default; a `weights` file implies pretrained."""
+    """pretrained=None means the model's default; a `weights` file implies pretrained. Options
+    the builder does not declare are refused by name when given a value (an empty one was not
+    asked for), never swallowed; image_size is dropped for a network that takes any size (the
+    images are decoded at it all the same)."""
     spec = get_spec(name, backend)
     if pretrained is None:
         pretrained = spec.pretrained_default
     pretrained = pretrained or bool(kw.get("weights"))  # a weights file is pretrained weights
+    declared = inspect.signature(spec.builder).parameters
+    for key in [k for k in kw if k not in declared]:
+        value = kw.pop(key)
+        if value and key != "image_size":
+            option = "--" + key.replace("_", "-")
+            raise UsageError(f"{option} {value}: the {backend} model {name} does not take it")
     return spec.builder(num_classes, pretrained=pretrained, freeze_backbone=freeze_backbone, **kw)

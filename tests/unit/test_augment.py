@@ -7,7 +7,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from imgclf.backends.torch.transforms import augment_batch, shift_pixels
+from imgclf.backends.torch.transforms import augment_batch
+from imgclf.rules import shift_pixels
 
 
 def _batch(n: int = 24, side: int = 16) -> torch.Tensor:

@@ -117,3 +117,54 @@ def test_keras_names_the_recipe_behind_a_refused_choice() -> None:
     with pytest.raises(backends.UnsupportedOption) as e:
         backends.get("keras").check_config(build_config(None, recipe="transfer", backend="keras"))
     assert "--optimizer lbfgs" in str(e.value) and "--recipe transfer chose it" in str(e.value)
+
+
+def test_torch_refuses_compile_with_lbfgs_instead_of_skipping_it(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    """The L-BFGS head fit ran uncompiled under --compile, without a word."""
+    run = tmp_path / "run"
+    out = run_cli(
+        "train", str(tiny_folder), "--model", "efficientnet_lite0", "--no-pretrained", "--freeze",
+        "--augment", "none", "--optimizer", "lbfgs", "--schedule", "constant", "--compile",
+        "--out", str(run), check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and not run.exists()
+    assert out.stderr.strip().splitlines() == [
+        "imgclf train: error: --compile with --optimizer lbfgs: the full-batch L-BFGS fit of the "
+        "head is not compiled (torch.compile serves the first-order loops); drop --compile"
+    ]
+
+
+def test_each_backend_checks_its_refusals_once_per_command(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One table per backend, checked at the entry: not again by fit (Keras checked it three
+    times in one command, PyTorch twice)."""
+    from imgclf.backends.torch import refusals
+    from imgclf.cli import main
+
+    calls = []
+    probe = (lambda c: calls.append(1) and False, "never")  # counts the checks, refuses nothing
+    monkeypatch.setitem(refusals.REFUSED, "probe", probe)
+    status = main(
+        ["train", str(tiny_folder), "--model", "cnn", "--epochs", "1", "--image-size", "32",
+         "--workers", "1", "--out", str(tmp_path / "run"), "--cache-dir", str(tmp_path / "c")]
+    )  # fmt: skip
+    assert status == 0 and calls == [1]
+
+
+def test_plain_pipeline_batches_honour_channels_last(tiny_folder: Path, tmp_path: Path) -> None:
+    """--pipeline plain handed the model NCHW-contiguous batches whatever --channels-last said."""
+    import torch
+
+    from imgclf.backends.torch.loaders import batches, prepare_split
+    from imgclf.data.folder import scan_class_folder
+    from imgclf.data.presets import Preprocess
+
+    data = prepare_split(
+        scan_class_folder(tiny_folder / "train"), Preprocess(size=32), "plain", workers=0
+    )
+    for layout in (True, False):
+        x, _ = next(iter(batches(data, 4, torch.device("cpu"), True, "flip", 0, 0, layout)))
+        assert x.is_contiguous(memory_format=torch.channels_last) == layout

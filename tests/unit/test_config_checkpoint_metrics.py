@@ -89,11 +89,11 @@ def test_nesterov_and_lbfgs_optimizers_are_what_they_say() -> None:
 
 def test_onecycle_schedule_warms_up_then_falls_linearly_in_both_backends() -> None:
     from imgclf.backends.keras.optim import lr_schedule
-    from imgclf.backends.torch.optim import lr_factor
+    from imgclf.rules import lr_factor
 
     cfg = RunConfig(schedule="onecycle", lr=2.0, epochs=10)
     total = 10 * 10  # 10 steps per epoch
-    torch_lr = [2.0 * lr_factor(s, total, s // 10, cfg) for s in range(total + 1)]
+    torch_lr = [2.0 * lr_factor(s, 10, cfg) for s in range(total + 1)]
     keras_lr = [float(lr_schedule(cfg, 10)(s)) for s in range(total + 1)]
     assert np.allclose(torch_lr, keras_lr, atol=1e-6)
     peak = int(np.argmax(torch_lr))
@@ -101,6 +101,26 @@ def test_onecycle_schedule_warms_up_then_falls_linearly_in_both_backends() -> No
     assert torch_lr[-1] == pytest.approx(0.14)
     rise, fall = np.diff(torch_lr[: peak + 1]), np.diff(torch_lr[peak:])
     assert np.allclose(rise, rise[0]) and np.allclose(fall, fall[0]) and fall[0] < 0
+
+
+@pytest.mark.parametrize("schedule", ["constant", "cosine", "step", "onecycle"])
+def test_both_backends_take_the_same_learning_rate_at_every_step(schedule: str) -> None:
+    """The rate the PyTorch loop sets before each step (rules.lr_factor) against the Keras
+    optimizer's schedule, past the last step too (the step schedule drops on the epoch boundary
+    in both: Keras' PiecewiseConstantDecay, used before, dropped one step late)."""
+    from imgclf.backends.keras.optim import lr_schedule
+    from imgclf.rules import lr_factor
+
+    cfg = RunConfig(schedule=schedule, lr=0.3, epochs=6, step_epochs=2)
+    spe = 7
+    keras_schedule = lr_schedule(cfg, spe)
+    for step in range(spe * cfg.epochs + 3):
+        want = 0.3 * lr_factor(step, spe, cfg)
+        got = keras_schedule if isinstance(keras_schedule, float) else keras_schedule(step)
+        assert float(got) == pytest.approx(want, rel=1e-6, abs=1e-9), (schedule, step)
+    if schedule == "step":
+        assert lr_factor(2 * spe - 1, spe, cfg) == 1.0
+        assert lr_factor(2 * spe, spe, cfg) == pytest.approx(0.1)
 
 
 def test_airbench_batchnorm_shifts_learn_64x_faster_but_decay_alike() -> None:
@@ -123,20 +143,21 @@ def test_airbench_batchnorm_shifts_learn_64x_faster_but_decay_alike() -> None:
 
 
 def test_lookahead_pulls_the_weights_to_a_growing_average_and_ends_on_it() -> None:
-    from imgclf.backends.torch.optim import LOOKAHEAD_DECAY, Lookahead
+    from imgclf.backends.torch.hooks import LOOKAHEAD_DECAY, Lookahead
 
     net = torch.nn.Linear(3, 2)
     start = net.weight.detach().clone()
-    look = Lookahead(net)
+    look = Lookahead(net, total_steps=10)
     with torch.no_grad():
         net.weight.add_(1.0)
-    look.update(net, 4, 10)  # between pulls: nothing moves
+    look.after(4)  # between pulls: nothing moves
     assert torch.equal(net.weight, start + 1)
-    look.update(net, 5, 10)  # halfway: the average keeps 0.95^5 * (1/2)^3 of itself
+    look.after(5)  # halfway: the average keeps 0.95^5 * (1/2)^3 of itself
     keep = LOOKAHEAD_DECAY * 0.5**3
     assert torch.allclose(net.weight, start + (1 - keep))
     assert torch.equal(look.slow["weight"], net.weight)
     with torch.no_grad():
         net.weight.add_(5.0)
-    look.update(net, 11, 11)  # the last step: the run ends on the average, not the live weights
+    look.total_steps = 11
+    look.after(11)  # the last step: the run ends on the average, not the live weights
     assert torch.allclose(net.weight, start + (1 - keep))

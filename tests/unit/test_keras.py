@@ -16,7 +16,8 @@ pytestmark = pytest.mark.keras
 
 
 @pytest.mark.parametrize(
-    "name,size,classes", [("cnn", 224, 2), ("alexnet", 227, 10), ("cnn", 32, 3)]
+    "name,size,classes",
+    [("cnn", 224, 2), ("alexnet", 227, 10), ("cnn", 32, 3), ("alexnet", 128, 3)],
 )
 def test_parameter_parity_with_pytorch(name: str, size: int, classes: int) -> None:
     k = create_model(name, classes, backend="keras", image_size=size)
@@ -24,6 +25,13 @@ def test_parameter_parity_with_pytorch(name: str, size: int, classes: int) -> No
     assert k.count_params() == count_params(t)
     out = k.predict_on_batch(np.zeros((2, size, size, 3), np.float32))
     assert out.shape == (2, classes) and np.allclose(out.sum(1), 1, atol=1e-5)
+
+
+def test_both_alexnets_refuse_images_too_small_for_them() -> None:
+    """Keras' grew every image to 227 px inside the model whatever --image-size said."""
+    for backend in ("keras", "torch"):
+        with pytest.raises(ValueError, match="at least 67 px, got 32"):
+            create_model("alexnet", 10, backend=backend, image_size=32)
 
 
 def test_both_backends_register_the_tutorial_models() -> None:

@@ -134,3 +134,16 @@ def test_airbench_whitening_decorrelates_the_training_patches() -> None:
     cov = torch.cov(flat)
     assert torch.allclose(cov, torch.eye(12), atol=0.05)
     assert net(images[:2]).shape == (2, 10)
+
+
+def test_builders_refuse_options_they_do_not_take_instead_of_swallowing_them() -> None:
+    """Every builder took **_ and dropped whatever it did not know (a typo'd option, or one
+    meant for another model) without a word."""
+    from imgclf.messages import UsageError
+
+    with pytest.raises(UsageError, match="--dropout 0.3: the torch model airbench does not take"):
+        create_model("airbench", 10, dropout=0.3)
+    with pytest.raises(UsageError, match="--augment flip: the torch model cnn does not take"):
+        create_model("cnn", 10, image_size=32, augment="flip")
+    # not asked for (empty), or the size the images are decoded at: nothing to refuse
+    assert count_params(create_model("airbench", 10, weights="", image_size=64)) > 0

@@ -26,6 +26,34 @@ class UnsupportedOption(ValueError):
     """An option this backend cannot honour: refused up front, never silently ignored."""
 
 
+# option name -> (whether cfg asks for what the backend cannot do, why): each backend's
+# `refusals.REFUSED`, checked once by check_refusals at the command's entry. `why` is the end of
+# "--OPTION VALUE is not supported by the BACKEND backend: it ...", or a function giving the
+# whole message where a combination of options is refused.
+Refusals = dict[str, tuple[Callable[[RunConfig], bool], str | Callable[[RunConfig], str]]]
+
+
+def check_refusals(backend: str, table: Refusals, cfg: RunConfig) -> None:
+    """The first refusal that cfg meets, as one line naming the option (and the recipe that
+    chose it, where one did)."""
+    from imgclf.recipes import recipe_settings
+
+    for name, (refused, why) in table.items():
+        if not refused(cfg):
+            continue
+        if callable(why):
+            raise UnsupportedOption(why(cfg))
+        value, option = getattr(cfg, name), name.replace("_", "-")
+        flag = f"--{option} {value}" if not isinstance(value, bool) else f"--no-{option}"
+        flag = f"--{option}" if value is True else flag
+        origin = ""
+        if name in recipe_settings(cfg.recipe):
+            origin = f" (--recipe {cfg.recipe} chose it; the recipes are tuned on torch)"
+        raise UnsupportedOption(
+            f"{flag} is not supported by the {backend} backend: it {why}{origin}"
+        )
+
+
 class Backend(Protocol):
     NAME: str
     CHECKPOINT_SUFFIX: str  # best<suffix>, last<suffix> in the run folder

@@ -155,7 +155,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     main = os.environ.get("RANK", "0") == "0"
     if main and cfg.recipe != "none" and not args.resume:
         print(describe_recipe(cfg), flush=True)
-    result = imgclf.train(cfg, resume=bool(args.resume))
+    result = imgclf.train(cfg, resume=bool(args.resume), checked=True)
     if main:
         best = max((h["val_acc"] for h in result.history), default=float("nan"))
         print(f"done: best val accuracy {best:.2%}; run folder {result.run_dir}")

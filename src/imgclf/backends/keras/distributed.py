@@ -8,6 +8,7 @@ from typing import Any
 
 from imgclf.backends import UnsupportedOption
 from imgclf.config import RunConfig
+from imgclf.rules import data_parallel_message
 
 
 def mirrored(cfg: RunConfig) -> Any:
@@ -35,13 +36,8 @@ def mirrored(cfg: RunConfig) -> Any:
             )
         devices = gpus[:n]
     strategy = tf.distribute.MirroredStrategy(devices)
-    lo, hi = cfg.batch_size // n, -(-cfg.batch_size // n)
-    per = str(lo) if lo == hi else f"{lo}-{hi}"
-    print(
-        f"data-parallel: MirroredStrategy over {n} devices ({', '.join(devices)}); "
-        f"--batch-size {cfg.batch_size} is the global batch, {per} per replica",
-        flush=True,
-    )
+    how = f"MirroredStrategy over {n} devices ({', '.join(devices)})"
+    print(data_parallel_message(how, cfg.batch_size, n, "replica"), flush=True)
     return strategy
 
 

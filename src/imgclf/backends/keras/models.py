@@ -7,15 +7,16 @@ import numpy as np
 from keras import layers
 
 from imgclf.registry import ModelSpec, register_model
+from imgclf.rules import ROTATION_DEGREES, SHIFT_FRACTION, alexnet_flat_side
 
 
 def _augment(kind: str) -> list:
     """The --augment kinds as Keras layers (the PyTorch side: transforms.augment_batch)."""
     flip = [layers.RandomFlip("horizontal")] if kind != "none" else []
-    if kind == "tutorial":  # RandomRotation(10): Keras counts rotation in fractions of a turn
-        return flip + [layers.RandomRotation(10 / 360, fill_mode="constant")]
-    if kind == "flip-crop":  # shifts of up to 1/16 of the side, the border reflected
-        most = 1 / 16
+    if kind == "tutorial":  # Keras counts rotation in fractions of a turn
+        return flip + [layers.RandomRotation(ROTATION_DEGREES / 360, fill_mode="constant")]
+    if kind == "flip-crop":  # the border reflected, as on the PyTorch side
+        most = SHIFT_FRACTION
         shift = layers.RandomTranslation(most, most, fill_mode="reflect", interpolation="nearest")
         return flip + [shift]
     return flip
@@ -46,7 +47,6 @@ def build_cnn(
     freeze_backbone: bool = False,
     image_size: int = 224,
     augment: str = "none",
-    **_: object,
 ) -> keras.Model:
     if pretrained:
         raise ValueError("cnn has no pretrained weights")
@@ -79,15 +79,13 @@ def build_alexnet(
     freeze_backbone: bool = False,
     image_size: int = 227,
     augment: str = "none",
-    **_: object,
 ) -> keras.Model:
     if pretrained:
         raise ValueError("alexnet (from scratch) has no pretrained weights")
+    alexnet_flat_side(image_size)  # refuses what the network cannot take, as the PyTorch one
+    # no Resizing(227) inside (the tutorial's): images arrive at --image-size in both backends
     return _augmented(
         [
-            layers.Resizing(
-                227, 227
-            ),  # as in the tutorial: small images such as CIFAR-10 grow to 227
             layers.Conv2D(96, 11, strides=4, activation="relu"),
             layers.MaxPooling2D(3, strides=2),
             layers.Conv2D(256, 5, padding="same", activation="relu"),
@@ -129,7 +127,6 @@ def _application_builder(name: str):  # noqa: ANN202
         image_size: int = size,
         augment: str = "none",
         weights: str = "",
-        **_: object,
     ) -> keras.Model:
         cls = getattr(keras.applications, cls_name)
         try:

@@ -6,41 +6,33 @@ from typing import Any
 
 import keras
 
-from imgclf.config import ONECYCLE_END, ONECYCLE_START, ONECYCLE_WARMUP, RunConfig
+from imgclf.config import RunConfig
+from imgclf.rules import lr_factors
 
 
 def lr_schedule(cfg: RunConfig, steps_per_epoch: int) -> Any:
-    """cosine over all steps, onecycle, step (x0.1 every step_epochs epochs), or constant."""
-    if cfg.schedule == "cosine":
-        return keras.optimizers.schedules.CosineDecay(cfg.lr, steps_per_epoch * cfg.epochs)
-    if cfg.schedule == "onecycle":
-        return OneCycle(cfg.lr, steps_per_epoch * cfg.epochs)
-    if cfg.schedule == "step":
-        every = steps_per_epoch * cfg.step_epochs
-        n = max(0, (cfg.epochs - 1) // cfg.step_epochs)
-        bounds = [every * (i + 1) for i in range(n)]
-        values = [cfg.lr * 0.1**i for i in range(n + 1)]
-        return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, values) if n else cfg.lr
-    return cfg.lr
+    """The schedule of imgclf.rules (the PyTorch loop's, number for number), or the constant."""
+    if cfg.schedule == "constant":
+        return cfg.lr
+    return StepTable(cfg, steps_per_epoch)
 
 
-class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
-    """The PyTorch trainer's onecycle (optim.onecycle): linear warm-up, then a linear fall."""
+class StepTable(keras.optimizers.schedules.LearningRateSchedule):
+    """rules.lr_factor at every step of the run, looked up inside the graph: the pure function
+    cannot run on a symbolic step, a table of its values can (4 bytes a step)."""
 
-    def __init__(self, peak: float, total_steps: int):
-        self.peak, self.total_steps = peak, total_steps
-        self.warm = max(1, int(total_steps * ONECYCLE_WARMUP))
+    def __init__(self, cfg: RunConfig, steps_per_epoch: int):
+        self.cfg, self.steps_per_epoch = cfg, steps_per_epoch
+        self.table = keras.ops.convert_to_tensor(cfg.lr * lr_factors(cfg, steps_per_epoch))
 
     def __call__(self, step: Any) -> Any:
-        ops = keras.ops
-        step = ops.cast(step, "float32")
-        rise = ONECYCLE_START + (1 - ONECYCLE_START) * step / self.warm
-        frac = ops.minimum(1.0, (step - self.warm) / max(1, self.total_steps - self.warm))
-        fall = 1 - (1 - ONECYCLE_END) * frac
-        return self.peak * ops.where(step < self.warm, rise, fall)
+        last = self.table.shape[0] - 1
+        return keras.ops.take(self.table, keras.ops.minimum(keras.ops.cast(step, "int32"), last))
 
-    def get_config(self) -> dict:
-        return {"peak": self.peak, "total_steps": self.total_steps}
+    def get_config(self) -> dict:  # what a saved .keras records; the table is rebuilt from it
+        c = self.cfg
+        fields = ("schedule", "lr", "epochs", "step_epochs")
+        return {"steps_per_epoch": self.steps_per_epoch, **{k: getattr(c, k) for k in fields}}
 
 
 def build_optimizer(

@@ -31,6 +31,7 @@ from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
+from imgclf.rules import check_backbone
 from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
 
 
@@ -98,8 +99,7 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
         image_size=s.pre.size,
         augment=cfg.augment,
     )
-    if (cfg.freeze or cfg.fine_tune_after) and backbone_of(model) is None:
-        raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
+    check_backbone(cfg, backbone_of(model) is not None)
     if resume and last.exists():
         check_fingerprint(read_fingerprint(last), s.meta(), last)
         model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.backends import UnsupportedOption, launched_by_torchrun
+from imgclf.backends import check_refusals, launched_by_torchrun
 from imgclf.config import RunConfig
 from imgclf.runs import RunResult, default_run_dir
 
@@ -19,32 +19,17 @@ INPUT_LAYOUT = "NCHW"
 
 
 def check_config(cfg: RunConfig) -> None:
-    """Every RunConfig field is honoured by this backend; some only in combination."""
-    from imgclf.backends.torch.features import CACHED_AUGMENT
+    """Every RunConfig field is honoured by this backend; some combinations are refused."""
+    from imgclf.backends.torch.refusals import REFUSED
 
-    cached = cfg.freeze and cfg.fine_tune_after == 0 and cfg.augment in CACHED_AUGMENT
-    if cfg.optimizer == "lbfgs" and not cached:
-        raise UnsupportedOption(
-            "--optimizer lbfgs fits the head of a frozen backbone on its cached features: it "
-            f"needs --freeze, --fine-tune-after 0 and --augment {' or '.join(CACHED_AUGMENT)}"
-        )
-    if cfg.lookahead and (cfg.ema or cfg.optimizer == "lbfgs"):
-        raise UnsupportedOption(
-            "--lookahead averages the weights itself: it takes neither --ema nor --optimizer lbfgs"
-        )
-    if cfg.optimizer == "lbfgs" and cfg.schedule != "constant":
-        raise UnsupportedOption(
-            f"--schedule {cfg.schedule} with --optimizer lbfgs: L-BFGS sets its own step sizes "
-            "(line search); use --schedule constant"
-        )
+    check_refusals(NAME, REFUSED, cfg)
 
 
 def launch(cfg: RunConfig, argv: list[str]) -> int | None:
     """`--replicas N` outside torchrun starts torchrun on this machine; under torchrun (ours or
     the user's), this process is one rank and trains."""
-    from imgclf.backends.torch.distributed import check_torchrun_options, launch_local
+    from imgclf.backends.torch.distributed import launch_local
 
-    check_torchrun_options(cfg)
     if cfg.replicas <= 1 or launched_by_torchrun():
         return None
     # every rank, and a group torchrun restarts, must find the same run folder: name it for them

@@ -17,11 +17,14 @@ import torchvision
 from torchvision.io import decode_jpeg, read_file
 from torchvision.transforms.v2 import functional as TF
 
+from imgclf.backends import check_refusals
 from imgclf.backends.common import start_run
-from imgclf.backends.torch.device import autocast_dtype, pick_device, seed_everything
+from imgclf.backends.torch.device import autocast_dtype, seed_everything
 from imgclf.backends.torch.loaders import batches
+from imgclf.backends.torch.refusals import REFUSED
 from imgclf.backends.torch.steps import evaluate_epoch, train_one_epoch
-from imgclf.backends.torch.train import Trainer, build_trainer
+from imgclf.backends.torch.train import build_trainer
+from imgclf.backends.torch.trainer import Trainer
 from imgclf.backends.torch.transforms import normalize_batch
 from imgclf.config import RunConfig
 from imgclf.data.cache import DecodedCache
@@ -114,7 +117,7 @@ def cache_stage(cfg: RunConfig, s: Any, cache_dir: str) -> Stage:
 def run_stages(cfg: RunConfig, decode_images: int = 200, steps: int = 20) -> tuple[list, dict]:
     """Every stage on cfg (model, device, batch size, image size, amp, channels_last, compile),
     with a fresh decoded cache (its build is a stage) and nothing written outside a temp folder."""
-    autocast_dtype(cfg, pick_device(cfg.device))  # refuses --cpu-bf16 where the CPU lacks it
+    check_refusals("torch", REFUSED, cfg)  # e.g. --cpu-bf16 where the CPU lacks it
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-") as tmp:
         cfg = cfg.replace(out_dir=f"{tmp}/run", cache_dir=f"{tmp}/cache")
         s = start_run(cfg, "torch", resume=False)
@@ -155,8 +158,9 @@ def step_stage(t: Trainer, steps: int) -> Stage:
     """The train step on one batch already on the device: the compute limit of an epoch."""
     x, y = next(iter(batches(t.train_data, t.cfg.batch_size, t.device, True, "tutorial", 1, 0)))
     net = t.trainable(t.model)
-    train_one_epoch(net, [(x, y)] * 3, t, None)  # warm-up: cudnn autotune, compile
-    seconds = clock(t.device, lambda: train_one_epoch(net, [(x, y)] * steps, t, None))
+    loop, hooks = t.loop(), t.hooks
+    train_one_epoch(net, [(x, y)] * 3, loop, t.step, hooks)  # warm-up: cudnn autotune, compile
+    seconds = clock(t.device, lambda: train_one_epoch(net, [(x, y)] * steps, loop, 0, hooks))
     return stage("train step (resident batch)", steps * len(y), seconds, len(y))
 
 
@@ -170,7 +174,7 @@ def epoch_stage(t: Trainer) -> Stage:
 def eval_stage(t: Trainer) -> Stage:
     def one_pass() -> None:
         val = batches(t.val_data, t.cfg.batch_size, t.device, False, "none", 0)
-        evaluate_epoch(t.model, val, t)
+        evaluate_epoch(t.model, val, t.loop())
 
     one_pass()
     seconds = clock(t.device, one_pass)

@@ -4,14 +4,17 @@ with its own callbacks in backends/keras/callbacks.py). Each returns True to sto
 from __future__ import annotations
 
 import sys
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from imgclf.backends.torch.checkpoint import save_checkpoint
 from imgclf.runs import RunDir, beats, format_epoch, stalled
 
+if TYPE_CHECKING:  # the trainer hands itself to each duty; no import at run time
+    from imgclf.backends.torch.trainer import Trainer
+
 
 class Duty(Protocol):
-    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool: ...
+    def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool: ...
 
 
 class HistoryLog:
@@ -20,7 +23,7 @@ class HistoryLog:
     def __init__(self, run: RunDir, epochs: int, write: bool = True):
         self.run, self.epochs, self.write = run, epochs, write
 
-    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+    def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool:
         state.history.append(row)
         if self.write:
             print(format_epoch(row, self.epochs), flush=True)
@@ -36,7 +39,7 @@ class Checkpoints:
     def __init__(self, run: RunDir, write: bool = True):
         self.run, self.write = run, write
 
-    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+    def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool:
         improved = beats(row, [h for h in state.history if h["epoch"] < row["epoch"]])
         state.best = row["val_acc"] if improved else state.best
         if not self.write:
@@ -55,7 +58,7 @@ class TensorBoardLog:
     def __init__(self, run: RunDir):
         self.writer = open_summary_writer(run / RunDir.TENSORBOARD)
 
-    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+    def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool:
         if self.writer is not None:
             for k, v in row.items():
                 if k != "epoch":
@@ -74,7 +77,7 @@ class EarlyStopping:
     def __init__(self, patience: int, write: bool = True):
         self.patience, self.write = patience, write
 
-    def on_epoch_end(self, row: dict[str, Any], state: Any) -> bool:
+    def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool:
         if stalled(state.history, self.patience):
             if self.write:
                 print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)

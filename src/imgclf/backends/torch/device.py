@@ -28,14 +28,9 @@ def autocast_dtype(cfg: Any, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if cfg.amp and torch.cuda.is_bf16_supported() else None
     if device.type == "cpu" and cfg.cpu_bf16:
-        # without AVX512-BF16 or AMX oneDNN emulates bf16, slower than float32: refuse, by name
-        if not native_cpu_bf16():
-            from imgclf.backends import UnsupportedOption
-
-            raise UnsupportedOption(
-                "--cpu-bf16: this CPU has no native bf16 (AVX512-BF16 or AMX); it would train "
-                "slower than float32"
-            )
+        # without AVX512-BF16 or AMX oneDNN emulates bf16, slower than float32: refusals.py
+        # refuses that at the command's entry
+        assert native_cpu_bf16(), "--cpu-bf16 reached training on a CPU without native bf16"
         return torch.bfloat16
     return None
 

@@ -21,6 +21,7 @@ from imgclf.backends import launched_by_torchrun
 from imgclf.backends.torch.device import pick_device
 from imgclf.config import RunConfig
 from imgclf.messages import warn
+from imgclf.rules import data_parallel_message
 from imgclf.runs import RunDir
 
 
@@ -38,19 +39,6 @@ class Dist:
     @property
     def on(self) -> bool:
         return self.backend != ""
-
-
-def check_torchrun_options(cfg: RunConfig) -> None:
-    """Options that cannot work under torchrun, refused before any rank starts training."""
-    if not launched_by_torchrun():
-        return
-    if int(os.environ.get("TORCHELASTIC_MAX_RESTARTS", "0") or 0) > 0 and not cfg.out_dir:
-        raise ValueError(
-            "under torchrun --max-restarts, give --out: a restarted group must find its run"
-        )
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-    if cfg.replicas > 1 and cfg.replicas != per_node:
-        raise ValueError(f"--replicas {cfg.replicas} but torchrun started {per_node} per node")
 
 
 def launch_local(nproc: int, argv: list[str], device: str = "auto") -> int:
@@ -88,13 +76,8 @@ def restarted(cfg: RunConfig) -> bool:
 def announce(d: Dist, batch_size: int) -> None:
     """World size, backend and per-rank batch, once, before the first epoch."""
     if d.on and d.main:
-        lo, hi = batch_size // d.world, -(-batch_size // d.world)
-        per = str(lo) if lo == hi else f"{lo}-{hi}"
-        print(
-            f"data-parallel: {d.world} processes ({d.backend}); --batch-size {batch_size} is the "
-            f"global batch, {per} per rank",
-            flush=True,
-        )
+        how = f"{d.world} processes ({d.backend})"
+        print(data_parallel_message(how, batch_size, d.world, "rank"), flush=True)
 
 
 def merge(dicts: list[dict]) -> dict:

@@ -3,9 +3,9 @@ torchrun each rank computes a contiguous block of the rows and all ranks gather 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import nn
@@ -13,10 +13,10 @@ from tqdm import tqdm
 
 from imgclf.backends.torch.distributed import Dist, block, gather_blocks
 from imgclf.backends.torch.loaders import SplitData, batches
+from imgclf.config import RunConfig
 from imgclf.data.batching import shares
 
-# --augment kinds whose every view can be computed once by a frozen backbone
-CACHED_AUGMENT = ("none", "flip")
+Amp = Callable[[], contextlib.AbstractContextManager]  # a fresh autocast context per use
 
 
 @torch.no_grad()
@@ -25,7 +25,7 @@ def compute_features(
     data: SplitData,
     batch_size: int,
     device: torch.device,
-    amp: Any,
+    amp: Amp,
     progress: bool = True,
     d: Dist = Dist(),
     mirror: bool = False,
@@ -45,7 +45,7 @@ def compute_features(
         disable=None if progress and d.main else True,
     ):
         if len(y):
-            with amp:
+            with amp():
                 feats.append(backbone(x.flip(3) if mirror else x).float())
             labels.append(y)
     dim = _feature_dim(backbone, data, device, amp) if not feats else feats[0].shape[1]
@@ -54,10 +54,10 @@ def compute_features(
     return gather_blocks(d, f, n), gather_blocks(d, y, n)
 
 
-def _feature_dim(backbone: nn.Module, data: SplitData, device: torch.device, amp: Any) -> int:
+def _feature_dim(backbone: nn.Module, data: SplitData, device: torch.device, amp: Amp) -> int:
     """A rank with no rows still needs the width to take part in the gather."""
     side = data.pre.size
-    with amp:
+    with amp():
         return int(backbone(torch.zeros(1, 3, side, side, device=device)).shape[1])
 
 
@@ -76,16 +76,22 @@ def feature_batches(
 
 
 def cached_features(
-    backbone: nn.Module, train: SplitData, val: SplitData, t: Any, progress: bool, d: Dist
+    backbone: nn.Module,
+    splits: tuple[SplitData, SplitData],
+    cfg: RunConfig,
+    device: torch.device,
+    amp: Amp,
+    progress: bool,
+    d: Dist,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """[train, val] features; with --augment flip the train rows twice, as seen and mirrored
     (the flip augmentation, every draw of it, computed once)."""
-    cfg = t.cfg
+    train, val = splits
     views = (False, True) if cfg.augment == "flip" else (False,)
     parts = [
-        compute_features(backbone, train, cfg.batch_size, t.device, t.amp, progress, d, m)
+        compute_features(backbone, train, cfg.batch_size, device, amp, progress, d, m)
         for m in views
     ]
     train_set = (torch.cat([f for f, _ in parts]), torch.cat([y for _, y in parts]))
-    val_set = compute_features(backbone, val, cfg.batch_size, t.device, t.amp, progress, d)
+    val_set = compute_features(backbone, val, cfg.batch_size, device, amp, progress, d)
     return [train_set, val_set]

@@ -95,12 +95,13 @@ def batches(
     for train batches only. resident: the split held on the device (see resident.py); None
     decides by whether it fits, on CUDA only."""
     kind = augment if train else "none"
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
     if data.pipeline == "plain":
-        yield from _plain_batches(data, batch_size, device, train, kind, seed, workers, share)
+        for x, y in _plain_batches(data, batch_size, device, train, kind, seed, workers, share):
+            yield x.contiguous(memory_format=fmt), y
         return
     if resident is None:
         resident = data.on_device is not None or fits_on_device(len(data), data.pre.size, device)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
 
     def ready(images: Iterator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         gen = torch.Generator().manual_seed(seed)

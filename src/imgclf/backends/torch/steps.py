@@ -4,15 +4,27 @@ and the numbers printed are the whole split's (sums reduced over ranks)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from imgclf.backends.torch.distributed import Dist, all_sum, sum_tensor
+from imgclf.backends.torch.hooks import StepHook
 
-StepHook = Callable[[int], None]
+
+@dataclass(frozen=True)
+class Loop:
+    """What the loops use of a run: its optimizer (a new one after fine-tuning unfreezes the
+    backbone), loss, autocast context, process group and device."""
+
+    optimizer: torch.optim.Optimizer
+    loss_fn: nn.CrossEntropyLoss
+    amp: Callable[[], contextlib.AbstractContextManager]
+    dist: Dist
+    device: torch.device
 
 
 def weight_of(loss_fn: nn.CrossEntropyLoss, y: torch.Tensor) -> torch.Tensor:
@@ -23,53 +35,51 @@ def weight_of(loss_fn: nn.CrossEntropyLoss, y: torch.Tensor) -> torch.Tensor:
 
 
 def train_one_epoch(
-    net: nn.Module, data: Iterable, t: Any, on_step: StepHook | None
-) -> dict[str, float]:
-    """t: the Trainer (optimizer, loss_fn, amp, lr schedule, dist). net may be DDP-wrapped."""
+    net: nn.Module, data: Iterable, loop: Loop, step: int, hooks: Sequence[StepHook] = ()
+) -> tuple[dict[str, float], int]:
+    """(the epoch's numbers, the global step after it). step: steps taken before; net may be
+    DDP-wrapped; hooks run before and after every optimizer step."""
     net.train()
-    d: Dist = t.dist
-    sums = _zeros(t.device)  # loss, weight, correct, seen: on the device, no sync per step
+    d, opt, loss_fn = loop.dist, loop.optimizer, loop.loss_fn
+    sums = _zeros(loop.device)  # loss, weight, correct, seen: on the device, no sync per step
     bar = not getattr(data, "disable", True)
     for x, y in data:
         if len(y) == 0 and not d.on:  # alone, nothing to learn from; in a group, a zero share
             continue
-        for g in t.optimizer.param_groups:
-            g["lr"] = g["base_lr"] * t.lr_at(t.step)
-        with t.amp:
+        for h in hooks:
+            h.before(step, opt)
+        with loop.amp():
             out = net(x)
-            total = t.loss_fn(out.float(), y)
-        weight = weight_of(t.loss_fn, y)
+            total = loss_fn(out.float(), y)
+        weight = weight_of(loss_fn, y)
         # every rank needs the global batch's weight; one tiny collective per step
         global_weight = sum_tensor(d, weight.detach().clone()).clamp_min(1e-12)
-        t.optimizer.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=True)
         (total * d.world / global_weight).backward()  # DDP divides by world again
-        t.optimizer.step()
-        if t.ema is not None:
-            t.ema.update_parameters(t.model)
-        t.step += 1
-        if t.lookahead is not None:
-            t.lookahead.update(t.model, t.step, t.total_steps)
-        if on_step is not None:
-            on_step(t.step)
+        opt.step()
+        step += 1
+        for h in hooks:
+            h.after(step)
         sums += _row(total.detach(), weight, out, y, sums.dtype)
-        if bar and t.step % 20 == 0 and sums[1] > 0:  # reading sums waits for the GPU
+        if bar and step % 20 == 0 and sums[1] > 0:  # reading sums waits for the GPU
             data.set_postfix(loss=f"{sums[0] / sums[1]:.4f}", acc=f"{sums[2] / sums[3]:.2%}")
-    loss, weight, correct, seen = all_sum(d, sums.tolist(), t.device)
-    return {"loss": loss / max(weight, 1e-12), "acc": correct / max(seen, 1), "images": int(seen)}
+    loss, weight, correct, seen = all_sum(d, sums.tolist(), loop.device)
+    row = {"loss": loss / max(weight, 1e-12), "acc": correct / max(seen, 1), "images": int(seen)}
+    return row, step
 
 
 @torch.no_grad()
-def evaluate_epoch(module: nn.Module, data: Iterable, t: Any) -> dict[str, float]:
+def evaluate_epoch(module: nn.Module, data: Iterable, loop: Loop) -> dict[str, float]:
     """module unwrapped: evaluation needs no collectives until the final sum."""
     module.eval()
-    sums = _zeros(t.device)
+    sums = _zeros(loop.device)
     for x, y in data:
         if len(y) == 0:
             continue
-        with t.amp:
+        with loop.amp():
             out = module(x).float()
-        sums += _row(t.loss_fn(out, y), weight_of(t.loss_fn, y), out, y, sums.dtype)
-    loss, weight, correct, seen = all_sum(t.dist, sums.tolist(), t.device)
+        sums += _row(loop.loss_fn(out, y), weight_of(loop.loss_fn, y), out, y, sums.dtype)
+    loss, weight, correct, seen = all_sum(loop.dist, sums.tolist(), loop.device)
     if seen == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     return {"loss": loss / weight, "acc": correct / seen}
@@ -92,28 +102,38 @@ def _row(
     return torch.stack([p.to(dtype) for p in parts])
 
 
-def lbfgs_epoch(head: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Any) -> dict[str, float]:
+def lbfgs_epoch(
+    head: nn.Module,
+    features: tuple[torch.Tensor, torch.Tensor],
+    loop: Loop,
+    weight_decay: float,
+    step: int,
+    hooks: Sequence[StepHook] = (),
+) -> tuple[dict[str, float], int]:
     """One full-batch L-BFGS step (optim.LBFGS_ITERATIONS iterations) of the head on the cached
     features: a logistic regression, as linear probes are fitted. Every rank holds all the
     features and computes the same deterministic steps, so no collective is needed."""
     head.eval()  # no dropout: the line search must see one objective, evaluated again and again
+    x, y = features
     params = [p for p in head.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]  # weights, not biases: weight decay's usual rule
-    denominator = weight_of(t.loss_fn, y)
+    denominator = weight_of(loop.loss_fn, y)
 
     def objective() -> torch.Tensor:
-        t.optimizer.zero_grad(set_to_none=True)
-        loss = t.loss_fn(head(x).float(), y) / denominator
-        loss = loss + t.cfg.weight_decay / 2 * sum((p * p).sum() for p in decay)
+        loop.optimizer.zero_grad(set_to_none=True)
+        loss = loop.loss_fn(head(x).float(), y) / denominator
+        loss = loss + weight_decay / 2 * sum((p * p).sum() for p in decay)
         loss.backward()
         return loss
 
-    t.optimizer.step(objective)
-    if t.ema is not None:
-        t.ema.update_parameters(t.model)
-    t.step += 1
+    for h in hooks:
+        h.before(step, loop.optimizer)
+    loop.optimizer.step(objective)
+    step += 1
+    for h in hooks:
+        h.after(step)
     with torch.no_grad():
         out = head(x).float()
-        loss = t.loss_fn(out, y) / denominator
+        loss = loop.loss_fn(out, y) / denominator
     correct = (out.argmax(1) == y).sum().item()
-    return {"loss": loss.item(), "acc": correct / max(len(y), 1), "images": len(y)}
+    return {"loss": loss.item(), "acc": correct / max(len(y), 1), "images": len(y)}, step

@@ -3,17 +3,11 @@ end-of-epoch duties in callbacks.py, the torchrun group in distributed.py."""
 
 from __future__ import annotations
 
-import contextlib
-import math
-import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel
-from tqdm import tqdm
 
 from imgclf import runs
 from imgclf.backends.common import (
@@ -26,7 +20,7 @@ from imgclf.backends.common import (
 )
 from imgclf.backends.torch.callbacks import Checkpoints, EarlyStopping, HistoryLog, TensorBoardLog
 from imgclf.backends.torch.checkpoint import load_checkpoint
-from imgclf.backends.torch.device import autocast, autocast_dtype, pick_device, seed_everything
+from imgclf.backends.torch.device import autocast, pick_device, seed_everything
 from imgclf.backends.torch.distributed import (
     Dist,
     announce,
@@ -37,22 +31,26 @@ from imgclf.backends.torch.distributed import (
     merge,
     process_group,
     restarted,
-    wrap,
 )
-from imgclf.backends.torch.features import CACHED_AUGMENT, cached_features, feature_batches
+from imgclf.backends.torch.features import cached_features
+from imgclf.backends.torch.hooks import Average, Lookahead, Schedule, StepHook
 from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
-from imgclf.backends.torch.optim import Lookahead, add_averages, build_optimizer, lr_factor
-from imgclf.backends.torch.steps import StepHook, evaluate_epoch, lbfgs_epoch, train_one_epoch
+from imgclf.backends.torch.optim import build_optimizer
+from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.runs import RunResult, default_run_dir, fine_tune_message, history_row
+from imgclf.rules import CACHED_AUGMENT, check_backbone, lr_factor
+from imgclf.runs import RunResult, default_run_dir
 
 DATA_INIT_IMAGES = 5000  # train images a data-initialised layer sees (airbench's whitening)
 
 
 def fit(
-    cfg: RunConfig, resume: bool = False, progress: bool = True, on_step: StepHook | None = None
+    cfg: RunConfig,
+    resume: bool = False,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
 ) -> RunResult:
     """Train cfg.model on cfg.data_dir; with resume, continue the run in cfg.out_dir. Under
     torchrun, every rank runs this and only rank 0 writes. on_step(global_step) runs after every
@@ -61,7 +59,6 @@ def fit(
         # rank 0's folder for every rank (a default name holds the time: ranks may differ)
         cfg = cfg.replace(out_dir=broadcast(d, cfg.out_dir or str(default_run_dir(cfg))))
         resume = resume or restarted(cfg)
-        autocast_dtype(cfg, device)  # refuses --cpu-bf16 on a CPU without it, before any work
         s = start_run(cfg, "torch", resume or not d.main)  # rank 0 checks the folder is new
         seed_everything(cfg.seed)
         last = s.run.checkpoint("last", ".pt")
@@ -93,137 +90,6 @@ def fit(
         return finish_run(s, t.history, skipped, ".pt", write=d.main)
 
 
-@dataclass
-class Trainer:
-    """The model, its optimizer and data, and what the epochs change (saved in checkpoints)."""
-
-    cfg: RunConfig
-    model: nn.Module
-    optimizer: torch.optim.Optimizer
-    loss_fn: nn.Module
-    device: torch.device
-    train_data: SplitData
-    val_data: SplitData
-    pretrained: bool
-    dist: Dist = Dist()
-    features: list[tuple[torch.Tensor, torch.Tensor]] | None = None
-    ema: AveragedModel | None = None  # --ema: the averaged weights validate and are saved
-    lookahead: Lookahead | None = None
-    epoch: int = 0
-    step: int = 0
-    best: float = -1.0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    fingerprint: dict[str, Any] = field(default_factory=dict)  # runs.fingerprint of meta.json
-    _ddp: tuple[Any, nn.Module] | None = None  # (what it wraps, the DDP module)
-
-    def checkpoint(self) -> dict[str, Any]:
-        """'model' is what predict loads: the averaged weights under --ema, whose training
-        weights and count then travel as 'live' and 'ema_n' for a resume."""
-        ema = self.ema
-        live = {"live": self.model.state_dict(), "ema_n": int(ema.n_averaged)} if ema else {}
-        if self.lookahead is not None:
-            live["lookahead"] = self.lookahead.slow
-        return {
-            "model": (self.ema.module if self.ema else self.model).state_dict(),
-            **live,
-            "optimizer": self.optimizer.state_dict(),
-            "epoch": self.epoch,
-            "best_acc": self.best,
-            "history": self.history,
-            "fingerprint": self.fingerprint,
-        }
-
-    def restore(self, ckpt: dict[str, Any]) -> None:
-        if self.ema is not None:
-            self.ema.module.load_state_dict(ckpt["model"])
-            self.ema.n_averaged.fill_(ckpt.get("ema_n", 1))
-        if self.lookahead is not None and "lookahead" in ckpt:
-            self.lookahead.slow = {k: v.to(self.device) for k, v in ckpt["lookahead"].items()}
-        self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.epoch, self.best, self.history = ckpt["epoch"], ckpt["best_acc"], ckpt["history"]
-        self.step = self.epoch * self.n_batches
-
-    @property
-    def n_batches(self) -> int:
-        if self.cfg.optimizer == "lbfgs":
-            return 1  # one full-batch step per epoch
-        rows = len(self.features[0][1]) if self.features else len(self.train_data)
-        return math.ceil(rows / self.cfg.batch_size)
-
-    @property
-    def amp(self) -> contextlib.AbstractContextManager:
-        return autocast(self.cfg, self.device)
-
-    @property
-    def total_steps(self) -> int:
-        return self.n_batches * self.cfg.epochs
-
-    def lr_at(self, step: int) -> float:
-        return lr_factor(step, self.total_steps, step // max(1, self.n_batches), self.cfg)
-
-    def epoch_batches(self, epoch: int) -> tuple[nn.Module, Iterable, Iterable]:
-        """(module to train, train batches, val batches): the head on cached features when the
-        backbone is frozen and sees unaugmented images, else the whole model on images. Each
-        rank gets its share of every global batch of --batch-size."""
-        cfg, share = self.cfg, (self.dist.rank, self.dist.world)
-        if self.features is not None:
-            assert isinstance(self.model, TransferNet)
-            (tx, ty), (vx, vy) = self.features
-            train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share)
-            return self.model.head, train, feature_batches(vx, vy, cfg.batch_size, share=share)
-        aug, w, cl, dev = cfg.augment, cfg.workers, cfg.channels_last, self.device
-        seed = cfg.seed + epoch
-        train = batches(self.train_data, cfg.batch_size, dev, True, aug, seed, w, cl, share)
-        val = batches(self.val_data, cfg.batch_size, dev, False, "none", 0, w, cl, share)
-        return self.model, train, val
-
-    def averaged(self, module: nn.Module) -> nn.Module:
-        """module's counterpart in the --ema copy (the head when training on features)."""
-        if self.ema is None:
-            return module
-        twin = self.ema.module
-        return twin.head if module is not self.model else twin  # type: ignore[return-value]
-
-    def trainable(self, module: nn.Module) -> nn.Module:
-        """module in DDP under torchrun, wrapped again when what trains changes (fine-tuning
-        unfreezes the backbone: DDP fixes its parameter set when it is built)."""
-        key = (id(module), tuple(p.requires_grad for p in module.parameters()))
-        if self._ddp is None or self._ddp[0] != key:
-            net = wrap(self.dist, module, self.device)
-            # torch.compile(DDP(model)), PyTorch's documented order: the graph is split at DDP's
-            # bucket boundaries so the all-reduces still overlap the backward pass
-            self._ddp = (key, torch.compile(net) if self.cfg.compile else net)
-        return self._ddp[1]
-
-    def run_epoch(self, epoch: int, progress: bool, on_step: StepHook | None) -> dict[str, Any]:
-        cfg = self.cfg
-        if isinstance(self.model, TransferNet) and cfg.fine_tune_after == epoch > 0:
-            self.model.set_frozen(False)  # fastai's fine_tune: now the backbone learns too
-            self.optimizer = build_optimizer(self.model, cfg, self.pretrained)
-            if self.dist.main:
-                print(fine_tune_message(cfg, epoch, self.pretrained), flush=True)
-        # dropout etc.: an epoch replays exactly; ranks draw different masks (rank 0 as alone)
-        seed_everything(cfg.seed * 1000 + epoch + 7919 * self.dist.rank)
-        t0 = time.perf_counter()
-        module, train_b, val_b = self.epoch_batches(epoch)
-        desc = f"epoch {epoch + 1}/{cfg.epochs}"
-        bar = tqdm(
-            train_b, total=self.n_batches, desc=desc, leave=False, disable=not progress or None
-        )
-        if cfg.optimizer == "lbfgs":
-            assert self.features is not None  # check_config: lbfgs fits a head on features
-            tr = lbfgs_epoch(module, *self.features[0], self)
-            if on_step is not None:
-                on_step(self.step)
-        else:
-            tr = train_one_epoch(self.trainable(module), bar, self, on_step)
-        train_s = time.perf_counter() - t0
-        va = evaluate_epoch(self.averaged(module), val_b, self)
-        self.epoch = epoch + 1
-        lr = self.optimizer.param_groups[0]["lr"]
-        return history_row(self.epoch, lr, tr, va, tr["images"], train_s, time.perf_counter() - t0)
-
-
 def build_trainer(
     s: RunSetup,
     ckpt: dict[str, Any] | None,
@@ -231,8 +97,38 @@ def build_trainer(
     d: Dist = Dist(),
     device: torch.device | None = None,
 ) -> Trainer:
+    """The whole Trainer in one constructor call, then the checkpoint's state on a resume."""
     cfg = s.cfg
     device = device or pick_device(cfg.device)
+    model = _model(s, ckpt, d, device)
+    train_data, val_data = prepare_splits(s, progress, d)
+    warn_unreadable_classes(s.names, train_data.labels)
+    if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
+        # a seeded shuffle (the same rows on every rank): the split is stored class by class
+        sample = batches(train_data, DATA_INIT_IMAGES, device, True, "none", cfg.seed, cfg.workers)
+        model.init_from_data(next(iter(sample))[0])
+    features = _features(model, (train_data, val_data), cfg, device, progress, d)
+    t = Trainer(
+        cfg,
+        model,
+        build_optimizer(model, cfg, s.pretrained),
+        _loss(cfg, train_data, len(s.names), device),
+        device,
+        train_data,
+        val_data,
+        s.pretrained,
+        d,
+        features,
+        runs.fingerprint(s.meta()),
+        _hooks(cfg, model, batches_per_epoch(cfg, features, train_data)),
+    )
+    if ckpt is not None:
+        t.restore(ckpt)
+    return t
+
+
+def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.device) -> nn.Module:
+    cfg = s.cfg
     model = create_model(
         cfg.model,
         len(s.names),
@@ -242,10 +138,9 @@ def build_trainer(
         image_size=s.pre.size,
         weights=cfg.weights if ckpt is None else "",
     )
+    check_backbone(cfg, isinstance(model, TransferNet))
     if isinstance(model, TransferNet) and ckpt and 0 < cfg.fine_tune_after <= ckpt["epoch"]:
         model.set_frozen(False)
-    if (cfg.freeze or cfg.fine_tune_after) and not isinstance(model, TransferNet):
-        raise ValueError(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
     if ckpt is not None:
         model.load_state_dict(ckpt.get("live", ckpt["model"]))
     if cfg.sync_bn:
@@ -255,34 +150,47 @@ def build_trainer(
         torch.backends.cudnn.benchmark = True  # batch shapes repeat: pick conv algorithms once
     if cfg.channels_last:
         model.to(memory_format=torch.channels_last)
-    train_data, val_data = prepare_splits(s, progress, d)
-    warn_unreadable_classes(s.names, train_data.labels)
-    if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
-        # a seeded shuffle (the same rows on every rank): the split is stored class by class
-        sample = batches(train_data, DATA_INIT_IMAGES, device, True, "none", cfg.seed, cfg.workers)
-        model.init_from_data(next(iter(sample))[0])
+    return model
+
+
+def _loss(
+    cfg: RunConfig, train: SplitData, classes: int, device: torch.device
+) -> nn.CrossEntropyLoss:
+    """Sums, divided by the global batch's weight in steps.py (the mean, at any world size)."""
     weight = None
     if cfg.class_weights == "auto":
-        w = balanced_class_weights(train_data.labels, len(s.names))
+        w = balanced_class_weights(train.labels, classes)
         weight = torch.tensor(w, dtype=torch.float32, device=device)
-    # sums, divided by the global batch's weight in steps.py (the mean, across any world size)
-    loss_fn = nn.CrossEntropyLoss(
-        weight=weight, label_smoothing=cfg.label_smoothing, reduction="sum"
-    )
-    optimizer = build_optimizer(model, cfg, s.pretrained)
-    t = Trainer(cfg, model, optimizer, loss_fn, device, train_data, val_data, s.pretrained, d)
-    t.fingerprint = runs.fingerprint(s.meta())
-    add_averages(t)
-    if ckpt is not None:
-        t.restore(ckpt)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing, reduction="sum")
+
+
+def _features(
+    model: nn.Module,
+    splits: tuple[SplitData, SplitData],
+    cfg: RunConfig,
+    device: torch.device,
+    progress: bool,
+    d: Dist,
+) -> Features | None:
+    """A frozen backbone that sees the same images (or their mirrors) every epoch: run it once."""
     frozen = isinstance(model, TransferNet) and model.frozen
-    if frozen and cfg.augment in CACHED_AUGMENT and cfg.fine_tune_after == 0:
-        # a frozen backbone sees the same images (or their mirrors) every epoch: run it once
-        backbone = model.backbone  # type: ignore[union-attr]
-        t.features = cached_features(backbone, train_data, val_data, t, progress, d)
-    elif cfg.optimizer == "lbfgs":
-        raise ValueError(f"--optimizer lbfgs: {cfg.model} gave no frozen backbone to cache")
-    return t
+    if not (frozen and cfg.augment in CACHED_AUGMENT and cfg.fine_tune_after == 0):
+        return None
+    amp = lambda: autocast(cfg, device)  # noqa: E731
+    return cached_features(model.backbone, splits, cfg, device, amp, progress, d)  # type: ignore[union-attr]
+
+
+def _hooks(cfg: RunConfig, model: nn.Module, n_batches: int) -> list[StepHook]:
+    """The per-step duties in the order they run: L-BFGS sets its own step sizes (refusals.py
+    keeps its schedule constant), so it has no schedule hook."""
+    hooks: list[StepHook] = []
+    if cfg.optimizer != "lbfgs":
+        hooks.append(Schedule(lambda step: lr_factor(step, n_batches, cfg)))
+    if cfg.ema:
+        hooks.append(Average(model, cfg.ema))
+    if cfg.lookahead:
+        hooks.append(Lookahead(model, n_batches * cfg.epochs))
+    return hooks
 
 
 def prepare_splits(s: RunSetup, progress: bool, d: Dist) -> tuple[SplitData, SplitData]:

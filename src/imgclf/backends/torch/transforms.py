@@ -11,8 +11,7 @@ from torchvision import transforms as T
 
 from imgclf.data.images import resize_center_crop
 from imgclf.data.presets import Preprocess
-
-ROTATION_DEGREES = 10.0  # the first tutorial's RandomRotation(10)
+from imgclf.rules import ROTATION_DEGREES, shift_pixels
 
 
 def train_preset(pre: Preprocess, kind: str = "tutorial") -> T.Compose:
@@ -35,12 +34,6 @@ def train_preset(pre: Preprocess, kind: str = "tutorial") -> T.Compose:
             T.Normalize(pre.mean, pre.std),
         ]
     )
-
-
-def shift_pixels(size: int) -> int:
-    """flip-crop's largest shift: 1/16 of the side (2 px on CIFAR's 32: airbench's choice; the
-    common 4 px crop is more augmentation than a short schedule can use)."""
-    return max(1, size // 16)
 
 
 def eval_preset(pre: Preprocess) -> T.Compose:

@@ -93,7 +93,7 @@ class AirbenchNet(nn.Module):
     cam_layer="groups",  # the last conv group (3 x 3 at 32 px)
 )
 def build_airbench(
-    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, **_: object
+    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False
 ) -> nn.Module:
     if pretrained:
         raise ValueError("airbench has no pretrained weights")

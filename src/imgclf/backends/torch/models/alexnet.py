@@ -8,25 +8,16 @@ from torch import nn
 from imgclf.backends.torch.models.pretrained import load_torchvision_weights
 from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.registry import register_model
-
-
-def alexnet_flat_side(image_size: int) -> int:
-    s = (image_size - 11) // 4 + 1  # conv1 11x11 stride 4, no padding: 227 -> 55
-    for _ in range(
-        3
-    ):  # three 3x3 stride-2 max-pools (convs 2-5 keep the size): 55 -> 27 -> 13 -> 6
-        s = (s - 3) // 2 + 1
-    return s
+from imgclf.rules import alexnet_flat_side
 
 
 class AlexNet(nn.Module):
-    """The second tutorial's AlexNet (96-256-384-384-256, fc 9216-4096-4096-C), for 227 px."""
+    """The second tutorial's AlexNet (96-256-384-384-256, fc 9216-4096-4096-C at 227 px): its first
+    dense layer follows --image-size, as the Keras one does."""
 
     def __init__(self, num_classes: int, image_size: int = 227, dropout: float = 0.5):
         super().__init__()
         side = alexnet_flat_side(image_size)
-        if side < 1:
-            raise ValueError(f"alexnet needs images of at least 67 px, got {image_size}")
         self.features = nn.Sequential(
             nn.Conv2d(3, 96, 11, stride=4),
             nn.ReLU(inplace=True),
@@ -66,11 +57,7 @@ class AlexNet(nn.Module):
     cam_layer="features.11",  # the last convolution's ReLU (13 x 13 at 227 px)
 )
 def build_alexnet(
-    num_classes: int,
-    pretrained: bool = False,
-    freeze_backbone: bool = False,
-    image_size: int = 227,
-    **_: object,
+    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, image_size: int = 227
 ) -> nn.Module:
     if pretrained:
         raise ValueError("alexnet (from scratch) has no pretrained weights; use alexnet_tv")
@@ -122,11 +109,7 @@ def _tv_alexnet(pretrained: bool, weights: str) -> nn.Module:
     cam_layer="backbone.0.11",
 )
 def build_alexnet_tv(
-    num_classes: int,
-    pretrained: bool = False,
-    freeze_backbone: bool = False,
-    weights: str = "",
-    **_: object,
+    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, weights: str = ""
 ) -> nn.Module:
     tv = _tv_alexnet(pretrained, weights)
     tv.classifier[-1] = nn.Linear(4096, num_classes)
@@ -143,11 +126,7 @@ def build_alexnet_tv(
     cam_layer="backbone.0.11",
 )
 def build_alexnet_transfer(
-    num_classes: int,
-    pretrained: bool = True,
-    freeze_backbone: bool = True,
-    weights: str = "",
-    **_: object,
+    num_classes: int, pretrained: bool = True, freeze_backbone: bool = True, weights: str = ""
 ) -> nn.Module:
     tv = _tv_alexnet(pretrained, weights)
     backbone = nn.Sequential(tv.features, tv.avgpool, nn.Flatten(1))

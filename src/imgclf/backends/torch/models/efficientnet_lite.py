@@ -69,11 +69,7 @@ def build_lite_imagenet(variant: int, pretrained: bool = True, weights: str = ""
 
 def _make_builder(variant: int):  # noqa: ANN202
     def build(
-        num_classes: int,
-        pretrained: bool = True,
-        freeze_backbone: bool = False,
-        weights: str = "",
-        **_: object,
+        num_classes: int, pretrained: bool = True, freeze_backbone: bool = False, weights: str = ""
     ) -> nn.Module:
         net = build_lite_imagenet(variant, pretrained, weights)
         features = net._fc.in_features

@@ -30,11 +30,7 @@ def _replace_last_linear(model: nn.Module) -> int:
 
 def _torchvision_builder(name: str):  # noqa: ANN202
     def build(
-        num_classes: int,
-        pretrained: bool = False,
-        freeze_backbone: bool = False,
-        weights: str = "",
-        **_: object,
+        num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, weights: str = ""
     ) -> nn.Module:
         from torchvision.models import get_model
 
@@ -49,11 +45,7 @@ def _torchvision_builder(name: str):  # noqa: ANN202
 
 def _timm_builder(name: str):  # noqa: ANN202
     def build(
-        num_classes: int,
-        pretrained: bool = False,
-        freeze_backbone: bool = False,
-        weights: str = "",
-        **_: object,
+        num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, weights: str = ""
     ) -> nn.Module:
         import timm
 

@@ -39,11 +39,7 @@ class TutorialCNN(nn.Module):
 
 @register_model("cnn", image_size=224, description="first tutorial's 2-conv CNN", cam_layer="conv2")
 def build_cnn(
-    num_classes: int,
-    pretrained: bool = False,
-    freeze_backbone: bool = False,
-    image_size: int = 224,
-    **_: object,
+    num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, image_size: int = 224
 ) -> nn.Module:
     if pretrained:
         raise ValueError("cnn has no pretrained weights")

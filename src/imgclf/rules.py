@@ -1,0 +1,83 @@
+"""Training rules both backends must agree on, written once: the learning-rate schedule as a pure
+function of the step, the augmentation constants, what --image-size means to AlexNet, the refusal
+for a model without a backbone, and the data-parallel announcement. The PyTorch loop calls
+these; Keras wraps them (a LearningRateSchedule over the same numbers, layers built from the same
+constants), and tests check that both get the same learning rate at every step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from imgclf.config import ONECYCLE_END, ONECYCLE_START, ONECYCLE_WARMUP, RunConfig
+
+CACHED_AUGMENT = ("none", "flip")  # --augment kinds whose every view a frozen backbone can
+# compute once (the features are cached and only the head trains)
+ROTATION_DEGREES = 10.0  # --augment tutorial: the first tutorial's RandomRotation(10)
+SHIFT_FRACTION = 1 / 16  # --augment flip-crop: 2 px on CIFAR's 32, airbench's choice; the
+# common 4 px crop is more augmentation than a short schedule can use
+
+
+def shift_pixels(size: int) -> int:
+    """flip-crop's largest whole-pixel shift for a side of `size`."""
+    return max(1, int(size * SHIFT_FRACTION))
+
+
+def alexnet_flat_side(image_size: int) -> int:
+    """The side of the second tutorial's AlexNet's last feature map at --image-size, in both
+    backends (neither resizes inside the model: the images are decoded at --image-size)."""
+    s = (image_size - 11) // 4 + 1  # conv1 11x11 stride 4, no padding: 227 -> 55
+    for _ in range(
+        3
+    ):  # three 3x3 stride-2 max-pools (convs 2-5 keep the size): 55 -> 27 -> 13 -> 6
+        s = (s - 3) // 2 + 1
+    if s < 1:
+        raise ValueError(f"alexnet needs images of at least 67 px, got {image_size}")
+    return s
+
+
+def lr_factor(step: int, steps_per_epoch: int, cfg: RunConfig) -> float:
+    """The multiplier of each group's base rate before optimizer step `step` (0-based, the
+    number of steps already taken), nanoGPT's get_lr: cosine over every step, onecycle, step
+    (x0.1 every --step-epochs epochs) or constant."""
+    total = max(1, steps_per_epoch) * cfg.epochs
+    if cfg.schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    if cfg.schedule == "step":
+        return 0.1 ** ((step // max(1, steps_per_epoch)) // cfg.step_epochs)
+    if cfg.schedule == "onecycle":
+        return onecycle(step, total)
+    return 1.0
+
+
+def onecycle(step: int, total_steps: int) -> float:
+    """Rise linearly from 0.2 to 1 over the first 23 % of the steps, then fall linearly to 0.07."""
+    warm = max(1, int(total_steps * ONECYCLE_WARMUP))
+    if step < warm:
+        return ONECYCLE_START + (1 - ONECYCLE_START) * step / warm
+    frac = min(1.0, (step - warm) / max(1, total_steps - warm))
+    return 1 - (1 - ONECYCLE_END) * frac
+
+
+def lr_factors(cfg: RunConfig, steps_per_epoch: int) -> np.ndarray:
+    """lr_factor at every step of the run (one more: the value after the last step), for a
+    backend whose schedule is evaluated inside a graph."""
+    total = max(1, steps_per_epoch) * cfg.epochs
+    return np.array([lr_factor(s, steps_per_epoch, cfg) for s in range(total + 1)], np.float32)
+
+
+def check_backbone(cfg: RunConfig, has_backbone: bool) -> None:
+    """--freeze / --fine-tune-after need a model with a backbone: refused by name otherwise."""
+    from imgclf.backends import UnsupportedOption
+
+    if (cfg.freeze or cfg.fine_tune_after) and not has_backbone:
+        raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
+
+
+def data_parallel_message(how: str, batch_size: int, world: int, unit: str) -> str:
+    """The line both backends print once before a data-parallel run's first epoch."""
+    lo, hi = batch_size // world, -(-batch_size // world)
+    per = str(lo) if lo == hi else f"{lo}-{hi}"
+    return f"data-parallel: {how}; --batch-size {batch_size} is the global batch, {per} per {unit}"
