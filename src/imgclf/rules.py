@@ -1,8 +1,9 @@
 """Training rules both backends must agree on, written once: the learning-rate schedule as a pure
-function of the step, the augmentation constants, what --image-size means to AlexNet, the refusal
-for a model without a backbone, and the data-parallel announcement. The PyTorch loop calls
-these; Keras wraps them (a LearningRateSchedule over the same numbers, layers built from the same
-constants), and tests check that both get the same learning rate at every step.
+function of the step, the fine-tuning phases, the augmentation constants, what --image-size means
+to AlexNet, the refusal for a model without a backbone, and the data-parallel announcement. The
+PyTorch loop calls these; Keras wraps them (a LearningRateSchedule over the same numbers, layers
+built from the same constants), and tests check that both take the same learning rate at every
+step and the same phases.
 """
 
 from __future__ import annotations
@@ -66,6 +67,24 @@ def lr_factors(cfg: RunConfig, steps_per_epoch: int) -> np.ndarray:
     backend whose schedule is evaluated inside a graph."""
     total = max(1, steps_per_epoch) * cfg.epochs
     return np.array([lr_factor(s, steps_per_epoch, cfg) for s in range(total + 1)], np.float32)
+
+
+def phases(cfg: RunConfig) -> list[tuple[int, int, bool]]:
+    """(first epoch, end epoch, backbone frozen) of each fine-tuning phase: fastai's fine_tune
+    with --fine-tune-after N trains the head alone for N epochs, then everything."""
+    if 0 < cfg.fine_tune_after < cfg.epochs:
+        return [(0, cfg.fine_tune_after, True), (cfg.fine_tune_after, cfg.epochs, False)]
+    return [(0, cfg.epochs, cfg.freeze or cfg.fine_tune_after > 0)]
+
+
+def frozen_at(cfg: RunConfig, epoch: int) -> bool:
+    """Whether the backbone is frozen during `epoch` (0-based; past the end: as at the end)."""
+    return next((f for start, stop, f in phases(cfg) if start <= epoch < stop), phases(cfg)[-1][2])
+
+
+def unfreezes_at(cfg: RunConfig, epoch: int) -> bool:
+    """Whether the backbone starts learning at `epoch` (a phase boundary of phases())."""
+    return epoch > 0 and frozen_at(cfg, epoch - 1) and not frozen_at(cfg, epoch)
 
 
 def check_backbone(cfg: RunConfig, has_backbone: bool) -> None:

@@ -34,7 +34,8 @@ def test_every_field_is_honoured_or_refused_by_keras() -> None:
     pytest.importorskip("keras")
     keras_backend = backends.get("keras")
     fields = {f.name for f in dataclasses.fields(RunConfig)}
-    refused = set(keras_backend.REFUSED)
+    # whole options; the other entries refuse combinations or what the machine lacks
+    refused = {k for k, (_, why) in keras_backend.REFUSED.items() if isinstance(why, str)}
     assert fields == KERAS_HONOURED | refused, "classify the new RunConfig field"
     for name in refused:
         cfg = RunConfig(**{name: KERAS_REFUSED_VALUES[name]})
@@ -168,3 +169,23 @@ def test_plain_pipeline_batches_honour_channels_last(tiny_folder: Path, tmp_path
     for layout in (True, False):
         x, _ = next(iter(batches(data, 4, torch.device("cpu"), True, "flip", 0, 0, layout)))
         assert x.is_contiguous(memory_format=torch.channels_last) == layout
+
+
+def test_keras_refuses_a_gpu_it_cannot_see_before_writing_the_run(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    """From the table at the command's entry (it was raised inside fit): one line, nothing kept."""
+    pytest.importorskip("keras")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    run = tmp_path / "run"
+    out = run_cli(
+        "train", str(tiny_folder), "--backend", "keras", "--device", "cuda", "--out", str(run),
+        check=False,
+    )  # fmt: skip
+    assert out.returncode == 1 and not run.exists()
+    assert out.stderr.strip().splitlines() == [
+        "imgclf train: error: --device cuda: TensorFlow sees 0 GPU(s)"
+    ]

@@ -123,6 +123,30 @@ def test_both_backends_take_the_same_learning_rate_at_every_step(schedule: str) 
         assert lr_factor(2 * spe, spe, cfg) == pytest.approx(0.1)
 
 
+@pytest.mark.parametrize(
+    "freeze,after,epochs,want",
+    [
+        (False, 0, 4, [(0, 4, False)]),
+        (True, 0, 4, [(0, 4, True)]),
+        (False, 2, 4, [(0, 2, True), (2, 4, False)]),
+        (False, 4, 4, [(0, 4, True)]),  # never reached: the head alone, to the end
+    ],
+)
+def test_fine_tuning_phases_are_one_rule_for_both_backends(
+    freeze: bool, after: int, epochs: int, want: list
+) -> None:
+    """Keras fits once per phase; the PyTorch loop unfreezes at the phase boundary, and both read
+    rules.phases."""
+    from imgclf.rules import frozen_at, phases, unfreezes_at
+
+    cfg = RunConfig(freeze=freeze, fine_tune_after=after, epochs=epochs)
+    assert phases(cfg) == want
+    per_epoch = [frozen_at(cfg, e) for e in range(epochs)]
+    assert per_epoch == [f for start, stop, f in want for _ in range(start, stop)]
+    boundaries = [e for e in range(epochs) if unfreezes_at(cfg, e)]
+    assert boundaries == [start for start, _, f in want[1:] if not f]
+
+
 def test_airbench_batchnorm_shifts_learn_64x_faster_but_decay_alike() -> None:
     from imgclf.backends.torch.optim import build_optimizer
     from imgclf.registry import create_model

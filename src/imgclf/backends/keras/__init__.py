@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402, F401
 import torchvision.models  # noqa: E402, F401
 
-from imgclf.backends import UnsupportedOption, check_refusals, launched_by_torchrun  # noqa: E402
+from imgclf.backends import check_refusals  # noqa: E402
 from imgclf.backends.keras.refusals import REFUSED  # noqa: E402
 from imgclf.config import RunConfig  # noqa: E402
 from imgclf.runs import RunResult  # noqa: E402
@@ -34,11 +34,8 @@ def check_config(cfg: RunConfig) -> None:
 
 
 def launch(cfg: RunConfig, argv: list[str]) -> int | None:
-    """One process drives every device (MirroredStrategy, see `distributed`): never torchrun's."""
-    if launched_by_torchrun():
-        raise UnsupportedOption(
-            "torchrun starts PyTorch processes: use --backend torch, or --replicas N with keras"
-        )
+    """One process drives every device (MirroredStrategy, see `distributed`): never torchrun's
+    (refusals.py refuses running under it)."""
     return None
 
 

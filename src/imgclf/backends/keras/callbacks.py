@@ -31,10 +31,10 @@ class HistoryLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         logs, secs = logs or {}, time.perf_counter() - self.t0
-        lr = self.model.optimizer.learning_rate
+        lr = last_step_rate(self.model.optimizer)
         train = {"loss": logs.get("loss", math.nan), "acc": logs.get("accuracy", math.nan)}
         val = {"loss": logs.get("val_loss", math.nan), "acc": logs.get("val_accuracy", math.nan)}
-        row = history_row(epoch + 1, float(np.asarray(lr)), train, val, self.images, secs, secs)
+        row = history_row(epoch + 1, lr, train, val, self.images, secs, secs)
         row = {k: float(v) if k != "epoch" else v for k, v in row.items()}
         self.history[:] = [h for h in self.history if h["epoch"] < row["epoch"]] + [row]
         print(format_epoch(row, self.epochs), flush=True)
@@ -100,3 +100,13 @@ class StepHook(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
         self.step += 1
         self.on_step(self.step)
+
+
+def last_step_rate(optimizer: Any) -> float:
+    """The rate of the epoch's last step, what the PyTorch history records. Keras' own
+    `learning_rate` is the schedule at `iterations`, the next step's rate, which differs across a
+    step schedule's drop; `_learning_rate` is where Keras 3 keeps the schedule itself."""
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
+        return float(np.asarray(schedule(max(int(optimizer.iterations) - 1, 0))))
+    return float(np.asarray(optimizer.learning_rate))

@@ -1,9 +1,30 @@
-"""What the Keras backend refuses, each option with its reason: one table, checked once at the
-command's entry (backends.check_refusals) before anything is written."""
+"""What the Keras backend refuses, each option with its reason, and what depends on the machine
+(TensorFlow's GPUs) or on how it was started: one table, checked once at the command's entry
+(backends.check_refusals) before anything is written."""
 
 from __future__ import annotations
 
-from imgclf.backends import Refusals
+from imgclf.backends import Refusals, launched_by_torchrun
+from imgclf.config import RunConfig
+
+
+def _gpus() -> int:
+    """GPUs TensorFlow can see (listing them does not start its runtime)."""
+    import tensorflow as tf
+
+    return len(tf.config.list_physical_devices("GPU"))
+
+
+def _missing_gpu(c: RunConfig) -> bool:
+    if c.device in ("auto", "cpu") or not c.device.startswith(("cuda", "gpu")):
+        return False
+    index = int(c.device.split(":")[1]) if ":" in c.device else 0
+    return index >= _gpus()
+
+
+def _too_few_gpus(c: RunConfig) -> bool:
+    return c.replicas > 1 and c.device != "cpu" and _gpus() < c.replicas
+
 
 REFUSED: Refusals = {
     "pipeline": (
@@ -42,5 +63,23 @@ REFUSED: Refusals = {
     "sync_bn": (
         lambda c: c.sync_bn,
         "is for torchrun processes; MirroredStrategy replicas keep Keras' per-replica BatchNorm",
+    ),
+    # combinations and the machine: whole messages (the keys are labels, not options)
+    "device/gpus": (
+        _missing_gpu,
+        lambda c: f"--device {c.device}: TensorFlow sees {_gpus()} GPU(s)",
+    ),
+    "replicas/gpus": (
+        _too_few_gpus,
+        lambda c: (
+            f"--replicas {c.replicas}: TensorFlow sees {_gpus()} GPU(s); give at most that "
+            "many (--device cpu --replicas N mirrors over N logical CPU devices, for testing)"
+        ),
+    ),
+    "replicas/torchrun": (
+        lambda c: launched_by_torchrun(),
+        lambda c: (
+            "torchrun starts PyTorch processes: use --backend torch, or --replicas N with keras"
+        ),
     ),
 }

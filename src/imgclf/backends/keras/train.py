@@ -8,7 +8,6 @@ from typing import Any
 
 import keras
 
-from imgclf.backends import UnsupportedOption
 from imgclf.backends.common import (
     RunSetup,
     balanced_class_weights,
@@ -31,7 +30,7 @@ from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.rules import check_backbone
+from imgclf.rules import check_backbone, phases
 from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
 
 
@@ -78,13 +77,6 @@ def fit(
         if model.stop_training:
             break
     return finish_run(s, history, {**skipped, **skipped_val}, ".keras")
-
-
-def phases(cfg: RunConfig) -> list[tuple[int, int, bool]]:
-    """(first epoch, end epoch, backbone frozen) for each fit() call."""
-    if 0 < cfg.fine_tune_after < cfg.epochs:
-        return [(0, cfg.fine_tune_after, True), (cfg.fine_tune_after, cfg.epochs, False)]
-    return [(0, cfg.epochs, cfg.freeze or cfg.fine_tune_after > 0)]
 
 
 def build_model(s: RunSetup, resume: bool) -> keras.Model:
@@ -152,10 +144,8 @@ def select_device(cfg: RunConfig) -> str:
     if cfg.device == "cpu":
         tf.config.set_visible_devices([], "GPU")
         gpus = []
-    elif cfg.device != "auto":
+    elif cfg.device != "auto":  # refusals.py refused an index TensorFlow does not see
         index = int(cfg.device.split(":")[1]) if ":" in cfg.device else 0
-        if index >= len(gpus):
-            raise UnsupportedOption(f"--device {cfg.device}: TensorFlow sees {len(gpus)} GPU(s)")
         tf.config.set_visible_devices(gpus[index], "GPU")
         gpus = [gpus[index]]
     if cfg.amp and gpus:  # bf16 like the PyTorch side; softmax outputs stay float32

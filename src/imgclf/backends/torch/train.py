@@ -40,7 +40,7 @@ from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.rules import CACHED_AUGMENT, check_backbone, lr_factor
+from imgclf.rules import CACHED_AUGMENT, check_backbone, frozen_at, lr_factor
 from imgclf.runs import RunResult, default_run_dir
 
 DATA_INIT_IMAGES = 5000  # train images a data-initialised layer sees (airbench's whitening)
@@ -134,13 +134,13 @@ def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.devi
         len(s.names),
         # a resumed run takes every weight from its checkpoint: no ImageNet file needed again
         pretrained=s.pretrained and ckpt is None,
-        freeze_backbone=cfg.freeze or cfg.fine_tune_after > 0,
+        freeze_backbone=frozen_at(cfg, 0),
         image_size=s.pre.size,
         weights=cfg.weights if ckpt is None else "",
     )
     check_backbone(cfg, isinstance(model, TransferNet))
-    if isinstance(model, TransferNet) and ckpt and 0 < cfg.fine_tune_after <= ckpt["epoch"]:
-        model.set_frozen(False)
+    if isinstance(model, TransferNet) and ckpt and not frozen_at(cfg, ckpt["epoch"]):
+        model.set_frozen(False)  # resumed in the phase that trains the backbone too
     if ckpt is not None:
         model.load_state_dict(ckpt.get("live", ckpt["model"]))
     if cfg.sync_bn:

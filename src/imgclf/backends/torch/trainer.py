@@ -25,7 +25,7 @@ from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.steps import Loop, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
-from imgclf.rules import lr_factor
+from imgclf.rules import lr_factor, unfreezes_at
 from imgclf.runs import fine_tune_message, history_row
 
 Features = list[tuple[torch.Tensor, torch.Tensor]]  # [train, val] (features, labels)
@@ -148,7 +148,7 @@ class Trainer:
         self, epoch: int, progress: bool, on_step: Callable[[int], None] | None = None
     ) -> dict[str, Any]:
         cfg = self.cfg
-        if isinstance(self.model, TransferNet) and cfg.fine_tune_after == epoch > 0:
+        if isinstance(self.model, TransferNet) and unfreezes_at(cfg, epoch):
             self.model.set_frozen(False)  # fastai's fine_tune: now the backbone learns too
             self.optimizer = build_optimizer(self.model, cfg, self.pretrained)
             if self.dist.main:
