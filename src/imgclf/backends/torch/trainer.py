@@ -25,7 +25,7 @@ from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.steps import Loop, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
-from imgclf.rules import lr_factor, unfreezes_at
+from imgclf.rules import unfreezes_at
 from imgclf.runs import fine_tune_message, history_row
 
 Features = list[tuple[torch.Tensor, torch.Tensor]]  # [train, val] (features, labels)
@@ -99,16 +99,9 @@ class Trainer:
     def amp(self) -> contextlib.AbstractContextManager:
         return autocast(self.cfg, self.device)
 
-    @property
-    def total_steps(self) -> int:
-        return self.n_batches * self.cfg.epochs
-
-    def lr_at(self, step: int) -> float:
-        return lr_factor(step, self.n_batches, self.cfg)
-
     def loop(self) -> Loop:
-        amp = lambda: autocast(self.cfg, self.device)  # noqa: E731  (a fresh context per use)
-        return Loop(self.optimizer, self.loss_fn, amp, self.dist, self.device)
+        # a fresh autocast context per use: the amp property builds one each time it is read
+        return Loop(self.optimizer, self.loss_fn, lambda: self.amp, self.dist, self.device)
 
     def epoch_batches(self, epoch: int) -> tuple[nn.Module, Iterable, Iterable]:
         """(module to train, train batches, val batches): the head on cached features when the
