@@ -19,11 +19,12 @@ from common import CATS_DOGS, CIFAR_ZIP, machine, peak_rss_mb, run_phase
 def phase(name: str, cache_dir: str, workers: int) -> dict:
     import torch
 
-    from imgclf.backends.torch.loaders import batches, prepare_split
+    from imgclf.backends.torch.loaders import BatchPlan, batches, prepare_split
     from imgclf.data.presets import Preprocess
     from imgclf.data.splits import load_splits
 
     pre = Preprocess()
+    plan = BatchPlan(100, torch.device("cpu"), "tutorial", shuffle=True, workers=workers)
     if name == "rss25k":
         from imgclf.data.sources import resolve_data
 
@@ -34,18 +35,18 @@ def phase(name: str, cache_dir: str, workers: int) -> dict:
     n = 0
     if name == "plain":
         data = prepare_split(idx, pre, "plain")
-        for x, _ in batches(data, 100, torch.device("cpu"), True, "tutorial", 0, workers):
+        for x, _ in batches(data, plan):
             n += len(x)
     elif name in ("build", "rss25k"):
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
         n = len(data)
         if name == "rss25k":
-            for _batch in batches(data, 100, torch.device("cpu"), True, "tutorial", 0):
+            for _batch in batches(data, plan):
                 pass
     elif name == "cached":
         data = prepare_split(idx, pre, "cache", cache_dir, workers, progress=False)
         t0 = time.perf_counter()  # the cache is warm: time the pass only
-        for x, _ in batches(data, 100, torch.device("cpu"), True, "tutorial", 0):
+        for x, _ in batches(data, plan):
             n += len(x)
     dt = time.perf_counter() - t0
     return {

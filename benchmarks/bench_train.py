@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -59,7 +58,6 @@ def imgclf_run(args: list[str]) -> dict:
         [str(exe), "train", str(CATS_DOGS), *args, "--out", str(out), "--cache-dir", cache],
         check=True,
         capture_output=True,
-        env={**os.environ, "IMGCLF_NO_REEXEC": ""},
     )
     total = time.perf_counter() - t0
     hist = json.loads((out / "history.json").read_text())

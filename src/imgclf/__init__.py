@@ -14,7 +14,7 @@ from imgclf.data.audit import run_audit
 from imgclf.data.folder import ImageIndex
 from imgclf.data.splits import load_splits
 from imgclf.registry import create_model, list_models
-from imgclf.runs import RunResult
+from imgclf.runs import RunResult, with_run_dir
 
 
 def _version() -> str:
@@ -48,6 +48,7 @@ def train(
     backend = backends.get(cfg.backend)
     if not checked:
         backend.check_config(cfg)
+    cfg = with_run_dir(cfg)
     result = backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
     if os.environ.get("RANK", "0") == "0":  # one torchrun process writes the run's files
         result.calibration = calibrate_run(result.run_dir, cfg.device, progress)

@@ -28,6 +28,7 @@ class ModelSpec:
     pretrained_default: bool = False  # the model only makes sense with its ImageNet weights
     description: str = ""
     cam_layer: str = ""  # Grad-CAM's layer (a submodule name); "": the last Conv2d
+    backbone: bool = False  # a pretrained feature extractor --freeze/--fine-tune-after can freeze
     extra: dict = field(default_factory=dict)
 
     def preprocess(self, image_size: int = 0) -> Preprocess:

@@ -1,14 +1,16 @@
 """Training rules both backends must agree on, written once: the learning-rate schedule as a pure
-function of the step, the fine-tuning phases, the augmentation constants, what --image-size means
-to AlexNet, the refusal for a model without a backbone, and the data-parallel announcement. The
-PyTorch loop calls these; Keras wraps them (a LearningRateSchedule over the same numbers, layers
-built from the same constants), and tests check that both take the same learning rate at every
-step and the same phases.
+function of the step, the fine-tuning phases, the discriminative rate of a pretrained backbone,
+the augmentation constants, what --image-size means to AlexNet, the refusal for a model without
+a backbone, the best-checkpoint and early-stopping policy, and the data-parallel announcement.
+The PyTorch loop calls these; Keras wraps them (a LearningRateSchedule over the same numbers,
+layers built from the same constants, callbacks), and tests check that both take the same
+learning rate at every step and the same phases.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,8 @@ from imgclf.config import ONECYCLE_END, ONECYCLE_START, ONECYCLE_WARMUP, RunConf
 CACHED_AUGMENT = ("none", "flip")  # --augment kinds whose every view a frozen backbone can
 # compute once (the features are cached and only the head trains)
 ROTATION_DEGREES = 10.0  # --augment tutorial: the first tutorial's RandomRotation(10)
+ROTATION_STEP = 0.25  # degrees: PyTorch rotates through precomputed maps on this grid of angles
+# (81 maps a mirror; at 224 px the nearest grid angle moves a corner pixel by at most 0.35 px)
 SHIFT_FRACTION = 1 / 16  # --augment flip-crop: 2 px on CIFAR's 32, airbench's choice; the
 # common 4 px crop is more augmentation than a short schedule can use
 
@@ -87,12 +91,20 @@ def unfreezes_at(cfg: RunConfig, epoch: int) -> bool:
     return epoch > 0 and frozen_at(cfg, epoch - 1) and not frozen_at(cfg, epoch)
 
 
-def check_backbone(cfg: RunConfig, has_backbone: bool) -> None:
-    """--freeze / --fine-tune-after need a model with a backbone: refused by name otherwise."""
-    from imgclf.backends import UnsupportedOption
+def backbone_rate(cfg: RunConfig, pretrained: bool, frozen: bool) -> float | None:
+    """fastai's discriminative rates: an unfrozen pretrained backbone learns at lr x
+    --backbone-lr-scale (ImageNet features need nudging, not relearning); None: one rate for
+    every weight (a frozen backbone, or one trained from scratch)."""
+    return cfg.backbone_lr_scale if pretrained and not frozen else None
 
-    if (cfg.freeze or cfg.fine_tune_after) and not has_backbone:
-        raise UnsupportedOption(f"--freeze/--fine-tune-after: {cfg.model} has no backbone")
+
+def needs_backbone(cfg: RunConfig, has_backbone: bool) -> bool:
+    """--freeze / --fine-tune-after on a model without a backbone (each backend's refusal table
+    asks its registry whether the model has one)."""
+    return bool(cfg.freeze or cfg.fine_tune_after) and not has_backbone
+
+
+BACKBONE_REFUSAL = "--freeze/--fine-tune-after: {model} has no backbone"
 
 
 def data_parallel_message(how: str, batch_size: int, world: int, unit: str) -> str:
@@ -100,3 +112,24 @@ def data_parallel_message(how: str, batch_size: int, world: int, unit: str) -> s
     lo, hi = batch_size // world, -(-batch_size // world)
     per = str(lo) if lo == hi else f"{lo}-{hi}"
     return f"data-parallel: {how}; --batch-size {batch_size} is the global batch, {per} per {unit}"
+
+
+def beats(row: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
+    """best.pt's rule: a higher val accuracy than every earlier epoch, or the same accuracy at a
+    lower val loss (a small val split ties often: then the surer model is the better one)."""
+    if math.isnan(row["val_acc"]):
+        return False
+    seen = [(h["val_acc"], -h["val_loss"]) for h in earlier if not math.isnan(h["val_acc"])]
+    return not seen or (row["val_acc"], -row["val_loss"]) > max(seen)
+
+
+def stalled(history: list[dict[str, Any]], patience: int) -> bool:
+    """Early stopping: no val-accuracy gain over the best before the last `patience` epochs."""
+    accs = [h["val_acc"] for h in history]
+    if not patience or len(accs) <= patience:
+        return False
+    return max(accs[-patience:]) <= max(accs[:-patience])
+
+
+def early_stop_message(patience: int) -> str:
+    return f"early stop: no val-accuracy gain in {patience} epochs"

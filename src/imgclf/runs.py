@@ -15,6 +15,7 @@ from typing import Any
 from imgclf.config import RunConfig, config_from_dict
 from imgclf.files import write_json, write_text
 from imgclf.messages import warn
+from imgclf.rules import backbone_rate
 
 
 @dataclass
@@ -140,8 +141,12 @@ def check_fingerprint(found: dict[str, Any] | None, meta: dict[str, Any], path: 
             )
 
 
-def default_run_dir(cfg: RunConfig) -> Path:
-    return Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+def with_run_dir(cfg: RunConfig) -> RunConfig:
+    """cfg with its run folder named: --out, or runs/<model>-<time> (the one place the default
+    is made; the command and the Python API call it before anything else sees cfg)."""
+    if cfg.out_dir:
+        return cfg
+    return cfg.replace(out_dir=str(Path("runs") / f"{cfg.model}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def history_row(
@@ -174,15 +179,6 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
     )
 
 
-def beats(row: dict[str, Any], earlier: list[dict[str, Any]]) -> bool:
-    """best.pt's rule: a higher val accuracy than every earlier epoch, or the same accuracy at a
-    lower val loss (a small val split ties often: then the surer model is the better one)."""
-    if math.isnan(row["val_acc"]):
-        return False
-    seen = [(h["val_acc"], -h["val_loss"]) for h in earlier if not math.isnan(h["val_acc"])]
-    return not seen or (row["val_acc"], -row["val_loss"]) > max(seen)
-
-
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite: the run stops before that epoch is saved."""
 
@@ -207,14 +203,7 @@ def check_finite(row: dict[str, Any], history: list[dict[str, Any]]) -> None:
     )
 
 
-def stalled(history: list[dict[str, Any]], patience: int) -> bool:
-    """Early stopping: no val-accuracy gain over the best before the last `patience` epochs."""
-    accs = [h["val_acc"] for h in history]
-    if not patience or len(accs) <= patience:
-        return False
-    return max(accs[-patience:]) <= max(accs[:-patience])
-
-
 def fine_tune_message(cfg: RunConfig, epoch: int, pretrained: bool) -> str:
-    rate = f"lr x {cfg.backbone_lr_scale}" if pretrained else "full lr (not pretrained)"
+    scale = backbone_rate(cfg, pretrained, frozen=False)
+    rate = f"lr x {scale}" if scale is not None else "full lr (not pretrained)"
     return f"epoch {epoch + 1}: backbone unfrozen, it now trains at {rate}"

@@ -67,12 +67,22 @@ def test_refused_option_fails_before_anything_is_written(tiny_folder: Path, tmp_
     assert not run.exists() and "run folder" not in out.stdout
 
 
-def test_freezing_a_model_without_backbone_is_refused(tiny_folder: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "keras"])
+def test_freezing_a_model_without_backbone_is_refused_before_the_run_starts(
+    tiny_folder: Path, tmp_path: Path, backend: str
+) -> None:
+    """From each backend's table (the registry says which models have a backbone): it was raised
+    once the model was built, after the run folder and its config were written."""
+    if backend == "keras":
+        pytest.importorskip("keras")
     out = run_cli(
-        "train", str(tiny_folder), "--model", "cnn", "--freeze", "--out", str(tmp_path / "r"),
-        check=False,
+        "train", str(tiny_folder), "--model", "cnn", "--freeze", "--backend", backend,
+        "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), check=False,
     )  # fmt: skip
-    assert out.returncode == 1 and "cnn has no backbone" in out.stderr
+    assert out.returncode == 1 and not (tmp_path / "r").exists()
+    assert out.stderr.strip().splitlines() == [
+        "imgclf train: error: --freeze/--fine-tune-after: cnn has no backbone"
+    ]
 
 
 def _first_sgd_step(scale: float) -> tuple[float, float]:
@@ -159,7 +169,7 @@ def test_plain_pipeline_batches_honour_channels_last(tiny_folder: Path, tmp_path
     """--pipeline plain handed the model NCHW-contiguous batches whatever --channels-last said."""
     import torch
 
-    from imgclf.backends.torch.loaders import batches, prepare_split
+    from imgclf.backends.torch.loaders import BatchPlan, batches, prepare_split
     from imgclf.data.folder import scan_class_folder
     from imgclf.data.presets import Preprocess
 
@@ -167,7 +177,8 @@ def test_plain_pipeline_batches_honour_channels_last(tiny_folder: Path, tmp_path
         scan_class_folder(tiny_folder / "train"), Preprocess(size=32), "plain", workers=0
     )
     for layout in (True, False):
-        x, _ = next(iter(batches(data, 4, torch.device("cpu"), True, "flip", 0, 0, layout)))
+        plan = BatchPlan(4, torch.device("cpu"), "flip", True, workers=0, channels_last=layout)
+        x, _ = next(iter(batches(data, plan)))
         assert x.is_contiguous(memory_format=torch.channels_last) == layout
 
 

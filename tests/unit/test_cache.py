@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from conftest import make_folder, run_cli, snapshot
-from imgclf.backends.torch.loaders import batches, prepare_split
+from imgclf.backends.torch.loaders import BatchPlan, batches, prepare_split
 from imgclf.backends.torch.transforms import eval_preset
 from imgclf.data.cache import CacheUnavailable, DecodedCache
 from imgclf.data.cache_admin import prune
@@ -29,7 +29,7 @@ def test_cache_rows_match_the_eval_preset(tiny_folder: Path, tmp_path: Path) -> 
     idx = scan_class_folder(tiny_folder / "train")
     pre = Preprocess(size=24)
     data = prepare_split(idx, pre, cache_dir=str(tmp_path), progress=False)
-    x, _ = next(batches(data, 4, torch.device("cpu"), train=False, augment="none", seed=0))
+    x, _ = next(batches(data, BatchPlan(4, torch.device("cpu"))))
     from imgclf.data.images import load_rgb
 
     ref = torch.stack([eval_preset(pre)(load_rgb(p)) for p in idx.paths[:4]])
@@ -203,7 +203,7 @@ def test_cache_folders_are_private_and_an_unwritable_one_falls_back(
     data = prepare_split(idx, Preprocess(size=16), cache_dir=str(blocked), progress=False)
     err = capsys.readouterr().err.strip()
     assert data.pipeline == "plain" and "blocked" in err and "\n" not in err
-    assert len(list(batches(data, 8, torch.device("cpu"), False, "none", 0, workers=0))) == 3
+    assert len(list(batches(data, BatchPlan(8, torch.device("cpu"), workers=0)))) == 3
 
 
 def test_cache_command_lists_prunes_and_clears_only_its_own_folders(

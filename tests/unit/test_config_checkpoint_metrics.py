@@ -65,7 +65,7 @@ def test_metrics_and_tutorial_table() -> None:
 
 
 def test_best_checkpoint_rule_breaks_accuracy_ties_by_val_loss() -> None:
-    from imgclf.runs import beats
+    from imgclf.rules import beats
 
     first = {"val_acc": 0.99, "val_loss": 0.05}
     assert beats(first, [])

@@ -34,6 +34,15 @@ def test_both_alexnets_refuse_images_too_small_for_them() -> None:
             create_model("alexnet", 10, backend=backend, image_size=32)
 
 
+def test_the_registry_says_which_keras_models_have_a_backbone() -> None:
+    from imgclf.backends.keras.models import backbone_of
+    from imgclf.registry import get_spec
+
+    for name in ("cnn", "alexnet", "mobilenet_v3_small"):
+        model = create_model(name, 2, backend="keras", pretrained=False)
+        assert get_spec(name, "keras").backbone == (backbone_of(model) is not None)
+
+
 def test_both_backends_register_the_tutorial_models() -> None:
     assert {"cnn", "alexnet"} <= set(list_models("keras")) & set(list_models("torch"))
 

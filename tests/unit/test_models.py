@@ -10,7 +10,7 @@ import torch
 from torchvision import models as tvm
 
 from imgclf.backends.torch.models.pretrained import WeightsUnavailable
-from imgclf.backends.torch.models.transfer import count_params
+from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.registry import create_model, get_spec, list_models, register_model
 
 
@@ -21,6 +21,8 @@ def test_every_registered_model_runs_at_its_input_size(name: str) -> None:
     with torch.no_grad():
         out = model(torch.randn(2, 3, spec.image_size, spec.image_size))
     assert out.shape == (2, 3)
+    # the registry's flag is what the refusal tables read before any model is built
+    assert spec.backbone == isinstance(model, TransferNet)
 
 
 def test_tutorial_parameter_counts() -> None:

@@ -9,6 +9,7 @@ import torch
 
 from imgclf.backends.torch.transforms import augment_batch
 from imgclf.data.batching import global_batches, rank_share
+from imgclf.data.presets import Preprocess
 
 
 def test_rank_shares_rebuild_every_global_batch() -> None:
@@ -24,8 +25,10 @@ def test_rank_shares_rebuild_every_global_batch() -> None:
 
 @pytest.mark.parametrize("kind", ["tutorial", "flip", "flip-crop"])
 def test_a_share_gets_the_augmentation_draws_of_its_images(kind: str) -> None:
-    x = torch.randn(7, 3, 16, 16)
-    whole = augment_batch(x, torch.Generator().manual_seed(3), kind)
+    x = torch.randint(0, 256, (7, 16, 16, 3), dtype=torch.uint8)
+    pre = Preprocess(size=16)
+    whole = augment_batch(x, pre, torch.Generator().manual_seed(3), kind)
     for lo, hi in ((0, 3), (3, 7)):
-        part = augment_batch(x[lo:hi], torch.Generator().manual_seed(3), kind, part=(lo, 7))
+        gen = torch.Generator().manual_seed(3)
+        part = augment_batch(x[lo:hi], pre, gen, kind, part=(lo, 7))
         assert torch.equal(part, whole[lo:hi])

@@ -20,7 +20,7 @@ from imgclf.files import write_json, write_json_synced
 from imgclf.messages import UsageError, warn
 from imgclf.recipes import recipe_choices
 from imgclf.registry import ModelSpec, get_spec
-from imgclf.runs import RunDir, RunResult, default_run_dir
+from imgclf.runs import RunDir, RunResult
 
 
 @dataclass
@@ -53,7 +53,7 @@ class RunSetup:
 def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
     """Check the run folder and the options, resolve the model and the data. Writes nothing, so a
     failed start leaves no empty run folder behind."""
-    run = RunDir(cfg.out_dir or default_run_dir(cfg))
+    run = RunDir(cfg.out_dir)  # named by runs.with_run_dir at the entry
     if not resume:
         run.check_new()
     spec = get_spec(cfg.model, backend)

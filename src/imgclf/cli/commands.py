@@ -16,7 +16,7 @@ from imgclf.data.labels import LabelSource
 from imgclf.data.leaks import exact_pairs
 from imgclf.messages import UsageError, printable
 from imgclf.recipes import describe_recipe
-from imgclf.runs import RunDir
+from imgclf.runs import RunDir, with_run_dir
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -149,6 +149,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     backend = backends.get(cfg.backend)
     backend.check_config(cfg)  # before torchrun starts N copies that would each refuse it
+    cfg = with_run_dir(cfg)  # (after: a refusal asks whether --out was given)
     status = backend.launch(cfg, args.argv)
     if status is not None:
         return status

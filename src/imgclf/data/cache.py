@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from filelock import FileLock
+from PIL import Image
 from tqdm import tqdm
 
 from imgclf.data.cache_files import (
@@ -215,7 +216,12 @@ class DecodedCache:
             (str(self.dir / m.data), self.size, items[i : i + 64]) for i in range(0, len(items), 64)
         ]
         bar = tqdm(total=len(todo), desc="decode", unit="img", disable=None if progress else True)
-        pool = get_context("fork").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+        pool = None
+        if workers > 1 and len(jobs) > 1:
+            # the workers are forked, maybe while another thread imports: they must find every
+            # image plugin loaded already (a module lock held at the fork is never released)
+            Image.init()
+            pool = get_context("fork").Pool(workers)
         results = pool.imap_unordered(_decode_rows, jobs) if pool else map(_decode_rows, jobs)
         try:
             for n, res in enumerate(results):

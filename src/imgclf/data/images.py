@@ -108,10 +108,10 @@ def open_image(data: bytes, draft: int = 0, max_pixels: int = 0) -> Image.Image:
                     f"{max_pixels / 1e6:g} Mpx"
                 )
             img.load()
-            frames, fmt = getattr(img, "n_frames", 1), img.format
-            img = ImageOps.exif_transpose(img)  # a copy: keep what it drops
-            img.info["frames"] = frames
-            img.format = fmt
+            img.info["frames"] = getattr(img, "n_frames", 1)
+            # in place: the usual photo needs no turn, and a copy of every decoded image cost
+            # the cache build ~6 % of its time
+            ImageOps.exif_transpose(img, in_place=True)
     except ImageDecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

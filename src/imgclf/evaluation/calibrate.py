@@ -8,7 +8,7 @@ import numpy as np
 
 from imgclf.backends.common import run_data
 from imgclf.evaluation.calibration import describe, fit_temperature, summary
-from imgclf.evaluation.run_eval import predict_index, split_index
+from imgclf.evaluation.scoring import predict_index, split_index
 from imgclf.files import write_json
 from imgclf.predictor import FlipTTA, load_predictor
 from imgclf.runs import RunDir

@@ -8,57 +8,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from imgclf.backends.common import run_data
-from imgclf.data.cache import DecodedCache, open_cache
-from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class_folder
-from imgclf.data.labels import LabelSource, read_splits
+from imgclf.data.cache import DecodedCache
+from imgclf.data.folder import ImageIndex
+from imgclf.data.labels import LabelSource
 from imgclf.data.sources import resolve_data
-from imgclf.data.splits import load_splits
 from imgclf.evaluation.audit_notes import audit_notes, run_label_issues
 from imgclf.evaluation.calibration import calibrated
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
+from imgclf.evaluation.scoring import align_classes, predict_index, split_index
 from imgclf.explain import top_loss_maps
 from imgclf.files import write_json
-from imgclf.messages import UsageError, warn
 from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
 from imgclf.viz import blend, plot_confusion, plot_curves, plot_image_grid, plot_reliability
-
-
-def _align(index: ImageIndex, class_names: list[str], where: str) -> ImageIndex:
-    """Map another folder's labels onto the run's classes by name."""
-    unknown = [c for c in index.class_names if c not in class_names]
-    if unknown:
-        raise ValueError(f"{where}: classes unknown to the model: {', '.join(unknown)}")
-    remap = [class_names.index(c) for c in index.class_names]
-    return ImageIndex(index.paths, [remap[y] for y in index.labels], class_names)
-
-
-def predict_index(
-    predictor: Predictor,
-    index: ImageIndex,
-    cache_dir: str = "",
-    workers: int = 2,
-    batch_size: int = 100,
-    progress: bool = True,
-) -> tuple[np.ndarray, np.ndarray, dict[str, str], DecodedCache]:
-    cache, stats = open_cache(index, predictor.pre.size, cache_dir or None, workers, progress)
-    rows = cache.ok_rows
-    probs = [
-        predictor.predict_proba(cache.read_rows(rows[i : i + batch_size]))
-        for i in tqdm(
-            range(0, len(rows), batch_size),
-            desc="evaluate",
-            leave=False,
-            disable=None if progress else True,
-        )
-    ]
-    out = np.concatenate(probs) if probs else np.zeros((0, len(predictor.class_names)))
-    skipped = {display_path(index.paths[r]): why for r, why in stats.failed.items()}
-    return out, rows, skipped, cache
 
 
 def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
@@ -67,56 +32,6 @@ def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
     if own_data and split == "test":
         return run.path
     return run / f"eval-{root.resolve().name}-{split}"
-
-
-def split_index(
-    run: RunDir, root: Path, own: bool, split: str, source: LabelSource | None = None
-) -> tuple[ImageIndex, str]:
-    """The images to score. The run's own val and train are exactly those training used (its
-    split.json: exclusions, caps and the carved part included), its labels as it recorded them;
-    other data is split anew, labelled by `source` (default: its class folders)."""
-    cfg = run.read_config()
-    if own and split in ("val", "train") and (run / RunDir.SPLIT).is_file():
-        stored = json.loads((run / RunDir.SPLIT).read_text())["splits"][split]
-        names = run.read_meta()["class_names"]
-        return ImageIndex(
-            [os.path.join(root, p) for p, _ in stored], [y for _, y in stored], names
-        ), split
-    if not own:
-        return _other_data(root, split, source or LabelSource()), split
-    splits = load_splits(
-        root,
-        cfg.val_fraction,
-        cfg.seed,
-        validate_on=cfg.validate_on,
-        source=LabelSource.from_config(cfg),
-    )
-    if split in splits and len(splits[split]):
-        return splits[split], split
-    if split != "test":
-        raise UsageError(f"{root}: no {split} images")
-    warn(
-        f"{root}: no test split; scoring the validation split instead, which chose the model "
-        "(its accuracy is optimistic)"
-    )
-    return splits["val"], "val"
-
-
-def _other_data(root: Path, split: str, source: LabelSource) -> ImageIndex:
-    """Other data: its split (folder or CSV column), or all of it when it has no splits."""
-    labelled = read_splits(root, source)
-    if labelled:
-        if split in labelled:
-            return labelled[split]
-        if set(labelled) == {"train"}:  # one pool: all of it
-            return labelled["train"]
-        raise UsageError(f"{root}: no {split} images")
-    dirs = find_splits(root)
-    if not dirs:
-        return scan_class_folder(root)
-    if split not in dirs:
-        raise UsageError(f"{root}: no {split}/ folder")
-    return scan_class_folder(dirs[split])
 
 
 def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
@@ -176,7 +91,7 @@ def evaluate_run(
     )
     own = not data or os.path.realpath(data) == os.path.realpath(cfg.data_dir)
     index, use = split_index(run, root, own, split, source)
-    index = _align(index, names, str(root))
+    index = align_classes(index, names, str(root))
     probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )

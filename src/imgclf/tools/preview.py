@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from imgclf.backends.torch.loaders import batches, prepare_split
+from imgclf.backends.torch.loaders import BatchPlan, batches, prepare_split
 from imgclf.backends.torch.transforms import augment_batch, normalize_batch
 from imgclf.data.labels import LabelSource
 from imgclf.data.presets import Preprocess
@@ -39,7 +39,8 @@ def preview(
     splits = load_splits(resolve_data(data, cache_dir), seed=seed, source=source)
     train = prepare_split(splits["train"], pre, cache_dir=cache_dir, workers=workers)
     names = splits["train"].class_names
-    x, y = next(iter(batches(train, n, torch.device("cpu"), True, "tutorial", seed)))
+    plan = BatchPlan(n, torch.device("cpu"), "tutorial", shuffle=True, seed=seed, workers=workers)
+    x, y = next(iter(batches(train, plan)))
     grid = plot_image_grid(
         list(denormalize(x, pre)),
         [names[i] for i in y.tolist()],
@@ -53,11 +54,10 @@ def preview(
     if one is None:
         return [grid]
     gen = torch.Generator().manual_seed(seed)
-    base = normalize_batch(one, pre)
-    views = torch.cat([base] + [augment_batch(base, gen) for _ in range(7)])
+    views = [normalize_batch(one, pre), *(augment_batch(one, pre, gen) for _ in range(7))]
     titles = ["original"] + [f"augmented {i}" for i in range(1, 8)]
     aug = plot_image_grid(
-        list(denormalize(views, pre)),
+        list(denormalize(torch.cat(views), pre)),
         titles,
         out_dir / "augmentations.png",
         ncols=4,

@@ -19,6 +19,14 @@ import torch  # noqa: E402, F401
 import torchvision.models  # noqa: E402, F401
 
 from imgclf.backends import check_refusals  # noqa: E402
+from imgclf.files import quiet_stderr  # noqa: E402
+
+# tensorflow-cpu 2.21 writes absl's "log messages before InitializeLog" and a oneDNN notice to
+# file descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says: a one-line error must
+# stay one line. Errors in the import itself are Python exceptions and still reach the user.
+with quiet_stderr():
+    import tensorflow  # noqa: E402, F401
+
 from imgclf.backends.keras.refusals import REFUSED  # noqa: E402
 from imgclf.config import RunConfig  # noqa: E402
 from imgclf.runs import RunResult  # noqa: E402

@@ -13,7 +13,8 @@ import keras
 import numpy as np
 
 from imgclf.backends.keras.checkpoint import save_checkpoint
-from imgclf.runs import RunDir, beats, check_finite, format_epoch, history_row, stalled
+from imgclf.rules import beats, early_stop_message, stalled
+from imgclf.runs import RunDir, check_finite, format_epoch, history_row
 
 VAL_KEYS = {"val_acc": "val_accuracy", "val_loss": "val_loss"}  # our row keys, Keras log keys
 
@@ -57,7 +58,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 class Checkpoints(keras.callbacks.Callback):
-    """last.keras every epoch, best.keras when the epoch beats every earlier one (runs.beats, as
+    """last.keras every epoch, best.keras when the epoch beats every earlier one (rules.beats, as
     the PyTorch side), including those before a resume (Keras' ModelCheckpoint forgets them)."""
 
     def __init__(self, run: RunDir, history: list[dict[str, Any]], fingerprint: dict[str, Any]):
@@ -86,7 +87,7 @@ class EarlyStopping(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
         if stalled(self.history, self.patience):
-            print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
+            print(early_stop_message(self.patience), flush=True)
             self.model.stop_training = True
 
 

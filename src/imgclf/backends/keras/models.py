@@ -165,6 +165,7 @@ def resolve_application(name: str) -> ModelSpec | None:
         mean=(mean,) * 3,
         std=(std,) * 3,
         description=f"keras.applications.{APPLICATIONS[name][0]}",
+        backbone=True,
     )
 
 

@@ -30,7 +30,7 @@ from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.rules import check_backbone, phases
+from imgclf.rules import backbone_rate, phases
 from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
 
 
@@ -91,7 +91,6 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
         image_size=s.pre.size,
         augment=cfg.augment,
     )
-    check_backbone(cfg, backbone_of(model) is not None)
     if resume and last.exists():
         check_fingerprint(read_fingerprint(last), s.meta(), last)
         model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins
@@ -104,8 +103,9 @@ def compile_model(
     backbone = backbone_of(model)
     if backbone is not None:
         backbone.trainable = not frozen
-    scaled = backbone.trainable_variables if backbone and s.pretrained and not frozen else []
     cfg = s.cfg
+    scale = backbone_rate(cfg, s.pretrained, frozen)
+    scaled = backbone.trainable_variables if backbone and scale is not None else []
     opt = build_optimizer(cfg, steps_per_epoch, model.trainable_variables, scaled, first_step)
     # label smoothing needs one-hot targets in Keras; integer labels otherwise (less memory)
     if cfg.label_smoothing:

@@ -10,7 +10,7 @@ import numpy as np
 
 from imgclf.backends import check_refusals, launched_by_torchrun
 from imgclf.config import RunConfig
-from imgclf.runs import RunResult, default_run_dir
+from imgclf.runs import RunResult
 
 NAME = "torch"
 CHECKPOINT_SUFFIX = ".pt"
@@ -33,8 +33,7 @@ def launch(cfg: RunConfig, argv: list[str]) -> int | None:
     if cfg.replicas <= 1 or launched_by_torchrun():
         return None
     # every rank, and a group torchrun restarts, must find the same run folder: name it for them
-    out = cfg.out_dir or str(default_run_dir(cfg))
-    return launch_local(cfg.replicas, [*argv, "--out", out], cfg.device)
+    return launch_local(cfg.replicas, [*argv, "--out", cfg.out_dir], cfg.device)
 
 
 def fit(

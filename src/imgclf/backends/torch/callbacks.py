@@ -3,11 +3,14 @@ with its own callbacks in backends/keras/callbacks.py). Each returns True to sto
 
 from __future__ import annotations
 
+import shutil
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
 from imgclf.backends.torch.checkpoint import save_checkpoint
-from imgclf.runs import RunDir, beats, format_epoch, stalled
+from imgclf.files import atomic_write
+from imgclf.rules import beats, early_stop_message, stalled
+from imgclf.runs import RunDir, format_epoch
 
 if TYPE_CHECKING:  # the trainer hands itself to each duty; no import at run time
     from imgclf.backends.torch.trainer import Trainer
@@ -32,7 +35,7 @@ class HistoryLog:
 
 
 class Checkpoints:
-    """last.pt every epoch, best.pt when the epoch beats every earlier one (runs.beats: val
+    """last.pt every epoch, best.pt when the epoch beats every earlier one (rules.beats: val
     accuracy, ties to the lower val loss), both written atomically. Every rank tracks the best;
     only the writing rank saves."""
 
@@ -44,11 +47,10 @@ class Checkpoints:
         state.best = row["val_acc"] if improved else state.best
         if not self.write:
             return False
-        ckpt = state.checkpoint()
-        best = self.run.checkpoint("best", ".pt")
-        if improved or not best.exists():
-            save_checkpoint(best, ckpt)
-        save_checkpoint(self.run.checkpoint("last", ".pt"), ckpt)
+        last, best = self.run.checkpoint("last", ".pt"), self.run.checkpoint("best", ".pt")
+        save_checkpoint(last, state.checkpoint())
+        if improved or not best.exists():  # the same bytes: copied, not serialised again
+            atomic_write(best, lambda tmp: shutil.copyfile(last, tmp))
         return False
 
 
@@ -80,7 +82,7 @@ class EarlyStopping:
     def on_epoch_end(self, row: dict[str, Any], state: Trainer) -> bool:
         if stalled(state.history, self.patience):
             if self.write:
-                print(f"early stop: no val-accuracy gain in {self.patience} epochs", flush=True)
+                print(early_stop_message(self.patience), flush=True)
             return True
         return False
 

@@ -12,7 +12,7 @@ from torch import nn
 from tqdm import tqdm
 
 from imgclf.backends.torch.distributed import Dist, block, gather_blocks
-from imgclf.backends.torch.loaders import SplitData, batches
+from imgclf.backends.torch.loaders import BatchPlan, SplitData, batches
 from imgclf.config import RunConfig
 from imgclf.data.batching import shares
 
@@ -36,7 +36,7 @@ def compute_features(
     mine = dataclasses.replace(data, rows=data.rows[block(d, n)])
     feats, labels = [], []
     per_rank = -(-batch_size // d.world)
-    stream = batches(mine, per_rank, device, train=False, augment="none", seed=0)
+    stream = batches(mine, BatchPlan(per_rank, device))
     for x, y in tqdm(
         stream,
         total=-(-len(mine) // per_rank),

@@ -7,6 +7,7 @@ from torch import nn
 
 from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.config import RunConfig
+from imgclf.rules import backbone_rate
 
 # --optimizer lbfgs: iterations per epoch (each a full pass over the cached features)
 LBFGS_ITERATIONS = 20
@@ -14,14 +15,12 @@ LBFGS_ITERATIONS = 20
 
 def build_optimizer(model: nn.Module, cfg: RunConfig, pretrained: bool) -> torch.optim.Optimizer:
     """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale (fastai's
-    discriminative rates: ImageNet features need nudging, not relearning)."""
-    if isinstance(model, TransferNet) and not model.frozen and pretrained:
+    discriminative rates, rules.backbone_rate)."""
+    scale = backbone_rate(cfg, pretrained, model.frozen) if isinstance(model, TransferNet) else None
+    if isinstance(model, TransferNet) and scale is not None:
         groups = [
             {"params": list(model.head.parameters()), "base_lr": cfg.lr},
-            {
-                "params": list(model.backbone.parameters()),
-                "base_lr": cfg.lr * cfg.backbone_lr_scale,
-            },
+            {"params": list(model.backbone.parameters()), "base_lr": cfg.lr * scale},
         ]
     else:
         groups = _scaled_groups(model, cfg)

@@ -4,6 +4,7 @@ end-of-epoch duties in callbacks.py, the torchrun group in distributed.py."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -20,7 +21,7 @@ from imgclf.backends.common import (
 )
 from imgclf.backends.torch.callbacks import Checkpoints, EarlyStopping, HistoryLog, TensorBoardLog
 from imgclf.backends.torch.checkpoint import load_checkpoint
-from imgclf.backends.torch.device import autocast, pick_device, seed_everything
+from imgclf.backends.torch.device import autocast, seed_everything
 from imgclf.backends.torch.distributed import (
     Dist,
     announce,
@@ -34,14 +35,20 @@ from imgclf.backends.torch.distributed import (
 )
 from imgclf.backends.torch.features import cached_features
 from imgclf.backends.torch.hooks import Average, Lookahead, Schedule, StepHook
-from imgclf.backends.torch.loaders import SplitData, batches, prepare_split
+from imgclf.backends.torch.loaders import (
+    BatchPlan,
+    SplitData,
+    batches,
+    place_on_device,
+    prepare_split,
+)
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
 from imgclf.registry import create_model
-from imgclf.rules import CACHED_AUGMENT, check_backbone, frozen_at, lr_factor
-from imgclf.runs import RunResult, default_run_dir
+from imgclf.rules import CACHED_AUGMENT, frozen_at, lr_factor
+from imgclf.runs import RunResult
 
 DATA_INIT_IMAGES = 5000  # train images a data-initialised layer sees (airbench's whitening)
 
@@ -56,8 +63,9 @@ def fit(
     torchrun, every rank runs this and only rank 0 writes. on_step(global_step) runs after every
     optimizer step (tests use it to inject faults)."""
     with process_group(cfg.device) as (d, device):
-        # rank 0's folder for every rank (a default name holds the time: ranks may differ)
-        cfg = cfg.replace(out_dir=broadcast(d, cfg.out_dir or str(default_run_dir(cfg))))
+        # rank 0's folder for every rank (a default name holds the time: under a user's own
+        # torchrun each rank named one, and they may differ)
+        cfg = cfg.replace(out_dir=broadcast(d, cfg.out_dir))
         resume = resume or restarted(cfg)
         s = start_run(cfg, "torch", resume or not d.main)  # rank 0 checks the folder is new
         seed_everything(cfg.seed)
@@ -91,27 +99,28 @@ def fit(
 
 
 def build_trainer(
-    s: RunSetup,
-    ckpt: dict[str, Any] | None,
-    progress: bool,
-    d: Dist = Dist(),
-    device: torch.device | None = None,
+    s: RunSetup, ckpt: dict[str, Any] | None, progress: bool, d: Dist, device: torch.device
 ) -> Trainer:
-    """The whole Trainer in one constructor call, then the checkpoint's state on a resume."""
+    """The whole Trainer in one constructor call, then the checkpoint's state on a resume.
+    device: process_group's choice (the one place a run's device is picked)."""
     cfg = s.cfg
-    device = device or pick_device(cfg.device)
+    # the decoded cache is built in the background while the model and its optimizer are set
+    # up: that is one thread's work (the optimizer's first import of torch._dynamo alone takes
+    # 0.9 s here), the decode's worker processes keep the other cores busy meanwhile
+    splits = _start_splits(s, progress, d)
     model = _model(s, ckpt, d, device)
-    train_data, val_data = prepare_splits(s, progress, d)
+    optimizer = build_optimizer(model, cfg, s.pretrained)
+    train_data, val_data = (place_on_device(x, device) for x in splits.result())
     warn_unreadable_classes(s.names, train_data.labels)
     if ckpt is None and hasattr(model, "init_from_data"):  # e.g. airbench's whitening layer
         # a seeded shuffle (the same rows on every rank): the split is stored class by class
-        sample = batches(train_data, DATA_INIT_IMAGES, device, True, "none", cfg.seed, cfg.workers)
-        model.init_from_data(next(iter(sample))[0])
+        plan = BatchPlan(DATA_INIT_IMAGES, device, shuffle=True, seed=cfg.seed, workers=cfg.workers)
+        model.init_from_data(next(iter(batches(train_data, plan)))[0])
     features = _features(model, (train_data, val_data), cfg, device, progress, d)
     t = Trainer(
         cfg,
         model,
-        build_optimizer(model, cfg, s.pretrained),
+        optimizer,
         _loss(cfg, train_data, len(s.names), device),
         device,
         train_data,
@@ -138,7 +147,6 @@ def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.devi
         image_size=s.pre.size,
         weights=cfg.weights if ckpt is None else "",
     )
-    check_backbone(cfg, isinstance(model, TransferNet))
     if isinstance(model, TransferNet) and ckpt and not frozen_at(cfg, ckpt["epoch"]):
         model.set_frozen(False)  # resumed in the phase that trains the backbone too
     if ckpt is not None:
@@ -191,6 +199,20 @@ def _hooks(cfg: RunConfig, model: nn.Module, n_batches: int) -> list[StepHook]:
     if cfg.lookahead:
         hooks.append(Lookahead(model, n_batches * cfg.epochs))
     return hooks
+
+
+def _start_splits(s: RunSetup, progress: bool, d: Dist) -> Future[tuple[SplitData, SplitData]]:
+    """prepare_splits in a background thread; under torchrun, here (the ranks take turns at a
+    barrier, and collectives stay on the main thread)."""
+    if d.on:
+        done: Future[tuple[SplitData, SplitData]] = Future()
+        done.set_result(prepare_splits(s, progress, d))
+        return done
+    pool = ThreadPoolExecutor(1, thread_name_prefix="imgclf-decode")
+    try:
+        return pool.submit(prepare_splits, s, progress, d)
+    finally:
+        pool.shutdown(wait=False)  # the thread ends with its one job
 
 
 def prepare_splits(s: RunSetup, progress: bool, d: Dist) -> tuple[SplitData, SplitData]:

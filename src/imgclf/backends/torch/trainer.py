@@ -20,7 +20,7 @@ from imgclf.backends.torch.device import autocast, seed_everything
 from imgclf.backends.torch.distributed import Dist, wrap
 from imgclf.backends.torch.features import feature_batches
 from imgclf.backends.torch.hooks import Average, OnStep, StepHook
-from imgclf.backends.torch.loaders import SplitData, batches
+from imgclf.backends.torch.loaders import BatchPlan, SplitData, batches
 from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.steps import Loop, evaluate_epoch, lbfgs_epoch, train_one_epoch
@@ -113,11 +113,24 @@ class Trainer:
             (tx, ty), (vx, vy) = self.features
             train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share)
             return self.model.head, train, feature_batches(vx, vy, cfg.batch_size, share=share)
-        aug, w, cl, dev = cfg.augment, cfg.workers, cfg.channels_last, self.device
-        seed = cfg.seed + epoch
-        train = batches(self.train_data, cfg.batch_size, dev, True, aug, seed, w, cl, share)
-        val = batches(self.val_data, cfg.batch_size, dev, False, "none", 0, w, cl, share)
+        train = batches(self.train_data, self.plan(True, epoch))
+        val = batches(self.val_data, self.plan(False, epoch))
         return self.model, train, val
+
+    def plan(self, train: bool, epoch: int = 0) -> BatchPlan:
+        """The batches of an epoch's training pass (seeded by the epoch, augmented) or of a
+        validation pass, each rank taking its share of every global batch of --batch-size."""
+        cfg = self.cfg
+        return BatchPlan(
+            cfg.batch_size,
+            self.device,
+            augment=cfg.augment if train else "none",
+            shuffle=train,
+            seed=cfg.seed + epoch if train else 0,
+            workers=cfg.workers,
+            channels_last=cfg.channels_last,
+            share=(self.dist.rank, self.dist.world),
+        )
 
     def averaged(self, module: nn.Module) -> nn.Module:
         """module's counterpart in the --ema copy (the head when training on features)."""

@@ -107,6 +107,7 @@ def _tv_alexnet(pretrained: bool, weights: str) -> nn.Module:
     image_size=224,
     description="torchvision AlexNet (64-192-384-256-256); --pretrained for ImageNet",
     cam_layer="backbone.0.11",
+    backbone=True,
 )
 def build_alexnet_tv(
     num_classes: int, pretrained: bool = False, freeze_backbone: bool = False, weights: str = ""
@@ -124,6 +125,7 @@ def build_alexnet_tv(
     pretrained_default=True,
     description="first tutorial: frozen ImageNet AlexNet, head 9216-1024-C",
     cam_layer="backbone.0.11",
+    backbone=True,
 )
 def build_alexnet_transfer(
     num_classes: int, pretrained: bool = True, freeze_backbone: bool = True, weights: str = ""

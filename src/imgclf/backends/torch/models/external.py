@@ -77,6 +77,7 @@ def resolve_external(name: str) -> ModelSpec | None:
             backend="torch",
             builder=_torchvision_builder(name),
             description="torchvision",
+            backbone=True,
         )
     import timm
 
@@ -92,6 +93,7 @@ def resolve_external(name: str) -> ModelSpec | None:
             builder=_timm_builder(name),
             image_size=size,
             description="timm",
+            backbone=True,
             **extra,
         )
     return None
