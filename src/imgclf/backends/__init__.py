@@ -33,6 +33,22 @@ class UnsupportedOption(ValueError):
 Refusals = dict[str, tuple[Callable[[RunConfig], bool], str | Callable[[RunConfig], str]]]
 
 
+def backbone_refusal(backend: str) -> tuple[Callable[[RunConfig], bool], Callable]:
+    """The `freeze` entry of both tables: --freeze/--fine-tune-after on a model whose registry
+    entry has no backbone (an unknown model is left to start_run, which names the known ones)."""
+    from imgclf.messages import UsageError
+    from imgclf.registry import get_spec
+    from imgclf.rules import BACKBONE_REFUSAL, needs_backbone
+
+    def refused(c: RunConfig) -> bool:
+        try:
+            return needs_backbone(c, get_spec(c.model, backend).backbone)
+        except UsageError:
+            return False
+
+    return refused, lambda c: BACKBONE_REFUSAL.format(model=c.model)
+
+
 def check_refusals(backend: str, table: Refusals, cfg: RunConfig) -> None:
     """The first refusal that cfg meets, as one line naming the option (and the recipe that
     chose it, where one did)."""

@@ -4,11 +4,8 @@
 
 from __future__ import annotations
 
-from imgclf.backends import Refusals, launched_by_torchrun
+from imgclf.backends import Refusals, backbone_refusal, launched_by_torchrun
 from imgclf.config import RunConfig
-from imgclf.messages import UsageError
-from imgclf.registry import get_spec
-from imgclf.rules import BACKBONE_REFUSAL, needs_backbone
 
 
 def _gpus() -> int:
@@ -27,13 +24,6 @@ def _missing_gpu(c: RunConfig) -> bool:
 
 def _too_few_gpus(c: RunConfig) -> bool:
     return c.replicas > 1 and c.device != "cpu" and _gpus() < c.replicas
-
-
-def _no_backbone(c: RunConfig) -> bool:
-    try:
-        return needs_backbone(c, get_spec(c.model, "keras").backbone)
-    except UsageError:  # an unknown model: start_run says so, with the names it knows
-        return False
 
 
 REFUSED: Refusals = {
@@ -92,5 +82,5 @@ REFUSED: Refusals = {
             "torchrun starts PyTorch processes: use --backend torch, or --replicas N with keras"
         ),
     ),
-    "freeze": (_no_backbone, lambda c: BACKBONE_REFUSAL.format(model=c.model)),
+    "freeze": backbone_refusal("keras"),
 }

@@ -22,7 +22,7 @@ from imgclf.backends import check_refusals
 from imgclf.backends.common import start_run
 from imgclf.backends.torch.device import autocast_dtype, seed_everything
 from imgclf.backends.torch.distributed import process_group
-from imgclf.backends.torch.loaders import batches
+from imgclf.backends.torch.loaders import BatchPlan, batches
 from imgclf.backends.torch.refusals import REFUSED
 from imgclf.backends.torch.steps import evaluate_epoch, train_one_epoch
 from imgclf.backends.torch.train import build_trainer
@@ -144,7 +144,7 @@ def augment_stage(t: Trainer) -> Stage:
     """The cached data path alone: read, copy, normalise, flip and rotate whole batches."""
     cfg = t.cfg
 
-    plan = dataclasses.replace(t.plan(True), augment="tutorial", seed=1)
+    plan = _tutorial_plan(t)
 
     def one_pass() -> int:
         return sum(len(x) for x, _ in batches(t.train_data, plan))
@@ -154,10 +154,15 @@ def augment_stage(t: Trainer) -> Stage:
     return stage("cached batches + augmentation", len(t.train_data), seconds, cfg.batch_size)
 
 
+def _tutorial_plan(t: Trainer) -> BatchPlan:
+    """The run's training batches with the tutorial's augmentation, whatever --augment says: the
+    data path at its most expensive."""
+    return dataclasses.replace(t.plan(True), augment="tutorial", seed=1)
+
+
 def step_stage(t: Trainer, steps: int) -> Stage:
     """The train step on one batch already on the device: the compute limit of an epoch."""
-    plan = dataclasses.replace(t.plan(True), augment="tutorial", seed=1)
-    x, y = next(iter(batches(t.train_data, plan)))
+    x, y = next(iter(batches(t.train_data, _tutorial_plan(t))))
     net = t.trainable(t.model)
     loop, hooks = t.loop(), t.hooks
     train_one_epoch(net, [(x, y)] * 3, loop, t.step, hooks)  # warm-up: cudnn autotune, compile

@@ -16,8 +16,10 @@ LBFGS_ITERATIONS = 20
 def build_optimizer(model: nn.Module, cfg: RunConfig, pretrained: bool) -> torch.optim.Optimizer:
     """Head at cfg.lr; an unfrozen pretrained backbone at cfg.lr * backbone_lr_scale (fastai's
     discriminative rates, rules.backbone_rate)."""
-    scale = backbone_rate(cfg, pretrained, model.frozen) if isinstance(model, TransferNet) else None
-    if isinstance(model, TransferNet) and scale is not None:
+    if (
+        isinstance(model, TransferNet)
+        and (scale := backbone_rate(cfg, pretrained, model.frozen)) is not None
+    ):
         groups = [
             {"params": list(model.head.parameters()), "base_lr": cfg.lr},
             {"params": list(model.backbone.parameters()), "base_lr": cfg.lr * scale},

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import os
 
-from imgclf.backends import Refusals, launched_by_torchrun
+from imgclf.backends import Refusals, backbone_refusal, launched_by_torchrun
 from imgclf.config import RunConfig
-from imgclf.messages import UsageError
-from imgclf.registry import get_spec
-from imgclf.rules import BACKBONE_REFUSAL, CACHED_AUGMENT, needs_backbone
+from imgclf.rules import CACHED_AUGMENT
 
 
 def _on_features(c: RunConfig) -> bool:
@@ -32,13 +30,6 @@ def _restarts_without_out(c: RunConfig) -> bool:
 def _replicas_unlike_torchrun(c: RunConfig) -> bool:
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     return launched_by_torchrun() and c.replicas > 1 and c.replicas != per_node
-
-
-def _no_backbone(c: RunConfig) -> bool:
-    try:
-        return needs_backbone(c, get_spec(c.model, "torch").backbone)
-    except UsageError:  # an unknown model: start_run says so, with the names it knows
-        return False
 
 
 REFUSED: Refusals = {
@@ -87,5 +78,5 @@ REFUSED: Refusals = {
             f"{os.environ.get('LOCAL_WORLD_SIZE', '1')} per node"
         ),
     ),
-    "freeze": (_no_backbone, lambda c: BACKBONE_REFUSAL.format(model=c.model)),
+    "freeze": backbone_refusal("torch"),
 }
