@@ -1,12 +1,22 @@
 """`imgclf serve` against the model's own limit, in one run (issue 27).
 
 1. The limit: the model's forward pass alone on resident decoded batches, images/s at batch
-   1 .. 64, for PyTorch eager and for onnxruntime (the export `--runtime onnx` serves).
-2. The server (`imgclf serve RUN`, defaults unless --serve-args) at 1, 8, 32 and 64 concurrent
+   1 .. 64: PyTorch eager (one call at a time, as the server runs it), and onnxruntime (what
+   `--runtime onnx` serves) both as one call on every core and as one single-threaded call per
+   core side by side (how the server runs it on the CPU). The limit is the best of them all.
+2. The ceiling without HTTP: the server's workers' own job (decode the JPEG, run the model,
+   batch by batch) in the same threads, with no request parsing: what HTTP leaves on the table.
+3. The server (`imgclf serve RUN`, defaults unless --serve-args) at 1, 8, 32 and 64 concurrent
    clients posting a real 500 x 375 JPEG (a CATS_DOGS photo): requests/s, p50/p99, errors, and
-   the ratio to the best forward-only throughput of the runtime it serves with.
+   the ratio to the limit. The load comes from wrk (Debian's `wrk`, written in C: the load
+   shares the 2 cores with the server, and 32 Python client threads cost them ~4 %) when it is
+   installed, else from the standard library's http.client in threads (--client python).
 
-    python benchmarks/bench_serve.py [--run RUN] [--requests 400] [--serve-args "..."]
+    python benchmarks/bench_serve.py [--run RUN] [--seconds 10] [--serve-args "..."]
+                                     [--before SRC]
+
+--before SRC (the src/ folder of another checkout, e.g. a `git worktree` of an older commit)
+also serves the run with that code, under the same load in the same run.
 
 Without --run it trains a frozen EfficientNet-Lite0 on CATS_DOGS (as bench_explain.py does).
 """
@@ -16,13 +26,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -30,8 +42,10 @@ import numpy as np
 from PIL import Image
 
 from common import CATS_DOGS, machine
+from load import python_load, wrk_load
 
-BATCHES = (1, 8, 16, 32, 64)
+BATCHES = (1, 2, 4, 8, 16, 32, 64)
+CLIENTS = (1, 8, 32, 64)
 
 
 def train_run() -> Path:
@@ -49,104 +63,120 @@ def photo() -> bytes:
     return buf.getvalue()
 
 
+def side_by_side(work, streams: int, seconds: float = 2.0) -> float:  # noqa: ANN001
+    """Items/s of `streams` threads each calling work() (-> items done) for `seconds`."""
+    work()  # warm-up
+    counts, stop = [0] * streams, time.perf_counter() + seconds
+
+    def loop(i: int) -> None:
+        while time.perf_counter() < stop:
+            counts[i] += work()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=loop, args=(i,)) for i in range(streams)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - t0)
+
+
 def forward_limit(run: Path, body: bytes) -> dict[str, dict[int, float]]:
-    """images/s of the bare model per batch size, eager and onnxruntime, resident uint8 input."""
+    """images/s of the bare model per batch size, resident uint8 input, each way it can run."""
     from imgclf.predictor import load_predictor
     from imgclf.runs import RunDir
     from imgclf.serve.runtime import OnnxPredictor, onnx_model
     from imgclf.serve.uploads import decode_upload
 
+    cores = os.cpu_count() or 1
     eager = load_predictor(run, "cpu", tta=False, calibrated=False)
-    onnx = OnnxPredictor(onnx_model(RunDir(run)), eager.meta)
+    path = onnx_model(RunDir(run))
+    ways = {
+        "eager": (eager, 1),
+        "onnx, 1 call on all cores": (OnnxPredictor(path, eager.meta), 1),
+        f"onnx, {cores} calls of 1 thread": (OnnxPredictor(path, eager.meta, 1), cores),
+    }
     img = decode_upload(body, eager.pre.size)
     out: dict[str, dict[int, float]] = {}
-    for name, p in (("eager", eager), ("onnx", onnx)):
+    for name, (p, streams) in ways.items():
         out[name] = {}
         for b in BATCHES:
             x = np.stack([img] * b)
-            p.predict_proba(x)  # warm-up
-            reps = max(2, 128 // b)
-            t0 = time.perf_counter()
-            for _ in range(reps):
-                p.predict_proba(x)
-            out[name][b] = b * reps / (time.perf_counter() - t0)
+            out[name][b] = side_by_side(lambda p=p, x=x, b=b: (p.predict_proba(x), b)[1], streams)
     return out
 
 
-def load(url: str, body: bytes, clients: int, requests: int) -> dict:
-    """`clients` threads, each on its own keep-alive connection (the standard library's
-    http.client: a light client, so the 2 cores go to the server, not to the load)."""
-    import http.client
-    import threading
+def ceiling(run: Path, body: bytes, health: dict) -> float:
+    """Requests/s of the server's workers' own job, without HTTP: each of `workers` threads
+    decodes a batch of the photo and runs the model on it (as serve/batching.py does)."""
+    from imgclf.serve.runtime import serving_predictor
+    from imgclf.serve.uploads import decode_upload
 
-    host, port = url.removeprefix("http://").split(":")
-    local = threading.local()
+    workers, batch = health["workers"], health["max_batch"]
+    p, _ = serving_predictor(run, health["runtime"], "cpu", None, True, workers)
 
-    def one(_: int) -> tuple[int, float]:
-        t0 = time.perf_counter()
-        try:
-            if not hasattr(local, "conn"):
-                local.conn = http.client.HTTPConnection(host, int(port), timeout=120)
-            local.conn.request("POST", "/predict", body, {"Content-Type": "image/jpeg"})
-            resp = local.conn.getresponse()
-            resp.read()
-            code = resp.status
-        except (OSError, http.client.HTTPException):
-            local.__dict__.pop("conn", None)
-            code = -1
-        return code, time.perf_counter() - t0
+    def job() -> int:
+        p.predict_proba(np.stack([decode_upload(body, p.pre.size) for _ in range(batch)]))
+        return batch
 
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one, range(2 * clients)))  # warm-up: every connection open
-        t0 = time.perf_counter()
-        res = list(pool.map(one, range(requests)))
-        wall = time.perf_counter() - t0
-    lat = np.array([t for _, t in res]) * 1000
-    return {
-        "clients": clients,
-        "req_per_s": requests / wall,
-        "p50_ms": float(np.percentile(lat, 50)),
-        "p99_ms": float(np.percentile(lat, 99)),
-        "errors": sum(c != 200 for c, _ in res),
-    }
+    return side_by_side(job, workers, seconds=5.0)
 
 
-def serve(run: Path, body: bytes, requests: int, extra: list[str]) -> tuple[list[dict], dict]:
+def start(
+    run: Path, extra: list[str], src: Path | None = None
+) -> tuple[subprocess.Popen, str, dict]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = Path(sys.executable).parent / "imgclf"
-    proc = subprocess.Popen([str(exe), "serve", str(run), "--port", str(port), *extra])
+    env = {**os.environ, **({"PYTHONPATH": str(src)} if src else {})}
+    proc = subprocess.Popen([str(exe), "serve", str(run), "--port", str(port), *extra], env=env)
     url = f"http://127.0.0.1:{port}"
+    for _ in range(400):
+        try:
+            return proc, url, httpx.get(url + "/health", timeout=1).json()
+        except httpx.TransportError:
+            time.sleep(0.25)
+    proc.kill()
+    raise RuntimeError("the server did not start")
+
+
+def serve(
+    run: Path, body: bytes, extra: list[str], seconds: float, wrk: bool, src: Path | None = None
+) -> tuple[dict, list[dict]]:
+    """(/health, a row of numbers per client count) of one server under load."""
+    proc, url, health = start(run, extra, src)
     try:
-        for _ in range(400):
-            try:
-                health = httpx.get(url + "/health", timeout=1).json()
-                break
-            except httpx.TransportError:
-                time.sleep(0.25)
-        rows = [load(url, body, c, requests) for c in (1, 8, 32, 64)]
+        return health, [(wrk_load if wrk else python_load)(url, body, c, seconds) for c in CLIENTS]
     finally:
         proc.terminate()
         proc.wait(30)
-    return rows, health
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", default="")
-    ap.add_argument("--requests", type=int, default=400)
+    ap.add_argument("--seconds", type=float, default=10.0, help="of load per client count")
+    ap.add_argument("--client", choices=("auto", "wrk", "python"), default="auto")
     ap.add_argument("--serve-args", default="", help="extra `imgclf serve` options")
+    ap.add_argument("--before", type=Path, help="src/ of the code to compare against")
     a = ap.parse_args()
     print(machine(), flush=True)
     run = Path(a.run) if a.run else train_run()
     body = photo()
-    limit = forward_limit(run, body)
-    print(json.dumps({"forward_images_per_s": limit}), flush=True)
-    rows, health = serve(run, body, a.requests, shlex.split(a.serve_args))
-    best = max(limit["onnx" if health["runtime"] == "onnx" else "eager"].values())
-    keys = ("runtime", "max_batch", "max_wait_ms", "max_queue")
-    print(json.dumps({"serve": {k: health[k] for k in keys}, "limit": best}), flush=True)
+    limits = forward_limit(run, body)
+    print(json.dumps({"forward_images_per_s": limits}), flush=True)
+    wrk = a.client == "wrk" or (a.client == "auto" and shutil.which("wrk"))
+    health, rows = serve(run, body, shlex.split(a.serve_args), a.seconds, wrk)
+    if a.before:
+        old_health, old_rows = serve(run, body, [], a.seconds, wrk, a.before.resolve())
+        rows += [{**r, "code": "before", "max_batch": old_health["max_batch"]} for r in old_rows]
+    runtime = "onnx" if health["runtime"] == "onnx" else "eager"
+    best = max(v for k, per in limits.items() if k.startswith(runtime) for v in per.values())
+    keys = ("runtime", "http", "workers", "max_batch", "max_wait_ms", "max_queue")
+    top = ceiling(run, body, health) if runtime == "onnx" and "workers" in health else None
+    print(json.dumps({"serve": {k: health.get(k) for k in keys}, "limit": best}), flush=True)
+    print(json.dumps({"ceiling_without_http": top, "ratio": top and top / best}), flush=True)
     for r in rows:
         print(json.dumps({**r, "ratio": r["req_per_s"] / best}), flush=True)
 

@@ -111,16 +111,25 @@ def test_past_the_queue_only_503_then_the_server_still_answers(server) -> None: 
 
 
 def test_sigterm_answers_the_requests_in_flight_then_exits_0(server) -> None:  # noqa: ANN001
+    """8 uploads are half sent when SIGTERM comes: the server stops accepting, takes the rest
+    of each body, batches them (a batch waits up to a second for uploads still arriving),
+    answers all 8 and exits 0."""
     import signal
 
     _, tmp = server
-    # a batch waits a second for company: the requests are in the queue when SIGTERM comes
     proc, url, log = start_server(tmp / "run", tmp / "drain.log", "--max-wait-ms", "1000")
     body = _jpeg()
+
+    def slow_upload() -> httpx.Response:
+        def halves():  # noqa: ANN202
+            yield body[: len(body) // 2]
+            time.sleep(1.5)
+            yield body[len(body) // 2 :]
+
+        return httpx.post(url + "/predict", content=halves(), timeout=30)
+
     with ThreadPoolExecutor(8) as pool:
-        futures = [
-            pool.submit(httpx.post, url + "/predict", content=body, timeout=30) for _ in range(8)
-        ]
+        futures = [pool.submit(slow_upload) for _ in range(8)]
         time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         answers = [f.result() for f in futures]
@@ -269,6 +278,23 @@ def test_idle_and_slow_sockets_do_not_lock_the_server_out(server) -> None:  # no
     and one that sends its headers a line at a time. Health and predictions are answered, and
     the server closes every such socket once --header-timeout (2 s here) has passed."""
     url, tmp = server
+    assert "httptools" in httpx.get(url + "/health").json()["http"]  # the default parser
+    _slowloris(url, tmp)
+
+
+def test_the_pure_python_parser_has_the_same_guards(server) -> None:  # noqa: ANN001
+    _, tmp = server
+    proc, url, log = start_server(tmp / "run", tmp / "h11.log", "--http", "h11")
+    try:
+        assert httpx.get(url + "/health").json()["http"] == "h11"
+        _slowloris(url, tmp)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def _slowloris(url: str, tmp: Path) -> None:
     port = int(url.rsplit(":", 1)[1])
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(100)]
     slow = socket.create_connection(("127.0.0.1", port))

@@ -219,3 +219,41 @@ def test_batched_answers_equal_lone_ones_and_metrics_parse(run_dir: Path) -> Non
     ]
     assert ok and ok[0] == 16
     assert {"imgclf_queue_depth", "imgclf_model_load_seconds", "imgclf_rejected"} <= set(families)
+
+
+def test_a_bad_upload_in_a_batch_fails_alone(run_dir: Path) -> None:
+    """The batcher's workers decode what they batch: a truncated photo among 8 uploads sent
+    together gets its 422 and the 7 others their own answers, as when each came alone."""
+    from imgclf.serve.app import create_app
+
+    colours = [(220, 50, 40), (40, 190, 60), (40, 60, 220), (200, 200, 50)] * 2
+    bodies = [_png(c, 40 + i) for i, c in enumerate(colours)]
+    bodies[3] = bodies[3][:60]
+    alone = TestClient(create_app(run_dir, batching=(1, 0.0, 64)), base_url="http://localhost")
+    lone = [alone.post("/predict", content=b) for b in bodies]
+    with TestClient(create_app(run_dir, batching=(8, 0.2, 64)), base_url="http://localhost") as c:
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda b: c.post("/predict", content=b), bodies))
+        sizes = [line for line in c.get("/metrics").text.splitlines() if "batch_size_count" in line]
+    assert [r.status_code for r in together] == [200] * 3 + [422] + [200] * 4
+    assert "truncated" in together[3].json()["detail"]
+    for a, b in zip(lone, together, strict=True):
+        assert a.status_code == b.status_code
+        if a.status_code == 200:
+            assert a.json()["class"] == b.json()["class"]
+            assert abs(a.json()["probability"] - b.json()["probability"]) < 1e-5
+    assert float(sizes[0].split()[-1]) < 7  # the 7 good ones shared model calls
+
+
+def test_predict_refuses_a_bad_explain_flag_in_one_line(client: TestClient) -> None:
+    r = client.post("/predict?explain=maybe", content=_png((40, 190, 60)))
+    assert r.status_code == 422 and r.json()["detail"].startswith("explain: expected")
+    assert client.post("/predict?explain=0", content=_png((40, 190, 60))).status_code == 200
+    assert client.get("/predict").status_code == 405
+
+
+def test_health_says_how_it_serves(client: TestClient) -> None:
+    """A PyTorch run on the CPU: its ONNX export in onnxruntime, a worker a core and one more,
+    batches of 2 (the measured default, benchmarks/RESULTS.md)."""
+    h = client.get("/health").json()
+    assert (h["runtime"], h["max_batch"]) == ("onnx", 2) and h["workers"] >= 2

@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from imgclf.cli.arg_types import positive_int
+from imgclf.cli.arg_types import non_negative_int, positive_int
 
-# chosen from benchmarks/bench_serve.py's numbers (RESULTS.md): the batch that the model's CPU
-# throughput stops growing at, and a wait that costs a few per cent of one batch's compute
-MAX_BATCH, MAX_WAIT_MS = 32, 5.0
+# chosen from benchmarks/bench_serve.py's numbers (RESULTS.md): a wait that costs a few per
+# cent of one batch's compute (the batch size itself depends on the device: serve/runtime.py)
+MAX_WAIT_MS = 5.0
 
 
 def add_serve_command(sub: argparse._SubParsersAction, inference_options: Callable) -> None:
@@ -34,7 +34,8 @@ def add_serve_command(sub: argparse._SubParsersAction, inference_options: Callab
         type=int,
         metavar="N",
         default=0,
-        help="decodes at a time (0: min(4, cores))",
+        help="batcher workers: decodes at a time, and onnxruntime calls at once, each on its "
+        "share of the cores (0: cores + 1, at most 4)",
     )
     s.add_argument(
         "--max-connections",
@@ -42,13 +43,6 @@ def add_serve_command(sub: argparse._SubParsersAction, inference_options: Callab
         metavar="N",
         default=64,
         help="requests in flight, then 503 with Retry-After (/health is always answered)",
-    )
-    s.add_argument(
-        "--header-timeout",
-        type=float,
-        metavar="SECONDS",
-        default=10.0,
-        help="a connection that sends no complete request headers in this time is closed",
     )
     s.add_argument(
         "--upload-timeout", type=float, metavar="SECONDS", default=30.0, help="for a body; then 408"
@@ -60,8 +54,26 @@ def add_serve_command(sub: argparse._SubParsersAction, inference_options: Callab
         default=None,
         help="Host header to accept (repeatable; default: localhost names, or any with 0.0.0.0)",
     )
+    _add_connection_options(s)
     _add_batching_options(s)
     inference_options(s)
+
+
+def _add_connection_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--header-timeout",
+        type=float,
+        metavar="SECONDS",
+        default=10.0,
+        help="a connection that sends no complete request headers in this time is closed",
+    )
+    s.add_argument(
+        "--http",
+        choices=("auto", "httptools", "h11"),
+        default="auto",
+        help="HTTP parser: httptools (C, faster) or h11 (pure Python); auto: httptools when "
+        "installed. Both close idle and slow sockets (--header-timeout)",
+    )
 
 
 def _add_batching_options(s: argparse.ArgumentParser) -> None:
@@ -69,17 +81,19 @@ def _add_batching_options(s: argparse.ArgumentParser) -> None:
 
     s.add_argument(
         "--max-batch",
-        type=positive_int,
+        type=non_negative_int,
         metavar="N",
-        default=MAX_BATCH,
-        help="images per model call at most (dynamic batching; chosen by bench_serve.py)",
+        default=0,
+        help="images per model call at most (dynamic batching); 0: 2 in onnxruntime, 4 in "
+        "PyTorch or Keras on the CPU, 32 on a GPU (chosen by benchmarks/bench_serve.py)",
     )
     s.add_argument(
         "--max-wait-ms",
         type=float,
         metavar="MS",
         default=MAX_WAIT_MS,
-        help="after a batch's first request, wait this long at most for more",
+        help="after a batch's first request, wait this long at most for uploads still "
+        "arriving (queued ones join at once)",
     )
     s.add_argument(
         "--max-queue",

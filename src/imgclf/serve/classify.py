@@ -1,13 +1,13 @@
-"""One upload's way through the server: parse and decode (a bounded pool of threads: memory is
-decodes x pixels), then the dynamic batcher (serve/batching.py) or, for `?explain=1`, Grad-CAM.
-The model is one object: batches and explanations take turns under one lock."""
+"""One upload's way through the server: queued for the dynamic batcher, whose workers parse and
+decode it (a bounded number at a time: memory is decodes x pixels) and run the model on a
+batch (serve/batching.py); or, for `?explain=1`, decoded and explained by Grad-CAM in a thread.
+A model that batches and explanations share takes turns under one lock."""
 
 from __future__ import annotations
 
-import asyncio
-import os
+import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -26,30 +26,39 @@ class Classifier:
         predictor: Any,
         decode: Callable[[bytes, int, int], np.ndarray],
         max_pixels: int,
-        max_decodes: int = 0,
         top_k: int = 3,
         batching: tuple[int, float, int] = (32, 0.005, 256),
-        on_batch: Callable[[int, float], None] | None = None,
-        on_reject: Callable[[], None] | None = None,
+        workers: tuple[int, bool] = (1, False),
+        hooks: tuple[Callable[[int, float], None] | None, Callable[[], None] | None] = (None, None),
         explaining: Callable[[], Any] | None = None,
+        solo: Any = None,
     ):
         """decode(bytes, size, max_pixels) -> uint8 (size, size, 3); batching: (max batch,
-        max wait in seconds, max queue); explaining() -> the predictor Grad-CAM runs on (the
-        PyTorch model when the batches run in onnxruntime), loaded at the first `?explain=1`."""
-        self.predictor, self.decode_fn, self.max_pixels, self.top_k = (
-            predictor,
-            decode,
-            max_pixels,
-            top_k,
-        )
+        max wait in seconds, max queue); workers: (decodes at a time, whether the model may run
+        in several of them at once: an onnxruntime session may, a PyTorch or Keras model that
+        explanations also use takes turns under a lock); hooks: (on_batch(size, seconds),
+        on_reject()) for the metrics; explaining() -> the predictor Grad-CAM runs on (the
+        PyTorch model when the batches run in onnxruntime), loaded at the first `?explain=1`;
+        solo: the same model on every core, for a batch that runs while nothing else does (a
+        lone client: one thread a call is the fastest under load, not alone)."""
+        self.predictor, self.decode_fn, self.max_pixels = predictor, decode, max_pixels
+        self.solo = solo
+        self.top_k, (on_batch, self.on_reject) = top_k, hooks
+        count, self.concurrent = workers
         self.lock = threading.Lock()
-        self.decodes = threading.BoundedSemaphore(max_decodes or min(4, os.cpu_count() or 1))
+        self.decodes = threading.BoundedSemaphore(count)
         max_batch, max_wait, max_queue = batching
-        self._incoming, self._count = 0, threading.Lock()
+        self.arriving = 0  # uploads being read: the batcher waits for them (max_wait)
         self.batcher = Batcher(
-            self._run, max_batch, max_wait, max_queue, on_batch, lambda: self._incoming
+            self._prepare,
+            self._run,
+            max_batch,
+            max_wait,
+            max_queue,
+            count,
+            on_batch,
+            lambda: self.arriving,
         )
-        self.on_reject = on_reject
         self._explaining = explaining or (lambda: predictor)
         self._explainer: Any = None
 
@@ -66,7 +75,9 @@ class Classifier:
             raise HTTPException(400, str(e)) from None
         return self._explainer
 
-    def _run(self, images: np.ndarray) -> np.ndarray:
+    def _run(self, images: np.ndarray, alone: bool) -> np.ndarray:
+        if self.concurrent:
+            return (self.solo if alone and self.solo else self.predictor).predict_proba(images)
         with self.lock:
             return self.predictor.predict_proba(images)
 
@@ -76,32 +87,34 @@ class Classifier:
         with self.decodes:
             return self.decode_fn(data, self.predictor.pre.size, self.max_pixels), data
 
+    def _prepare(self, upload: tuple[bytes, str]) -> np.ndarray:
+        return self.decode(*upload)[0]
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Count an upload as on its way while its body is read (the event loop's thread)."""
+        self.arriving += 1
+        try:
+            yield
+        finally:
+            self.arriving -= 1
+
     async def answer(self, body: bytes, ctype: str, explain: bool = False) -> dict[str, Any]:
-        """The top classes of one upload; explain: with its Grad-CAM overlay."""
+        """The top classes of one upload (parsed, decoded and classified by the batcher's
+        workers); explain: with its Grad-CAM overlay (decoded and explained in a thread)."""
         if explain:
             await run_in_threadpool(self.explainer)  # refused before any decoding
-        with self._count:
-            self._incoming += 1
-        try:  # counted until queued, so the batcher waits for it
             x, data = await run_in_threadpool(self.decode, body, ctype)
-            future = None if explain else self._submit(x)
-        finally:
-            with self._count:
-                self._incoming -= 1
-        if future is None:
             return await run_in_threadpool(self._explained, x, data)
-        probs = await asyncio.wrap_future(future)
-        return answer(probs, self.predictor.class_names, self.top_k)
-
-    def _submit(self, x: np.ndarray) -> Any:
         try:
-            return self.batcher.submit(x)
+            future = self.batcher.submit((body, ctype))
         except Overloaded:
             if self.on_reject:
                 self.on_reject()
             raise HTTPException(
                 503, "busy: the queue is full; try again", headers={"Retry-After": "1"}
             ) from None
+        return answer(await future, self.predictor.class_names, self.top_k)
 
     def _explained(self, x: np.ndarray, data: bytes) -> dict[str, Any]:
         from imgclf.explain import explain_batch
