@@ -8,12 +8,11 @@ into the same `{"detail": ...}` JSON with a few calls. The OpenAPI page still de
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import FastAPI, HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse
 
 from imgclf.serve.classify import Classifier
 from imgclf.serve.uploads import read_limited
@@ -49,7 +48,7 @@ class PredictEndpoint:
                 body = await read_limited(request, self.max_bytes, self.upload_timeout)
             ctype = request.headers.get("content-type", "")
             out = await self.classifier.answer(body, ctype, explain)
-            response: Response = Response(json.dumps(out), media_type="application/json")
+            response = JSONResponse(out)
         except HTTPException as e:
             response = JSONResponse({"detail": e.detail}, e.status_code, headers=e.headers)
         await response(scope, receive, send)
