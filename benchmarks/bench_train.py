@@ -35,7 +35,7 @@ def tutorial_phase(kind: str, epochs: int) -> dict:
 
         model = TutorialCNN(2)
         return train_tutorial(model, model.parameters(), str(CATS_DOGS), epochs)
-    from imgclf.registry import create_model
+    from imgclf.models import create_model
 
     model = create_model("efficientnet_lite0", 2, freeze_backbone=True)
     return train_tutorial(

@@ -94,8 +94,8 @@ def negative_pairs(distinct: list[str], same_class: bool) -> tuple[np.ndarray, n
 def pair_scores(fp: object, i: np.ndarray, j: np.ndarray, small: bool) -> dict[str, np.ndarray]:
     """The audit's three signals for pairs (i, j) of fingerprint rows; aligned only where the
     features pass the small-source gate (as the audit computes it)."""
-    from imgclf.tools.aligned_match import aligned_scores
-    from imgclf.tools.near_duplicates import SMALL_GATE
+    from imgclf.audit.near_duplicates import SMALL_GATE
+    from imgclf.backends.torch.aligned_match import aligned_scores
 
     h = np.maximum((fp.codes[i] * fp.codes[j]).sum(1), (fp.codes[i] * fp.mirrored[j]).sum(1)) / 64
     e = (fp.feats[i] * fp.feats[j]).sum(1)
@@ -107,7 +107,7 @@ def pair_scores(fp: object, i: np.ndarray, j: np.ndarray, small: bool) -> dict[s
 
 
 def summary(sc: dict[str, np.ndarray], small: bool) -> dict:
-    from imgclf.tools.near_duplicates import joined
+    from imgclf.audit.near_duplicates import joined
 
     h, e, z = sc["hash"], sc["embed"], sc["aligned"]
     return {
@@ -127,9 +127,9 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=0, help="fingerprint size (default: imgclf's)")
     ap.add_argument("--cifar", action="store_true", help="32 px CIFAR-10 train images")
     a = ap.parse_args()
-    import imgclf.tools.near_duplicates as nd
+    import imgclf.audit.near_duplicates as nd
+    from imgclf.audit.near_duplicates import fingerprints, joined
     from imgclf.data.folder import scan_class_folder
-    from imgclf.tools.near_duplicates import fingerprints, joined
 
     nd.SIZE = a.size or nd.SIZE
 

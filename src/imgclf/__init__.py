@@ -9,12 +9,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from imgclf.audit.scan import run_audit
 from imgclf.config import RunConfig, build_config
-from imgclf.data.audit import run_audit
 from imgclf.data.folder import ImageIndex
 from imgclf.data.splits import load_splits
-from imgclf.registry import create_model, list_models
+from imgclf.models import create_model, list_models
 from imgclf.runs import RunResult, with_run_dir
+from imgclf.settings import rank
 
 
 def _version() -> str:
@@ -40,8 +41,6 @@ def train(
     """Train with the config's backend, then fit the run's temperature on its validation split
     (calibration.json). on_step(global_step) runs after every optimizer step. The backend's
     refusals are checked first, before anything is written, unless the caller did (checked)."""
-    import os
-
     from imgclf import backends
     from imgclf.evaluation.calibrate import calibrate_run
 
@@ -50,7 +49,7 @@ def train(
         backend.check_config(cfg)
     cfg = with_run_dir(cfg)
     result = backend.fit(cfg, resume=resume, progress=progress, on_step=on_step)
-    if os.environ.get("RANK", "0") == "0":  # one torchrun process writes the run's files
+    if rank() == 0:  # one torchrun process writes the run's files
         result.calibration = calibrate_run(result.run_dir, cfg.device, progress)
     return result
 
@@ -91,6 +90,7 @@ __all__ = [
     "list_models",
     "load_splits",
     "predict",
+    "rank",
     "run_audit",
     "train",
 ]

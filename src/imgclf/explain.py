@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from imgclf.evaluation.calibration import with_temperature
+from imgclf.calibration import with_temperature
 from imgclf.files import atomic_write
 from imgclf.messages import UsageError
 from imgclf.predictor import Calibrated, FlipTTA, Predictor, answer, decoded_batches

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgclf import backends
-from imgclf.evaluation.calibration import read_temperature
+from imgclf.calibration import read_temperature
 from imgclf.files import write_json
 from imgclf.predictor import load_predictor
 from imgclf.runs import RunDir

@@ -12,11 +12,11 @@ from typing import Any, Protocol
 import numpy as np
 
 from imgclf import backends
+from imgclf.calibration import read_temperature, with_temperature
 from imgclf.data.batching import prefetch
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
 from imgclf.data.presets import Preprocess
-from imgclf.evaluation.calibration import read_temperature, with_temperature
 from imgclf.runs import RunDir
 
 
@@ -45,7 +45,7 @@ class FlipTTA:
 
 
 class Calibrated:
-    """The run's temperature on the probabilities (evaluation/calibration.py): confidences that
+    """The run's temperature on the probabilities (calibration.py): confidences that
     match accuracy on validation; the predicted class never changes."""
 
     def __init__(self, inner: Predictor, temperature: float):

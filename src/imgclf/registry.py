@@ -1,20 +1,17 @@
 """Model registry keyed by (name, backend), in the manner of timm's @register_model.
 
-Backend-neutral and import-light: a backend's builders live in `imgclf.backends.<name>.models`,
-which registers them when imported (timm style); this module never imports them by name.
+A leaf: a backend's builders live in `imgclf.backends.<name>.models`, which import this module
+and register themselves; this module imports none of them, not even at run time. Loading a
+backend's builders and building models by name is `imgclf.models`'s job, one level up.
 """
 
 from __future__ import annotations
 
-import difflib
-import importlib
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgclf.data.presets import IMAGENET_MEAN, IMAGENET_STD, Preprocess
-from imgclf.messages import UsageError
 
 
 @dataclass(frozen=True)
@@ -51,54 +48,10 @@ def register_model(name: str, backend: str = "torch", **spec: Any) -> Callable:
     return wrap
 
 
-def _load_backend(backend: str) -> None:
-    importlib.import_module(f"imgclf.backends.{backend}.models")  # registers its builders
-
-
-def list_models(backend: str = "torch") -> list[str]:
-    _load_backend(backend)
+def registered(backend: str) -> list[str]:
+    """The names registered for a backend so far (its builders loaded: imgclf.models)."""
     return sorted(n for n, b in _REGISTRY if b == backend and not n.startswith("__"))
 
 
-def get_spec(name: str, backend: str = "torch") -> ModelSpec:
-    """The registered spec, or for torch a generic one that resolves torchvision/timm names."""
-    _load_backend(backend)
-    if (name, backend) in _REGISTRY:
-        return _REGISTRY[(name, backend)]
-    fallback = _REGISTRY.get(("__external__", backend))
-    if fallback is not None:
-        spec = fallback.extra["resolve"](name)
-        if spec is not None:
-            return spec
-    valid = ", ".join(list_models(backend))
-    more = fallback.extra.get("hint", "") if fallback is not None else ""
-    close = difflib.get_close_matches(name, list_models(backend), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    raise UsageError(
-        f"unknown model {name!r} for backend {backend!r}{hint}; registered: {valid}{more}"
-    )
-
-
-def create_model(
-    name: str,
-    num_classes: int,
-    backend: str = "torch",
-    pretrained: bool | None = None,
-    freeze_backbone: bool = False,
-    **kw: Any,
-) -> Any:
-    """pretrained=None means the model's default; a `weights` file implies pretrained. Options
-    the builder does not declare are refused by name when given a value (an empty one was not
-    asked for), never swallowed; image_size is dropped for a network that takes any size (the
-    images are decoded at it all the same)."""
-    spec = get_spec(name, backend)
-    if pretrained is None:
-        pretrained = spec.pretrained_default
-    pretrained = pretrained or bool(kw.get("weights"))  # a weights file is pretrained weights
-    declared = inspect.signature(spec.builder).parameters
-    for key in [k for k in kw if k not in declared]:
-        value = kw.pop(key)
-        if value and key != "image_size":
-            option = "--" + key.replace("_", "-")
-            raise UsageError(f"{option} {value}: the {backend} model {name} does not take it")
-    return spec.builder(num_classes, pretrained=pretrained, freeze_backbone=freeze_backbone, **kw)
+def find(name: str, backend: str) -> ModelSpec | None:
+    return _REGISTRY.get((name, backend))

@@ -142,7 +142,7 @@ def test_options_that_cannot_work_are_refused(tmp_path: Path) -> None:
     p = run_cli(
         *common, "--backend", "keras", "--sync-bn", "--out", str(tmp_path / "b"), check=False
     )
-    assert p.returncode == 1 and "--sync-bn is not supported by the keras backend" in p.stderr
+    assert p.returncode == 2 and "--sync-bn is not supported by the keras backend" in p.stderr
     p = torchrun(
         "-m", "imgclf", *common, "--replicas", "3", "--out", str(tmp_path / "c"),
         cwd=tmp_path, check=False,
@@ -167,7 +167,7 @@ def test_keras_mirrored_on_two_logical_cpus_matches_one_device(tmp_path: Path) -
         check=False,
     )  # fmt: skip
     if not torch.cuda.is_available():  # TensorFlow sees no GPU here either
-        assert p.returncode == 1 and "TensorFlow sees 0 GPU(s)" in p.stderr
+        assert p.returncode == 2 and "TensorFlow sees 0 GPU(s)" in p.stderr
 
 
 @pytest.mark.gpu

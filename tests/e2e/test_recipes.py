@@ -68,7 +68,7 @@ def test_lbfgs_needs_a_frozen_backbone_and_says_so(tiny_folder: Path, tmp_path: 
         "train", str(tiny_folder), "--recipe", "transfer", "--augment", "tutorial",
         "--out", str(run), check=False,
     )  # fmt: skip
-    assert out.returncode == 1 and len(out.stderr.strip().splitlines()) == 1
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "--optimizer lbfgs" in out.stderr and "--augment none or flip" in out.stderr
     assert not run.exists()
 

@@ -122,7 +122,7 @@ def test_confidences_are_calibrated_on_val_and_applied_everywhere(
 ) -> None:
     import numpy as np
 
-    from imgclf.evaluation.calibration import with_temperature
+    from imgclf.calibration import with_temperature
 
     run = tmp_path / "run"
     proc = run_cli("train", str(tiny_folder), *TINY, "--out", str(run))

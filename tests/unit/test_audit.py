@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from conftest import CATS_DOGS, make_folder, needs_cats_dogs, run_cli, snapshot
-from imgclf.data.audit import run_audit
+from imgclf.audit.scan import run_audit
 from imgclf.data.folder import read_exclude_list
 from imgclf.data.splits import load_splits
 

@@ -80,6 +80,7 @@ def test_rotation_is_the_grid_sample_rotation_at_the_drawn_angle_on_the_grid() -
         assert (new != old).any(1).float().mean() < 1e-3
 
 
+@pytest.mark.slow
 def test_rotation_views_are_distributed_as_before() -> None:
     """Against the unrounded float warp, draw for draw (400 views of one 224 px photo-sized
     image): as many mirrors, the same spread of how much of the image moved and of the blank
@@ -171,3 +172,17 @@ def test_cuda_batches_get_the_cpus_views(kind: str) -> None:
     gpu = augment_batch(x.cuda(), pre, torch.Generator().manual_seed(5), kind)
     assert gpu.is_cuda and gpu.is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-6)
+
+
+def test_the_numpy_normalisation_matches_the_torch_loaders_in_both_layouts() -> None:
+    """Keras and the ONNX runtime normalise with Preprocess.normalize (serve's ONNX path had its
+    own copy): both layouts give what the PyTorch loaders give."""
+    from imgclf.data.presets import LITE_MEAN, LITE_STD
+
+    x = np.random.default_rng(0).integers(0, 256, (3, 8, 8, 3), dtype=np.uint8)
+    for pre in (Preprocess(8), Preprocess(8, LITE_MEAN, LITE_STD)):
+        want = normalize_batch(torch.from_numpy(x), pre).numpy()
+        nchw = pre.normalize(x, channels_first=True)
+        assert nchw.dtype == np.float32 and nchw.flags["C_CONTIGUOUS"]
+        np.testing.assert_allclose(nchw, want, atol=1e-5)
+        np.testing.assert_allclose(pre.normalize(x), want.transpose(0, 2, 3, 1), atol=1e-5)

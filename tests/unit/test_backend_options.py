@@ -52,6 +52,7 @@ def test_torch_honours_every_field() -> None:
     backends.get("torch").check_config(RunConfig(pipeline="plain", channels_last=False))
 
 
+@pytest.mark.slow
 def test_refused_option_fails_before_anything_is_written(tiny_folder: Path, tmp_path: Path) -> None:
     pytest.importorskip("keras")
     run = tmp_path / "run"
@@ -59,7 +60,7 @@ def test_refused_option_fails_before_anything_is_written(tiny_folder: Path, tmp_
         "train", str(tiny_folder), "--backend", "keras", "--pipeline", "plain", "--out", str(run),
         check=False,
     )  # fmt: skip
-    assert out.returncode == 1
+    assert out.returncode == 2
     assert out.stderr.strip().splitlines() == [
         "imgclf train: error: --pipeline plain is not supported by the keras backend: it feeds "
         "Keras from the decoded cache only (--pipeline cache)"
@@ -67,6 +68,7 @@ def test_refused_option_fails_before_anything_is_written(tiny_folder: Path, tmp_
     assert not run.exists() and "run folder" not in out.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "keras"])
 def test_freezing_a_model_without_backbone_is_refused_before_the_run_starts(
     tiny_folder: Path, tmp_path: Path, backend: str
@@ -79,7 +81,7 @@ def test_freezing_a_model_without_backbone_is_refused_before_the_run_starts(
         "train", str(tiny_folder), "--model", "cnn", "--freeze", "--backend", backend,
         "--out", str(tmp_path / "r"), "--cache-dir", str(tmp_path / "c"), check=False,
     )  # fmt: skip
-    assert out.returncode == 1 and not (tmp_path / "r").exists()
+    assert out.returncode == 2 and not (tmp_path / "r").exists()
     assert out.stderr.strip().splitlines() == [
         "imgclf train: error: --freeze/--fine-tune-after: cnn has no backbone"
     ]
@@ -92,7 +94,7 @@ def _first_sgd_step(scale: float) -> tuple[float, float]:
 
     from imgclf.backends.keras.models import backbone_of
     from imgclf.backends.keras.optim import build_optimizer
-    from imgclf.registry import create_model
+    from imgclf.models import create_model
 
     keras.utils.set_random_seed(0)
     cfg = RunConfig(optimizer="sgd", momentum=0.0, lr=0.1, backbone_lr_scale=scale)
@@ -111,6 +113,7 @@ def _first_sgd_step(scale: float) -> tuple[float, float]:
     return max(d for b, d in moved if b), max(d for b, d in moved if not b)
 
 
+@pytest.mark.slow
 def test_keras_discriminative_rates_scale_the_backbone_step() -> None:
     """backbone_lr_scale scales the backbone's step exactly (SGD's first step is lr x gradient)
     and leaves the head's alone."""
@@ -133,14 +136,15 @@ def test_keras_names_the_recipe_behind_a_refused_choice() -> None:
 def test_torch_refuses_compile_with_lbfgs_instead_of_skipping_it(
     tiny_folder: Path, tmp_path: Path
 ) -> None:
-    """The L-BFGS head fit ran uncompiled under --compile, without a word."""
+    """The L-BFGS head fit ran uncompiled under --compile, without a word. A refusal is a usage
+    error: exit 2, as argparse's own (it exited 1, as if the run had failed)."""
     run = tmp_path / "run"
     out = run_cli(
         "train", str(tiny_folder), "--model", "efficientnet_lite0", "--no-pretrained", "--freeze",
         "--augment", "none", "--optimizer", "lbfgs", "--schedule", "constant", "--compile",
         "--out", str(run), check=False,
     )  # fmt: skip
-    assert out.returncode == 1 and not run.exists()
+    assert out.returncode == 2 and not run.exists()
     assert out.stderr.strip().splitlines() == [
         "imgclf train: error: --compile with --optimizer lbfgs: the full-batch L-BFGS fit of the "
         "head is not compiled (torch.compile serves the first-order loops); drop --compile"
@@ -182,6 +186,7 @@ def test_plain_pipeline_batches_honour_channels_last(tiny_folder: Path, tmp_path
         assert x.is_contiguous(memory_format=torch.channels_last) == layout
 
 
+@pytest.mark.slow
 def test_keras_refuses_a_gpu_it_cannot_see_before_writing_the_run(
     tiny_folder: Path, tmp_path: Path
 ) -> None:
@@ -196,7 +201,7 @@ def test_keras_refuses_a_gpu_it_cannot_see_before_writing_the_run(
         "train", str(tiny_folder), "--backend", "keras", "--device", "cuda", "--out", str(run),
         check=False,
     )  # fmt: skip
-    assert out.returncode == 1 and not run.exists()
+    assert out.returncode == 2 and not run.exists()
     assert out.stderr.strip().splitlines() == [
         "imgclf train: error: --device cuda: TensorFlow sees 0 GPU(s)"
     ]

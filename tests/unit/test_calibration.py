@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from imgclf.evaluation.calibration import ece, fit_temperature, reliability, with_temperature
+from imgclf.calibration import ece, fit_temperature, reliability, with_temperature
 
 
 def softmax(z: np.ndarray) -> np.ndarray:

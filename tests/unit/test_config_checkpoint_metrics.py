@@ -149,7 +149,7 @@ def test_fine_tuning_phases_are_one_rule_for_both_backends(
 
 def test_airbench_batchnorm_shifts_learn_64x_faster_but_decay_alike() -> None:
     from imgclf.backends.torch.optim import build_optimizer
-    from imgclf.registry import create_model
+    from imgclf.models import create_model
 
     net = create_model("airbench", 10)
     cfg = RunConfig(optimizer="nesterov", lr=1.5, weight_decay=1e-3, momentum=0.85)

@@ -100,7 +100,7 @@ def test_the_peak_of_a_wide_photo_is_in_its_own_pixels(cam: GradCAM) -> None:
 
 
 def test_frozen_backbones_and_every_registered_model_give_a_map() -> None:
-    from imgclf.registry import create_model, get_spec, list_models
+    from imgclf.models import create_model, get_spec, list_models
 
     for name in list_models("torch"):
         spec = get_spec(name)

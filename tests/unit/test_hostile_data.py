@@ -182,6 +182,7 @@ def test_audit_calls_an_extreme_aspect_ratio_a_problem(tmp_path: Path) -> None:
     assert "aspect ratio over 10:1" in proc.stdout and "thin.png (2 x 5000)" in proc.stdout
 
 
+@pytest.mark.slow
 def test_files_that_are_not_regular_files_are_skipped_by_name(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "d", {"train": 4, "test": 2})
     os.mkfifo(data / "train" / "red" / "pipe.jpg")

@@ -10,7 +10,7 @@ import imgclf.backends.keras  # noqa: F401  (loads torch before TensorFlow: see 
 keras = pytest.importorskip("keras", reason="the [keras] extra is not installed")
 
 from imgclf.backends.torch.models.transfer import count_params  # noqa: E402
-from imgclf.registry import create_model, list_models  # noqa: E402
+from imgclf.models import create_model, list_models  # noqa: E402
 
 pytestmark = pytest.mark.keras
 
@@ -36,7 +36,7 @@ def test_both_alexnets_refuse_images_too_small_for_them() -> None:
 
 def test_the_registry_says_which_keras_models_have_a_backbone() -> None:
     from imgclf.backends.keras.models import backbone_of
-    from imgclf.registry import get_spec
+    from imgclf.models import get_spec
 
     for name in ("cnn", "alexnet", "mobilenet_v3_small"):
         model = create_model(name, 2, backend="keras", pretrained=False)

@@ -7,9 +7,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from conftest import CATS_DOGS, needs_cats_dogs, run_cli, snapshot
-from imgclf.data.label_issues import find_label_issues, find_outliers
+from imgclf.audit.suspects import find_label_issues, find_outliers
 
 
 def test_confident_and_predicted_rules_flag_and_rank() -> None:
@@ -64,6 +65,7 @@ def _pets(root: Path, swapped: int) -> list[Path]:
     return moved
 
 
+@pytest.mark.slow
 @needs_cats_dogs
 def test_swapped_labels_are_found_and_excluded_by_train(tmp_path: Path) -> None:
     data = tmp_path / "pets"
@@ -112,6 +114,7 @@ def test_swapped_labels_are_found_and_excluded_by_train(tmp_path: Path) -> None:
     assert (run / "label_issues.png").exists() == bool(m["label_issues"])
 
 
+@pytest.mark.slow
 def test_without_the_weights_wheel_one_line_exit_2_nothing_written(
     tiny_folder: Path, tmp_path: Path
 ) -> None:

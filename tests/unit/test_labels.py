@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import draw_shape
-from imgclf.data.labels import DEFAULT_NAME_PATTERN, LabelSource
+from imgclf.data.label_sources import DEFAULT_NAME_PATTERN, LabelSource
 from imgclf.data.splits import load_splits
 from imgclf.messages import UsageError
 

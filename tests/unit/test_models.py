@@ -11,7 +11,8 @@ from torchvision import models as tvm
 
 from imgclf.backends.torch.models.pretrained import WeightsUnavailable
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
-from imgclf.registry import create_model, get_spec, list_models, register_model
+from imgclf.models import create_model, get_spec, list_models
+from imgclf.registry import register_model
 
 
 @pytest.mark.parametrize("name", list_models())
@@ -48,6 +49,7 @@ def test_torchvision_and_timm_names_resolve() -> None:
     assert count_params(t, True) == t.head.weight.numel() + t.head.bias.numel()
 
 
+@pytest.mark.slow
 def test_alexnet_weights_from_local_file_and_from_torch_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -121,7 +123,7 @@ def test_efficientnet_lite_weights_are_real_imagenet(variant: int) -> None:
 def test_airbench_whitening_decorrelates_the_training_patches() -> None:
     import torch
 
-    from imgclf.registry import create_model
+    from imgclf.models import create_model
 
     g = torch.Generator().manual_seed(0)
     # strongly correlated channels and neighbours, as photos have

@@ -7,10 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageEnhance
 
 from conftest import CATS_DOGS, needs_cats_dogs, run_cli, snapshot
-from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
+from imgclf.audit.similarity import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 
 
 def test_mirror_codes_are_the_hash_of_the_flipped_image() -> None:
@@ -46,6 +47,7 @@ COPIES = {
 }
 
 
+@pytest.mark.slow
 @needs_cats_dogs
 def test_audit_finds_copies_of_real_photos_and_not_distinct_ones(tmp_path: Path) -> None:
     data = tmp_path / "pets"
@@ -139,9 +141,9 @@ def test_exclude_leaks_without_near_duplicates_uses_exact_leaks(
 def test_a_chained_group_leaks_only_images_with_a_direct_train_partner() -> None:
     """Groups are connected components: test A ~ test B ~ train C puts A in a cross-split group
     without A resembling anything in train. Only B may be excluded or counted as a leak."""
-    from imgclf.data.audit import AuditReport
-    from imgclf.data.leaks import leak_members
-    from imgclf.tools.near_duplicates import _best_matches
+    from imgclf.audit.leaks import leak_members
+    from imgclf.audit.near_duplicates import _best_matches
+    from imgclf.audit.scan import AuditReport
 
     paths, split = ["t/a.jpg", "t/b.jpg", "tr/c.jpg"], ["test", "test", "train"]
     match = _best_matches([Pair(0, 1, 0.99, "hash"), Pair(1, 2, 0.9, "embedding")], split)
@@ -164,8 +166,8 @@ SMALL_COPIES = {  # what the photo rule misses at 32 px (benchmarks/RESULTS.md)
 
 
 def test_aligned_score_finds_a_shifted_crop_and_not_another_texture() -> None:
-    from imgclf.tools.aligned_match import aligned_scores
-    from imgclf.tools.near_duplicates import ALIGNED_MIN
+    from imgclf.audit.near_duplicates import ALIGNED_MIN
+    from imgclf.backends.torch.aligned_match import aligned_scores
 
     rng = np.random.default_rng(3)
     base = Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).resize((40, 40))
@@ -179,9 +181,10 @@ def test_aligned_score_finds_a_shifted_crop_and_not_another_texture() -> None:
     assert z[0] >= ALIGNED_MIN and z[1] < 0.6, z
 
 
+@pytest.mark.slow
 @needs_cats_dogs
 def test_audit_of_32px_images_finds_2_to_4px_crops_the_photo_rule_misses(tmp_path: Path) -> None:
-    from imgclf.tools.near_duplicates import find_near_duplicates
+    from imgclf.audit.near_duplicates import find_near_duplicates
 
     data, files, copies = tmp_path / "tiny", [], []
     for cls in ("CAT", "DOG"):

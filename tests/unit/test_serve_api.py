@@ -35,8 +35,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def client(run_dir: Path) -> TestClient:
     from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
 
-    return TestClient(create_app(run_dir, max_bytes=200_000), base_url="http://localhost")
+    return TestClient(
+        create_app(ServeConfig(str(run_dir), max_upload_mb=200_000 / 2**20)),
+        base_url="http://localhost",
+    )
 
 
 def _png(colour: tuple[int, int, int], size: int = 48) -> bytes:
@@ -87,13 +91,16 @@ def test_explain_adds_the_overlay_and_the_peak_in_upload_pixels(client: TestClie
 
 
 def test_served_probabilities_are_the_calibrated_ones(run_dir: Path) -> None:
-    from imgclf.evaluation.calibration import read_temperature, with_temperature
+    from imgclf.calibration import read_temperature, with_temperature
     from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
 
-    raw = TestClient(create_app(run_dir, calibrated=False), base_url="http://localhost")
+    raw = TestClient(
+        create_app(ServeConfig(str(run_dir), calibration=False)), base_url="http://localhost"
+    )
     img = _png((40, 190, 60))
     own = raw.post("/predict", content=img, headers={"content-type": "image/png"}).json()
-    cal = TestClient(create_app(run_dir), base_url="http://localhost")
+    cal = TestClient(create_app(ServeConfig(str(run_dir))), base_url="http://localhost")
     got = cal.post("/predict", content=img, headers={"content-type": "image/png"}).json()
     assert raw.get("/health").json()["temperature"] is None
     p = np.array([[t["probability"] for t in own["top"]]])
@@ -137,8 +144,11 @@ def test_a_small_upload_with_too_many_pixels_is_refused_before_decoding(client: 
 
 def test_foreign_host_and_malformed_multipart_get_400(run_dir: Path, client: TestClient) -> None:
     from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
 
-    foreign = TestClient(create_app(run_dir), base_url="http://rebind.attacker.example")
+    foreign = TestClient(
+        create_app(ServeConfig(str(run_dir))), base_url="http://rebind.attacker.example"
+    )
     assert foreign.get("/health").status_code == 400
     r = client.post(
         "/predict",
@@ -194,13 +204,17 @@ def test_batched_answers_equal_lone_ones_and_metrics_parse(run_dir: Path) -> Non
     from prometheus_client.parser import text_string_to_metric_families
 
     from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
 
     colours = [(220, 50, 40), (40, 190, 60), (40, 60, 220), (200, 200, 50)] * 4
     bodies = [_png(c, 40 + i) for i, c in enumerate(colours)]
-    alone = TestClient(create_app(run_dir, batching=(1, 0.0, 64)), base_url="http://localhost")
+    alone = TestClient(
+        create_app(ServeConfig(str(run_dir), max_batch=1, max_wait_ms=0, max_queue=64)),
+        base_url="http://localhost",
+    )
     lone = [alone.post("/predict", content=b).json() for b in bodies]
     # 16 at once, a batch waits 200 ms for company: the model sees them together
-    app = create_app(run_dir, batching=(16, 0.2, 64))
+    app = create_app(ServeConfig(str(run_dir), max_batch=16, max_wait_ms=200, max_queue=64))
     with TestClient(app, base_url="http://localhost") as batched:
         with ThreadPoolExecutor(16) as pool:
             together = list(pool.map(lambda b: batched.post("/predict", content=b).json(), bodies))
@@ -225,13 +239,20 @@ def test_a_bad_upload_in_a_batch_fails_alone(run_dir: Path) -> None:
     """The batcher's workers decode what they batch: a truncated photo among 8 uploads sent
     together gets its 422 and the 7 others their own answers, as when each came alone."""
     from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
 
     colours = [(220, 50, 40), (40, 190, 60), (40, 60, 220), (200, 200, 50)] * 2
     bodies = [_png(c, 40 + i) for i, c in enumerate(colours)]
     bodies[3] = bodies[3][:60]
-    alone = TestClient(create_app(run_dir, batching=(1, 0.0, 64)), base_url="http://localhost")
+    alone = TestClient(
+        create_app(ServeConfig(str(run_dir), max_batch=1, max_wait_ms=0, max_queue=64)),
+        base_url="http://localhost",
+    )
     lone = [alone.post("/predict", content=b) for b in bodies]
-    with TestClient(create_app(run_dir, batching=(8, 0.2, 64)), base_url="http://localhost") as c:
+    with TestClient(
+        create_app(ServeConfig(str(run_dir), max_batch=8, max_wait_ms=200, max_queue=64)),
+        base_url="http://localhost",
+    ) as c:
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(lambda b: c.post("/predict", content=b), bodies))
         sizes = [line for line in c.get("/metrics").text.splitlines() if "batch_size_count" in line]

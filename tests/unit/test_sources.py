@@ -78,6 +78,7 @@ def test_cifar_batch_with_code_is_refused(tmp_path: Path) -> None:
         resolve_data(str(d), tmp_path / "cache")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not CIFAR_ZIP.exists(), reason="../shared/data absent")
 def test_shared_cifar10_zip_indexes_60000_images(tmp_path: Path) -> None:
     s = load_splits(resolve_data(str(CIFAR_ZIP), tmp_path / "cache"), val_fraction=0)

@@ -57,6 +57,7 @@ print(status, *sorted(m for m in ("torchvision", "matplotlib", "tensorflow") if 
 """
 
 
+@pytest.mark.slow
 def test_training_on_the_cache_loads_no_torchvision_nor_plotting(
     tiny_folder: Path, tmp_path: Path
 ) -> None:

@@ -21,12 +21,25 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in PKG.rglob("*.py")}
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node but those under `if TYPE_CHECKING:`, imports for type hints only, which never
+    run (a module may name the type of a caller's object without importing it at run time)."""
+    hidden = {
+        id(n)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+        for child in node.body
+        for n in ast.walk(child)
+    }
+    return [n for n in ast.walk(tree) if id(n) not in hidden]
+
+
 def import_graph() -> dict[str, set[str]]:
     """Every imgclf import anywhere in each module (function-level ones too), as module names."""
     mods = _modules()
     graph: dict[str, set[str]] = {m: set() for m in mods}
     for mod, path in mods.items():
-        for node in ast.walk(ast.parse(path.read_text())):
+        for node in _runtime_nodes(ast.parse(path.read_text())):
             targets = []
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
@@ -63,8 +76,80 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str]:
 
 def test_no_import_cycles() -> None:
     graph = import_graph()
-    assert len(graph) > 30 and graph["imgclf.cli.commands"]  # the walk really saw the tree
+    assert len(graph) > 30 and graph["imgclf.cli.parser"]  # the walk really saw the tree
     assert find_cycle(graph) == []
+
+
+FRAMEWORKS = {"torch", "torchvision", "timm", "keras", "tensorflow"}
+BACKEND_PACKAGES = ("imgclf.backends.torch", "imgclf.backends.keras")
+
+
+def imported_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, module) of every import anywhere in a module (inside functions too); for
+    `from a import b` both a and a.b, so that `from imgclf.backends import torch` counts."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append((node.lineno, node.module))
+            found += [(node.lineno, f"{node.module}.{a.name}") for a in node.names]
+    return found
+
+
+def layering_offences(modules: dict[str, str]) -> list[str]:
+    """Modules outside backends/ that import a framework or reach into a backend's package
+    (they go through `imgclf.backends.get(name)`), as 'module:line name'."""
+    bad = []
+    for mod, source in sorted(modules.items()):
+        if mod == "imgclf.backends" or mod.startswith("imgclf.backends."):
+            continue
+        for line, name in imported_names(ast.parse(source)):
+            if name.split(".")[0] in FRAMEWORKS or name.startswith(BACKEND_PACKAGES):
+                bad.append(f"{mod}:{line} {name}")
+    return bad
+
+
+def test_only_backends_import_a_framework_or_a_backends_modules() -> None:
+    modules = {m: p.read_text() for m, p in _modules().items()}
+    assert len(modules) > 80  # the walk saw the tree
+    assert layering_offences(modules) == []
+
+
+def test_the_layering_check_catches_each_kind_of_offence() -> None:
+    offences = layering_offences(
+        {
+            "imgclf.a": "def f():\n    import torch\n",
+            "imgclf.b": "from tensorflow import keras\n",
+            "imgclf.c": "from imgclf.backends.torch.embed import lite_features\n",
+            "imgclf.d": "from imgclf.backends import keras\n",
+            "imgclf.e": "from imgclf import backends\nimport numpy\n",
+            "imgclf.backends.torch.x": "import torch\n",
+        }
+    )
+    assert sorted({o.split(":")[0] for o in offences}) == [
+        "imgclf.a",
+        "imgclf.b",
+        "imgclf.c",
+        "imgclf.d",
+    ]
+
+
+def test_the_registry_is_a_leaf() -> None:
+    """registry.py imports nothing that imports it back, not even at run time (it loaded each
+    backend's builders with importlib, which import it): models.py does that, one level up."""
+    graph = import_graph()
+    source = (PKG / "registry.py").read_text()
+    assert "importlib" not in source and "import_module" not in source
+
+    def reaches(start: str, seen: set[str]) -> set[str]:
+        for n in graph[start] - seen:
+            seen.add(n)
+            reaches(n, seen)
+        return seen
+
+    assert "imgclf.registry" not in reaches("imgclf.registry", set())
+    assert graph["imgclf.registry"] <= {"imgclf.data.presets", "imgclf.messages"}
 
 
 def test_the_cycle_finder_finds_a_cycle() -> None:
@@ -115,8 +200,8 @@ def test_backend_neutral_modules_import_neither_torch_nor_keras() -> None:
         "imgclf.registry",
         "imgclf.files",
         "imgclf.data.folder",
-        "imgclf.data.audit",
-        "imgclf.data.audit_report",
+        "imgclf.audit.scan",
+        "imgclf.audit.report",
         "imgclf.data.cache",
         "imgclf.data.sources",
         "imgclf.evaluation.metrics",

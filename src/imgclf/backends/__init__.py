@@ -9,7 +9,6 @@ callbacks, optim, predict, export, models). Nothing outside `backends/` compares
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,13 +16,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from imgclf.config import RunConfig
+from imgclf.messages import UsageError
 from imgclf.runs import RunResult
 
 NAMES = ("torch", "keras")
 
 
-class UnsupportedOption(ValueError):
-    """An option this backend cannot honour: refused up front, never silently ignored."""
+class UnsupportedOption(UsageError):
+    """An option this backend cannot honour: refused up front, never silently ignored. A usage
+    error: the command exits 2, as for argparse's own refusals."""
 
 
 # option name -> (whether cfg asks for what the backend cannot do, why): each backend's
@@ -36,8 +37,7 @@ Refusals = dict[str, tuple[Callable[[RunConfig], bool], str | Callable[[RunConfi
 def backbone_refusal(backend: str) -> tuple[Callable[[RunConfig], bool], Callable]:
     """The `freeze` entry of both tables: --freeze/--fine-tune-after on a model whose registry
     entry has no backbone (an unknown model is left to start_run, which names the known ones)."""
-    from imgclf.messages import UsageError
-    from imgclf.registry import get_spec
+    from imgclf.models import get_spec
     from imgclf.rules import BACKBONE_REFUSAL, needs_backbone
 
     def refused(c: RunConfig) -> bool:
@@ -99,11 +99,6 @@ class Backend(Protocol):
 
     def count_params(self, model: Any) -> tuple[int, int]:
         """(all, trainable)"""
-
-
-def launched_by_torchrun() -> bool:
-    """This process is one of a group torchrun started (it set the rank and the rendezvous)."""
-    return all(k in os.environ for k in ("RANK", "WORLD_SIZE", "MASTER_ADDR"))
 
 
 def get(name: str) -> Backend:

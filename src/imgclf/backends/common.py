@@ -12,14 +12,15 @@ import numpy as np
 
 from imgclf.config import RunConfig
 from imgclf.data.folder import DEFAULT_VAL_FRACTION, ImageIndex, find_splits, read_exclude_list
-from imgclf.data.labels import LabelSource
+from imgclf.data.label_sources import LabelSource
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
 from imgclf.data.splits import load_splits
 from imgclf.files import write_json, write_json_synced
 from imgclf.messages import UsageError, warn
+from imgclf.models import get_spec
 from imgclf.recipes import recipe_choices
-from imgclf.registry import ModelSpec, get_spec
+from imgclf.registry import ModelSpec
 from imgclf.runs import RunDir, RunResult
 
 

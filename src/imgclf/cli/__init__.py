@@ -1,4 +1,5 @@
-"""The `imgclf` command: parse (parser.py), then run one handler (commands.py)."""
+"""The `imgclf` command: parser.py builds argparse from one module per command (each has
+`add`, its parser, and `run`, its handler); dispatch.py turns failures into exit statuses."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:  # a real process start (console script / python -m), not a library call
         argv = sys.argv[1:]
         keep_freed_memory()  # before the first image batch is allocated
-    from imgclf.cli.commands import dispatch
-    from imgclf.cli.parser import parse_args
+    from imgclf.cli.parser import run
 
-    return dispatch(parse_args(argv))
+    return run(argv)

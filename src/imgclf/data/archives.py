@@ -12,7 +12,6 @@ extractfile(), into a flat folder; link/device members are skipped and named.
 from __future__ import annotations
 
 import gzip
-import os
 import re
 import shutil
 import stat
@@ -23,10 +22,8 @@ from pathlib import Path, PurePosixPath
 
 from imgclf.data.folder import MAX_DEPTH
 from imgclf.messages import warn
+from imgclf.settings import settings
 
-# Limits, overridable for unusual data sets (a user with a 100 GB zip sets the variable).
-MAX_BYTES = int(os.environ.get("IMGCLF_MAX_UNPACK_BYTES", 64 * 2**30))
-MAX_ENTRIES = int(os.environ.get("IMGCLF_MAX_UNPACK_ENTRIES", 5_000_000))
 MAX_RATIO = 200  # deflate reaches ~1000x only on degenerate data; photos compress < 2x
 CIFAR_MEMBER = re.compile(r"^(data_batch_\d+|test_batch|batches\.meta)$")
 CIFAR_MAX_MEMBER = 512 * 2**20
@@ -56,12 +53,14 @@ def _zip_kind(info: zipfile.ZipInfo) -> str:
 
 def check_zip_limits(archive: Path, infos: list[zipfile.ZipInfo], dest: Path) -> None:
     total = sum(i.file_size for i in infos)
-    if len(infos) > MAX_ENTRIES:
-        raise ValueError(f"{archive}: {len(infos)} entries, over the limit of {MAX_ENTRIES}")
-    if total > MAX_BYTES:
+    # limits overridable for unusual data sets (IMGCLF_MAX_UNPACK_*, imgclf.settings)
+    max_entries, max_bytes = settings().max_unpack_entries, settings().max_unpack_bytes
+    if len(infos) > max_entries:
+        raise ValueError(f"{archive}: {len(infos)} entries, over the limit of {max_entries}")
+    if total > max_bytes:
         raise ValueError(
             f"{archive}: unpacks to {total / 2**30:.1f} GiB, over the limit of "
-            f"{MAX_BYTES / 2**30:.1f} GiB (IMGCLF_MAX_UNPACK_BYTES)"
+            f"{max_bytes / 2**30:.1f} GiB (IMGCLF_MAX_UNPACK_BYTES)"
         )
     for i in infos:
         if i.file_size > 2**20 and i.file_size > MAX_RATIO * max(i.compress_size, 1):

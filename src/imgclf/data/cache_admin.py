@@ -16,6 +16,7 @@ from imgclf.data.cache import FORMAT, MANIFEST, remove_orphan_rows
 from imgclf.data.cache_files import default_cache_dir, file_stamp, sweep_temp_files
 from imgclf.data.folder import display_path
 from imgclf.files import write_json_synced
+from imgclf.tables import table
 
 ARCHIVES = ("unzipped", "untarred", "cifar10", "cifar10-download")
 OURS = ("decoded", *ARCHIVES)
@@ -138,13 +139,16 @@ def clear(cache_dir: str | Path = "") -> int:
 def describe(rows: list[dict[str, Any]]) -> str:
     if not rows:
         return "the cache is empty"
-    lines = [f"{'kind':18} {'MB':>9} {'images':>7}  last used         source / path"]
-    for r in rows:
-        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"]))
-        lines.append(
-            f"{r['kind']:18} {r['bytes'] / 1e6:9.1f} {r['images']:7d}  {when}  "
-            f"{display_path(r['source'] or r['path'])}"
-        )
+    cells = [
+        [
+            r["kind"],
+            f"{r['bytes'] / 1e6:.1f}",
+            str(r["images"]),
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["last_used"])),
+            display_path(r["source"] or r["path"]),
+        ]
+        for r in rows
+    ]
+    head = ["kind", "MB", "images", "last used", "source / path"]
     total = sum(r["bytes"] for r in rows)
-    lines.append(f"total {total / 1e6:.1f} MB")
-    return "\n".join(lines)
+    return f"{table(cells, head, right=(1, 2))}\ntotal {total / 1e6:.1f} MB"

@@ -10,13 +10,10 @@ import warnings
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from imgclf.settings import settings
+
 # Truncated files must fail, not be silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
-
-
-# A photo is a few MB; a larger "image" is refused before it is read whole (audit, training,
-# predict). Override for scans and TIFF mosaics.
-MAX_FILE_BYTES = int(float(os.environ.get("IMGCLF_MAX_IMAGE_MB", 50)) * 2**20)
 
 
 class ImageDecodeError(Exception):
@@ -32,9 +29,11 @@ _KINDS = {
 }
 
 
-def read_bytes(path: str, max_bytes: int = MAX_FILE_BYTES) -> bytes:
-    """A regular file's bytes, at most max_bytes. Anything else (a FIFO that would block forever,
-    a link to /dev/zero whose st_size of 0 hides an endless stream) is refused, unopened."""
+def read_bytes(path: str, max_bytes: int = 0) -> bytes:
+    """A regular file's bytes, at most max_bytes (0: IMGCLF_MAX_IMAGE_MB, imgclf.settings).
+    Anything else (a FIFO that would block forever, a link to /dev/zero whose st_size of 0 hides
+    an endless stream) is refused, unopened."""
+    max_bytes = max_bytes or settings().max_image_bytes
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; fstat then says what it is
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)

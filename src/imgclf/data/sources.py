@@ -155,10 +155,10 @@ def cifar_batches_to_folder(batch_dir: Path, cache_dir: Path) -> Path:
 
 def download_cifar10(cache_dir: Path) -> Path:
     """torchvision's downloader (needs internet), then the same conversion as local batches."""
-    from torchvision.datasets import CIFAR10
+    from imgclf import backends
 
     root = cache_dir / "cifar10-download"
-    CIFAR10(str(root), train=True, download=True)
+    backends.get("torch").fetch_cifar10(root)
     return cifar_batches_to_folder(root / CIFAR_BATCH_DIR, cache_dir)
 
 

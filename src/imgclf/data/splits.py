@@ -14,7 +14,7 @@ from imgclf.data.folder import (
     scan_class_folder,
     stratified_split,
 )
-from imgclf.data.labels import LabelSource, read_splits
+from imgclf.data.label_sources import LabelSource, read_splits
 from imgclf.messages import UsageError
 
 
@@ -33,7 +33,7 @@ def load_splits(
     otherwise a stratified, seeded `val_fraction` of train (auto, -1: 20 %, fastai's valid_pct
     and the usual Keras validation_split). validate_on="test" validates on test/ as the
     tutorials do (the test accuracy then measures the split that chose the model). source:
-    labels from file names or a CSV instead of class folders (data/labels.py).
+    labels from file names or a CSV instead of class folders (data/label_sources.py).
     """
     root = Path(root)
     if not root.is_dir():

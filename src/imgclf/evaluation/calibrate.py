@@ -1,4 +1,4 @@
-"""Fit a run's temperature at the end of training (evaluation/calibration.py has the rule)."""
+"""Fit a run's temperature at the end of training (calibration.py has the rule)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from imgclf.backends.common import run_data
-from imgclf.evaluation.calibration import describe, fit_temperature, summary
+from imgclf.calibration import describe, fit_temperature, summary
 from imgclf.evaluation.scoring import predict_index, split_index
 from imgclf.files import write_json
 from imgclf.predictor import FlipTTA, load_predictor

@@ -9,13 +9,13 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.audit.notes import audit_notes, run_label_issues
 from imgclf.backends.common import run_data
+from imgclf.calibration import calibrated
 from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import ImageIndex
-from imgclf.data.labels import LabelSource
+from imgclf.data.label_sources import LabelSource
 from imgclf.data.sources import resolve_data
-from imgclf.evaluation.audit_notes import audit_notes, run_label_issues
-from imgclf.evaluation.calibration import calibrated
 from imgclf.evaluation.metrics import compute_metrics, top_losses
 from imgclf.evaluation.report import write_report
 from imgclf.evaluation.scoring import align_classes, predict_index, split_index

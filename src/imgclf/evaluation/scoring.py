@@ -13,7 +13,7 @@ from tqdm import tqdm
 
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class_folder
-from imgclf.data.labels import LabelSource, read_splits
+from imgclf.data.label_sources import LabelSource, read_splits
 from imgclf.data.splits import load_splits
 from imgclf.messages import UsageError, warn
 from imgclf.predictor import Predictor

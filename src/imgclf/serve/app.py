@@ -18,7 +18,6 @@ import contextlib
 import os
 import time
 from importlib.resources import files
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
@@ -30,10 +29,11 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from imgclf import __version__
 from imgclf.predictor import load_predictor
 from imgclf.serve.classify import Classifier
+from imgclf.serve.config import ServeConfig
 from imgclf.serve.endpoint import PredictEndpoint, document_predict
 from imgclf.serve.metrics import MetricsMiddleware, ServeMetrics
 from imgclf.serve.runtime import max_batch_for, serving_predictor
-from imgclf.serve.uploads import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_upload
+from imgclf.serve.uploads import decode_upload
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
 
@@ -88,18 +88,8 @@ def _guarded_app(
     return app
 
 
-def default_workers() -> int:
-    """Batcher workers (decodes at a time): one a core and one more, so that a worker waiting
-    for Python's lock (or a request's parsing) leaves no core idle (2 cores: 9 % -> 2 % idle,
-    measured), at most 4: memory is decodes x pixels."""
-    return min(4, (os.cpu_count() or 1) + 1)
-
-
-def health_info(
-    predictor: Any, limits: tuple[int, int], runtime: str, batching: tuple, workers: int
-) -> dict[str, Any]:
+def health_info(predictor: Any, cfg: ServeConfig, runtime: str) -> dict[str, Any]:
     """/health: the model served, how, and the limits uploads meet."""
-    max_bytes, max_pixels = limits
     return {
         "status": "ok",
         "model": predictor.meta.get("model"),
@@ -107,61 +97,46 @@ def health_info(
         "classes": predictor.class_names,
         "image_size": predictor.pre.size,
         "temperature": getattr(predictor, "temperature", None),  # None: uncalibrated
-        "max_upload_bytes": max_bytes,
-        "max_pixels": max_pixels,
+        "max_upload_bytes": cfg.max_bytes,
+        "max_pixels": cfg.max_pixels,
         "runtime": runtime,
-        "max_batch": batching[0],
-        "max_wait_ms": batching[1] * 1000,
-        "max_queue": batching[2],
-        "workers": workers,
+        "max_batch": cfg.max_batch,
+        "max_wait_ms": cfg.max_wait_ms,
+        "max_queue": cfg.max_queue,
+        "workers": cfg.workers,
     }
 
 
-def create_app(
-    run: str | Path,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    top_k: int = 3,
-    device: str = "auto",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    max_decodes: int = 0,
-    allowed_hosts: list[str] | None = None,
-    upload_timeout: float = 30.0,
-    tta: bool | None = None,
-    max_requests: int = 64,
-    calibrated: bool = True,
-    batching: tuple[int, float, int] = (0, 0.005, 256),
-    runtime: str = "auto",
-) -> FastAPI:
-    """allowed_hosts: Host header values served (default: this machine's loopback names); tta:
-    flip TTA (None: as the run was trained); max_requests: in flight, then 503; calibrated:
-    the run's fitted temperature on the probabilities; batching: (max batch, max wait in
-    seconds, max queue; max batch 0: the device's default); runtime: auto, eager (the run's
-    framework) or onnx."""
+def create_app(cfg: ServeConfig) -> FastAPI:
+    """The app serving cfg.run with cfg's limits (serve/config.py)."""
     t0 = time.perf_counter()
-    workers = max_decodes or default_workers()
-    predictor, runs_on = serving_predictor(run, runtime, device, tta, calibrated, workers)
+    run, device, tta, calibrated = cfg.run, cfg.device, cfg.tta, cfg.calibration
+    workers = cfg.workers
+    predictor, runs_on = serving_predictor(run, cfg.runtime, device, tta, calibrated, workers)
     # a lone request runs on every core (1.17x the requests/s of one client, measured)
     solo = runs_on == "onnx" and workers > 1 and (os.cpu_count() or 1) > 1
-    batching = (batching[0] or max_batch_for(runs_on, device), *batching[1:])
+    # what the defaults resolve to here: the batch for the device, the worker count
+    cfg = cfg.replace(
+        max_batch=cfg.max_batch or max_batch_for(runs_on, device), max_decodes=workers
+    )
     holder: dict[str, Classifier] = {}
     metrics = ServeMetrics(lambda: holder["c"].batcher.depth(), time.perf_counter() - t0)
     classifier = holder["c"] = Classifier(
         predictor,
+        cfg,
         decode_upload,
-        max_pixels,
-        top_k,
-        batching,
         # an onnxruntime session runs in every worker at once (its own share of the cores
         # each); a framework model takes turns: explanations use it too
-        (workers, runs_on == "onnx"),
+        runs_on == "onnx",
         (metrics.on_batch, lambda: metrics.rejected.labels("queue_full").inc()),
         # Grad-CAM needs the PyTorch model: beside an onnxruntime session, loaded when asked
         (lambda: load_predictor(run, device, tta, calibrated)) if runs_on == "onnx" else None,
         serving_predictor(run, "onnx", device, tta, calibrated, 1)[0] if solo else None,
     )
-    app = _guarded_app(predictor, allowed_hosts or LOCAL_HOSTS, max_requests, metrics, classifier)
-    info = health_info(predictor, (max_bytes, max_pixels), runs_on, batching, workers)
-    _routes(app, classifier, metrics, info, (max_bytes, upload_timeout))
+    hosts = list(cfg.allowed_hosts or LOCAL_HOSTS)
+    app = _guarded_app(predictor, hosts, cfg.max_connections, metrics, classifier)
+    info = health_info(predictor, cfg, runs_on)
+    _routes(app, classifier, metrics, info, (cfg.max_bytes, cfg.upload_timeout))
     app.state.info = info  # the command adds what it serves with (the HTTP parser)
     return app
 

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.serve.config import ServeConfig
+
 Job = tuple[Any, asyncio.Future]
 
 
@@ -34,27 +36,25 @@ class Batcher:
         self,
         prepare: Callable[[Any], np.ndarray],
         run_batch: Callable[[np.ndarray, bool], np.ndarray],
-        max_batch: int = 32,
-        max_wait_s: float = 0.005,
-        max_queue: int = 256,
-        workers: int = 1,
+        cfg: ServeConfig,
         on_batch: Callable[[int, float], None] | None = None,
         incoming: Callable[[], int] = lambda: 0,
     ):
-        """prepare(item) -> uint8 (size, size, 3) (an exception answers that request alone);
+        """cfg: max_batch (resolved, not 0), max_wait_ms, max_queue and workers;
+        prepare(item) -> uint8 (size, size, 3) (an exception answers that request alone);
         run_batch(uint8 (N, size, size, 3), alone) -> (N, classes), called by several workers
         at once when workers > 1 (the caller locks it if it must); alone: no other worker is
         busy and nothing is queued, so the call may take every core; on_batch(size, seconds)
         after each batch (metrics); incoming(): requests on their way (uploads being read):
         with none and an empty queue a batch starts at once (a lone client never waits)."""
         self.prepare, self.run_batch = prepare, run_batch
-        self.max_batch, self.max_wait_s = max_batch, max_wait_s
+        self.max_batch, self.max_wait_s, max_queue = cfg.batching
         self.on_batch, self.incoming = on_batch, incoming
         self._q: queue.Queue = queue.Queue(max_queue)
         self._busy, self._counting = 0, threading.Lock()  # workers with a batch in hand
         self._threads = [
             threading.Thread(target=self._loop, name=f"imgclf-batcher-{i}", daemon=True)
-            for i in range(workers)
+            for i in range(cfg.workers)
         ]
         for t in self._threads:
             t.start()

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from imgclf.messages import UsageError
 from imgclf.predictor import answer
 from imgclf.serve.batching import Batcher, Overloaded
+from imgclf.serve.config import ServeConfig
 from imgclf.serve.uploads import first_file_part
 
 
@@ -24,41 +25,28 @@ class Classifier:
     def __init__(
         self,
         predictor: Any,
+        cfg: ServeConfig,
         decode: Callable[[bytes, int, int], np.ndarray],
-        max_pixels: int,
-        top_k: int = 3,
-        batching: tuple[int, float, int] = (32, 0.005, 256),
-        workers: tuple[int, bool] = (1, False),
+        concurrent: bool = False,
         hooks: tuple[Callable[[int, float], None] | None, Callable[[], None] | None] = (None, None),
         explaining: Callable[[], Any] | None = None,
         solo: Any = None,
     ):
-        """decode(bytes, size, max_pixels) -> uint8 (size, size, 3); batching: (max batch,
-        max wait in seconds, max queue); workers: (decodes at a time, whether the model may run
-        in several of them at once: an onnxruntime session may, a PyTorch or Keras model that
-        explanations also use takes turns under a lock); hooks: (on_batch(size, seconds),
+        """cfg: its limits (max_pixels, top_k, the batching, workers: decodes at a time);
+        decode(bytes, size, max_pixels) -> uint8 (size, size, 3); concurrent: whether the model
+        may run in several workers at once (an onnxruntime session may; a PyTorch or Keras model
+        that explanations also use takes turns under a lock); hooks: (on_batch(size, seconds),
         on_reject()) for the metrics; explaining() -> the predictor Grad-CAM runs on (the
         PyTorch model when the batches run in onnxruntime), loaded at the first `?explain=1`;
         solo: the same model on every core, for a batch that runs while nothing else does (a
         lone client: one thread a call is the fastest under load, not alone)."""
-        self.predictor, self.decode_fn, self.max_pixels = predictor, decode, max_pixels
-        self.solo = solo
-        self.top_k, (on_batch, self.on_reject) = top_k, hooks
-        count, self.concurrent = workers
+        self.predictor, self.decode_fn, self.max_pixels = predictor, decode, cfg.max_pixels
+        self.solo, self.concurrent = solo, concurrent
+        self.top_k, (on_batch, self.on_reject) = cfg.top_k, hooks
         self.lock = threading.Lock()
-        self.decodes = threading.BoundedSemaphore(count)
-        max_batch, max_wait, max_queue = batching
+        self.decodes = threading.BoundedSemaphore(cfg.workers)
         self.arriving = 0  # uploads being read: the batcher waits for them (max_wait)
-        self.batcher = Batcher(
-            self._prepare,
-            self._run,
-            max_batch,
-            max_wait,
-            max_queue,
-            count,
-            on_batch,
-            lambda: self.arriving,
-        )
+        self.batcher = Batcher(self._prepare, self._run, cfg, on_batch, lambda: self.arriving)
         self._explaining = explaining or (lambda: predictor)
         self._explainer: Any = None
 

@@ -15,8 +15,8 @@ from imgclf.data.presets import Preprocess
 from imgclf.messages import UsageError
 from imgclf.predictor import Predictor, load_predictor, wrap
 from imgclf.runs import RunDir
+from imgclf.serve.config import RUNTIMES  # eager: the run's own framework (PyTorch or Keras)
 
-RUNTIMES = ("auto", "eager", "onnx")  # eager: the run's own framework (PyTorch or Keras)
 # --max-batch 0, chosen from benchmarks/bench_serve.py's numbers (RESULTS.md). onnxruntime on
 # the CPU: its images/s fall past a batch of 2 (EfficientNet-Lite0, one single-threaded call a
 # core: 404-419 at 1 and 2, 374 at 4, 330 at 8), and the workers' decode + model measured 313
@@ -41,16 +41,9 @@ class OnnxPredictor:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        std = np.asarray(self.pre.std, np.float32).reshape(1, 3, 1, 1)
-        self._scale = 1 / (255 * std)
-        self._shift = -np.asarray(self.pre.mean, np.float32).reshape(1, 3, 1, 1) / std
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        # (x / 255 - mean) / std as x * scale + shift, in place on a contiguous NCHW copy:
-        # 0.06 ms an image, against 0.8 ms for the same arithmetic on the transposed view
-        x = np.ascontiguousarray(images.transpose(0, 3, 1, 2)).astype(np.float32)
-        x *= self._scale
-        x += self._shift
+        x = self.pre.normalize(images, channels_first=True)
         return self.session.run(None, {"input": x})[0]
 
 
@@ -97,9 +90,9 @@ def max_batch_for(runs_on: str, device: str) -> int:
 
 
 def _cuda() -> bool:
-    import torch
+    from imgclf import backends
 
-    return torch.cuda.is_available()
+    return backends.get("torch").cuda_available()
 
 
 def serving_predictor(

@@ -14,12 +14,12 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect
 
 from imgclf.data.images import ImageDecodeError, open_image, resize_center_crop, to_rgb
+from imgclf.serve.config import ServeConfig
 
-DEFAULT_MAX_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PIXELS = 40_000_000
+DEFAULT_MAX_PIXELS = ServeConfig("").max_pixels
 
 
-async def read_limited(request: Request, max_bytes: int, timeout: float = 30.0) -> bytes:
+async def read_limited(request: Request, max_bytes: int, timeout: float) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise HTTPException(413, f"upload is {int(declared):,} bytes; the limit is {max_bytes:,}")

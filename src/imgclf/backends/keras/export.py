@@ -10,7 +10,6 @@ from typing import Any
 import keras
 import numpy as np
 
-from imgclf.backends.keras.loaders import normalize
 from imgclf.backends.keras.models import inference_model
 from imgclf.files import atomic_write
 
@@ -19,7 +18,7 @@ def export_model(predictor: Any, fmt: str, path: Path, imgs: np.ndarray) -> tupl
     """Write `fmt` to path (the facade names it), load it back, return the largest difference."""
     import tensorflow as tf
 
-    x = normalize(imgs, predictor.pre)
+    x = predictor.pre.normalize(imgs)
     ref = predictor.predict_proba(imgs)
     if fmt == "keras":
         atomic_write(path, lambda t: shutil.copyfile(predictor.path, t))

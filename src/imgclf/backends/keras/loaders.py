@@ -13,13 +13,6 @@ from imgclf.data.folder import display_path
 from imgclf.data.presets import Preprocess
 
 
-def normalize(images: np.ndarray, pre: Preprocess) -> np.ndarray:
-    """uint8 NHWC -> float32 NHWC, (x/255 - mean) / std, as the PyTorch side does."""
-    mean = np.asarray(pre.mean, np.float32) * 255
-    std = np.asarray(pre.std, np.float32) * 255
-    return (images.astype(np.float32) - mean) / std
-
-
 class CachedImages(keras.utils.PyDataset):
     def __init__(
         self,
@@ -50,7 +43,7 @@ class CachedImages(keras.utils.PyDataset):
         y = self.labels[pick]
         if self.num_classes:
             y = np.eye(self.num_classes, dtype=np.float32)[y]
-        return normalize(self.cache.read_rows(self.rows[pick]), self.pre), y
+        return self.pre.normalize(self.cache.read_rows(self.rows[pick])), y
 
     def on_epoch_end(self) -> None:
         self.epoch += 1

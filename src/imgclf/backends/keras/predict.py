@@ -9,7 +9,6 @@ import keras
 import numpy as np
 
 from imgclf.backends.keras.checkpoint import read_fingerprint
-from imgclf.backends.keras.loaders import normalize
 from imgclf.data.presets import Preprocess
 from imgclf.runs import check_fingerprint
 
@@ -25,4 +24,4 @@ class KerasPredictor:
         self.path = weights
 
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return np.asarray(self.model.predict_on_batch(normalize(images, self.pre)))
+        return np.asarray(self.model.predict_on_batch(self.pre.normalize(images)))

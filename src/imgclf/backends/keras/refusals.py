@@ -4,8 +4,9 @@
 
 from __future__ import annotations
 
-from imgclf.backends import Refusals, backbone_refusal, launched_by_torchrun
+from imgclf.backends import Refusals, backbone_refusal
 from imgclf.config import RunConfig
+from imgclf.settings import launched_by_torchrun
 
 
 def _gpus() -> int:

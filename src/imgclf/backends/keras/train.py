@@ -29,7 +29,7 @@ from imgclf.backends.keras.loaders import CachedImages, load_split
 from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
-from imgclf.registry import create_model
+from imgclf.models import create_model
 from imgclf.rules import backbone_rate, phases
 from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
 

@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.backends import check_refusals, launched_by_torchrun
+from imgclf.backends import check_refusals
 from imgclf.config import RunConfig
 from imgclf.runs import RunResult
+from imgclf.settings import launched_by_torchrun
 
 NAME = "torch"
 CHECKPOINT_SUFFIX = ".pt"
@@ -70,3 +71,52 @@ def count_params(model: Any) -> tuple[int, int]:
     from imgclf.backends.torch.models.transfer import count_params as count
 
     return count(model), count(model, True)
+
+
+# Torch-only helpers the backend-neutral packages reach through `backends.get("torch")`, so that
+# torch is imported under backends/torch/ alone (the audit's network pass, preview, bench).
+
+
+def lite_features(cache: Any, rows: np.ndarray, progress: bool, variant: int = 0) -> Any:
+    from imgclf.backends.torch.embed import lite_features as features
+
+    return features(cache, rows, progress, variant)
+
+
+def lite_weights_missing(variant: int) -> str | None:
+    from imgclf.backends.torch.embed import lite_weights_missing as missing
+
+    return missing(variant)
+
+
+def aligned_scores(thumbs: np.ndarray, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    from imgclf.backends.torch.aligned_match import aligned_scores as scores
+
+    return scores(thumbs, i, j)
+
+
+def augment_preview(data: str, out_dir: Path, **options: Any) -> list[Path]:
+    """`imgclf preview`: the batch grid and augmentations (backends/torch/preview.py)."""
+    from imgclf.backends.torch.preview import preview
+
+    return preview(data, out_dir, **options)
+
+
+def bench_stages(cfg: RunConfig, decode_images: int, steps: int) -> tuple[list, dict]:
+    """`imgclf bench`'s stages (backends/torch/bench.py)."""
+    from imgclf.backends.torch.bench import run_stages
+
+    return run_stages(cfg, decode_images, steps)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def fetch_cifar10(root: Path) -> None:
+    """torchvision's CIFAR-10 downloader (needs internet) into root."""
+    from torchvision.datasets import CIFAR10
+
+    CIFAR10(str(root), train=True, download=True)

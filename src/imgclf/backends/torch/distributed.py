@@ -17,12 +17,13 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from imgclf.backends import launched_by_torchrun
 from imgclf.backends.torch.device import pick_device
 from imgclf.config import RunConfig
 from imgclf.messages import warn
 from imgclf.rules import data_parallel_message
 from imgclf.runs import RunDir
+from imgclf.settings import launched_by_torchrun, settings
+from imgclf.settings import rank as env_rank
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,7 @@ def process_group(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
     if not launched_by_torchrun():
         yield Dist(), pick_device(device_name)
         return
-    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    rank, world = env_rank(), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_name)
     if device.type == "cuda":
@@ -105,8 +106,8 @@ def process_group(device_name: str) -> Iterator[tuple[Dist, torch.device]]:
     elif device.type != "cpu":
         raise ValueError(f"--device {device_name}: data-parallel training runs on cuda or cpu")
     backend = "nccl" if device.type == "cuda" else "gloo"
-    minutes = float(os.environ.get("IMGCLF_DIST_TIMEOUT_MIN", "60"))  # a cache build waits here
-    timeout = datetime.timedelta(minutes=minutes)
+    # a cache build on rank 0 keeps the others waiting here
+    timeout = datetime.timedelta(minutes=settings().dist_timeout_min)
     store = _attempt_store(world, timeout)
     dist.init_process_group(
         backend,

@@ -12,7 +12,7 @@ from imgclf.backends.torch.checkpoint import load_checkpoint
 from imgclf.backends.torch.device import pick_device
 from imgclf.backends.torch.transforms import normalize_batch
 from imgclf.data.presets import Preprocess
-from imgclf.registry import create_model, get_spec
+from imgclf.models import create_model, get_spec
 from imgclf.runs import check_fingerprint
 
 

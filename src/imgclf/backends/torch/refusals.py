@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import os
 
-from imgclf.backends import Refusals, backbone_refusal, launched_by_torchrun
+from imgclf.backends import Refusals, backbone_refusal
 from imgclf.config import RunConfig
 from imgclf.rules import CACHED_AUGMENT
+from imgclf.settings import launched_by_torchrun
 
 
 def _on_features(c: RunConfig) -> bool:

@@ -46,7 +46,7 @@ from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
-from imgclf.registry import create_model
+from imgclf.models import create_model
 from imgclf.rules import CACHED_AUGMENT, frozen_at, lr_factor
 from imgclf.runs import RunResult
 
@@ -118,18 +118,18 @@ def build_trainer(
         model.init_from_data(next(iter(batches(train_data, plan)))[0])
     features = _features(model, (train_data, val_data), cfg, device, progress, d)
     t = Trainer(
-        cfg,
-        model,
-        optimizer,
-        _loss(cfg, train_data, len(s.names), device),
-        device,
-        train_data,
-        val_data,
-        s.pretrained,
-        d,
-        features,
-        runs.fingerprint(s.meta()),
-        _hooks(cfg, model, batches_per_epoch(cfg, features, train_data)),
+        cfg=cfg,
+        model=model,
+        optimizer=optimizer,
+        loss_fn=_loss(cfg, train_data, len(s.names), device),
+        device=device,
+        train_data=train_data,
+        val_data=val_data,
+        pretrained=s.pretrained,
+        dist=d,
+        features=features,
+        fingerprint=runs.fingerprint(s.meta()),
+        hooks=_hooks(cfg, model, batches_per_epoch(cfg, features, train_data)),
     )
     if ckpt is not None:
         t.restore(ckpt)

@@ -38,7 +38,7 @@ def batches_per_epoch(cfg: RunConfig, features: Features | None, train: SplitDat
     return math.ceil(rows / cfg.batch_size)
 
 
-@dataclass
+@dataclass(kw_only=True)  # twelve fields: by name, so that two of one type cannot swap
 class Trainer:
     """Every field is set by build_trainer's one constructor call; restore() then loads a
     checkpoint's epoch-by-epoch state into it."""

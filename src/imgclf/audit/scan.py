@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from imgclf.audit.leaks import near_leaks
 from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
 from imgclf.data.images import ImageDecodeError, open_image, read_bytes
-from imgclf.data.labels import LabelSource, read_splits
+from imgclf.data.label_sources import LabelSource, read_splits
 
 TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
 # Longer side / shorter side: past this the centre crop keeps a sliver of the picture (panoramas
@@ -161,17 +162,6 @@ def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]
                 report.empty_class_folders.append(display_path(os.path.join(sdir, cls)))
     report.refused_links = [{"path": display_path(p), "reason": why} for p, why in refused]
     return jobs
-
-
-def near_leaks(groups: list[dict[str, Any]], held_out: set[str]) -> set[str]:
-    """Display paths of the held-out members of cross-split groups whose own best match lies
-    outside held_out: a direct pair with a training image, not a chain through a third image."""
-    return {
-        m["path"]
-        for g in groups
-        for m in g["members"]
-        if m["split"] in held_out and m.get("match_split", m["split"]) not in held_out
-    }
 
 
 def _note_readable(report: AuditReport, rec: dict[str, Any], shown: str) -> None:

@@ -80,28 +80,23 @@ class Pair:
 
 
 def group_pairs(n: int, pairs: list[Pair]) -> list[tuple[list[int], float, str]]:
-    """Connected components of the pairs: (members, best score, method of the best pair)."""
-    parent = list(range(n))
+    """Connected components of the pairs (scipy's), best first: (members, best score, method of
+    the best pair). Images in no pair form no group."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
+    if not pairs:
+        return []
+    i, j = np.array([p.i for p in pairs]), np.array([p.j for p in pairs])
+    graph = coo_matrix((np.ones(len(pairs), np.int8), (i, j)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
     best: dict[int, Pair] = {}
     for p in pairs:
-        ri, rj = find(p.i), find(p.j)
-        if ri != rj:
-            parent[ri] = rj
-    for p in pairs:
-        r = find(p.i)
+        r = int(label[p.i])
         if r not in best or p.score > best[r].score:
             best[r] = p
     members: dict[int, list[int]] = {}
-    for x in {q for p in pairs for q in (p.i, p.j)}:
-        members.setdefault(find(x), []).append(x)
-    return sorted(
-        ((sorted(m), best[r].score, best[r].method) for r, m in members.items()),
-        key=lambda g: -g[1],
-    )
+    for x in sorted({q for p in pairs for q in (p.i, p.j)}):
+        members.setdefault(int(label[x]), []).append(x)
+    groups = [(m, best[r].score, best[r].method) for r, m in members.items()]
+    return sorted(groups, key=lambda g: (-g[1], g[0]))

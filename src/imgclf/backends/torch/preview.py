@@ -9,7 +9,7 @@ import torch
 
 from imgclf.backends.torch.loaders import BatchPlan, batches, prepare_split
 from imgclf.backends.torch.transforms import augment_batch, normalize_batch
-from imgclf.data.labels import LabelSource
+from imgclf.data.label_sources import LabelSource
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
 from imgclf.data.splits import load_splits

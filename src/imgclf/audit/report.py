@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imgclf.data.audit import MAX_ASPECT, AuditReport
+from imgclf.audit.scan import MAX_ASPECT, AuditReport
 from imgclf.data.folder import exclude_text
 from imgclf.files import write_json, write_text
+from imgclf.tables import table
 
 MAX_LISTED = 20
 
@@ -30,11 +31,9 @@ def _overview(r: AuditReport) -> list[str]:
     out = [f"audit of {r.root}", ""]
     classes = sorted({c for counts in r.counts.values() for c in counts})
     splits = list(r.counts)
-    w = max([5, *map(len, classes)])
-    out.append("class".ljust(w) + "".join(s.rjust(10) for s in splits))
-    for c in classes:
-        out.append(c.ljust(w) + "".join(str(r.counts[s].get(c, "-")).rjust(10) for s in splits))
-    out.append("total".ljust(w) + "".join(str(sum(r.counts[s].values())).rjust(10) for s in splits))
+    counts = [[c, *(str(r.counts[s].get(c, "-")) for s in splits)] for c in classes]
+    counts.append(["total", *(str(sum(r.counts[s].values())) for s in splits)])
+    out.append(table(counts, ["class", *splits], right=range(1, len(splits) + 1)))
     out += [
         "",
         f"readable images: {r.images}    unreadable: {len(r.unreadable)}    "
@@ -43,9 +42,10 @@ def _overview(r: AuditReport) -> list[str]:
     out.append("modes: " + ", ".join(f"{m} {n}" for m, n in r.modes.items()))
     out.append("formats: " + ", ".join(f"{m} {n}" for m, n in r.formats.items()))
     if r.size_stats.get("width"):
-        out += ["", f"{'':6}{'width':>10}{'height':>10}"]
-        for k in ("count", "mean", "std", "min", "25%", "50%", "75%", "max"):
-            out.append(f"{k:6}{r.size_stats['width'][k]:10.1f}{r.size_stats['height'][k]:10.1f}")
+        w, h = r.size_stats["width"], r.size_stats["height"]
+        stats = ("count", "mean", "std", "min", "25%", "50%", "75%", "max")
+        rows = [[k, f"{w[k]:.1f}", f"{h[k]:.1f}"] for k in stats]
+        out += ["", table(rows, ["", "width", "height"], right=(1, 2))]
     return out
 
 

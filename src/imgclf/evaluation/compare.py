@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclf.runs import RunDir
+from imgclf.tables import table
 from imgclf.viz import plot_bars
 
 
@@ -69,9 +70,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         "split",
         *classes,
     ]
-    lines = [head]
+    cells = []
     for r in rows:
-        lines.append(
+        cells.append(
             [
                 r["run"],
                 r["model"],
@@ -86,10 +87,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                 *[_pct(r["per_class"].get(c)) for c in classes],
             ]
         )
-    widths = [max(len(str(line[i])) for line in lines) for i in range(len(head))]
-    return "\n".join(
-        "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)) for line in lines
-    )
+    return table(cells, head, right=[i for i in range(3, len(head)) if i != 9])
 
 
 def compare_runs(run_dirs: list[str], plot: str | Path) -> list[dict[str, Any]]:

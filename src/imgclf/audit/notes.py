@@ -10,9 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.data.audit import near_leaks
+from imgclf.audit.leaks import near_leaks
+from imgclf.audit.suspects import find_label_issues
 from imgclf.data.folder import display_path
-from imgclf.data.label_issues import find_label_issues
 
 
 def find_audit_json(root: Path) -> Path | None:
@@ -64,7 +64,7 @@ def run_label_issues(
     """`evaluate --label-issues`: confident learning on the run's own probabilities of the
     evaluated split (out of sample for test and val: the model never trained on them), with a
     contact sheet label_issues.png in the evaluation's folder."""
-    from imgclf.tools.label_audit import issue_sheet
+    from imgclf.audit.label_issues import issue_sheet
 
     found = [
         {

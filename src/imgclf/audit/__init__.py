@@ -1,0 +1,1 @@
+"""Data audit: scan a folder, find leaks, near-duplicates and suspected label errors, report."""

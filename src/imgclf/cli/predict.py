@@ -1,0 +1,115 @@
+"""`imgclf predict RUN PATHS...`: classify your own images; print, and write CSV, JSON, a grid
+and Grad-CAM overlays when asked."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+
+from imgclf.cli.options import add_inference_options
+from imgclf.messages import UsageError, printable
+
+
+def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    r = sub.add_parser("predict", help="classify your own images")
+    r.add_argument("run", help="run folder or checkpoint")
+    r.add_argument("paths", nargs="+", help="files, folders or globs")
+    r.add_argument("--csv", metavar="PATH", default="", help="write path,class,probability here")
+    r.add_argument("--json", metavar="PATH", default="", help="write every row, top-k too")
+    r.add_argument(
+        "--grid", metavar="PATH", default="", help="PNG of the images captioned with their class"
+    )
+    r.add_argument(
+        "--explain",
+        metavar="DIR",
+        default="",
+        help="write a Grad-CAM overlay PNG per image here (where the model looked for the class); "
+        "--json rows gain explanation: png, class, peak_xy (original pixels)",
+    )
+    r.add_argument(
+        "--explain-class",
+        metavar="NAME",
+        default="",
+        help="explain this class instead of the predicted one",
+    )
+    add_inference_options(r)
+    return r
+
+
+def run(args: argparse.Namespace) -> int:
+    from imgclf.data.folder import display_path
+    from imgclf.files import write_json
+    from imgclf.predictor import expand_inputs, load_predictor, predict_paths
+
+    predictor = load_predictor(args.run, args.device, args.tta, args.calibration)
+    paths = expand_inputs(args.paths)
+    if not paths:
+        print("imgclf predict: error: no images matched", file=sys.stderr)
+        return 1
+    if args.explain_class and not args.explain:
+        raise UsageError("--explain-class NAME needs --explain DIR (where the overlays go)")
+    if args.explain:
+        from imgclf.explain import explain_class, explain_paths
+
+        cls = (
+            explain_class(predictor.class_names, args.explain_class) if args.explain_class else None
+        )
+        rows = explain_paths(predictor, paths, args.explain, cls, top_k=args.top_k)
+    else:
+        rows = predict_paths(predictor, paths, top_k=args.top_k)
+    width = max(len(printable(display_path(r["path"]))) for r in rows)
+    for r in rows:
+        name = printable(display_path(r["path"])).ljust(width)
+        print(
+            f"{name}  ERROR {printable(r['error'])}"
+            if "error" in r
+            else f"{name}  {printable(r['class'])}  {r['probability']:.3f}"
+        )
+    if args.csv:
+        _write_csv(rows, args.csv)
+    if args.json:
+        write_json(args.json, [{**r, "path": display_path(r["path"])} for r in rows])
+    if args.grid:
+        _prediction_grid(rows, args.grid)
+    return 1 if all("error" in r for r in rows) else 0
+
+
+def _write_csv(rows: list[dict], out: str) -> None:
+    from imgclf.data.folder import display_path
+    from imgclf.files import write_text
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["path", "class", "probability", "error"])
+    for r in rows:
+        cells = [display_path(r["path"]), r.get("class", ""), r.get("error", "")]
+        path, cls, err = (spreadsheet_safe(c) for c in cells)
+        w.writerow([path, cls, r.get("probability", ""), err])
+    write_text(out, buf.getvalue())
+
+
+def spreadsheet_safe(cell: str) -> str:
+    """OWASP's defence against CSV formula injection: a cell a spreadsheet would read as a
+    formula (= + - @, tab, carriage return first) gets a leading apostrophe."""
+    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def _prediction_grid(rows: list[dict], out: str) -> None:
+    import numpy as np
+
+    from imgclf.data.folder import display_path
+    from imgclf.data.images import load_rgb
+    from imgclf.viz import plot_image_grid
+
+    ok = [r for r in rows if "error" not in r][:24]
+    # with --explain the grid shows each overlay (the map on the picture the model saw)
+    imgs = [np.asarray(load_rgb(r.get("explanation", {}).get("png") or r["path"])) for r in ok]
+    titles = [
+        f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n({r['probability']:.0%})"
+        for r in ok
+    ]
+    plot_image_grid(imgs, titles, out)
+    print(f"wrote {out}")
