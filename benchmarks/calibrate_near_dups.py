@@ -5,7 +5,7 @@ python benchmarks/calibrate_near_dups.py [--originals 100] [--distinct 600] [--c
 Positives: each original from CATS_DOGS/train against its re-encoded, resized, cropped, shifted
 and colour-jittered copy. Negatives: every pair among other distinct photos (CATS_DOGS/test,
 where the same breed recurs). Prints each pass's similarity per copy kind and the highest
-negative similarities, so the thresholds in imgclf/tools/near_duplicates.py can be justified.
+negative similarities, so the thresholds in imgclf/audit/near_duplicates.py can be justified.
 
 --cifar: the same at 32 px. Originals are CIFAR-10 train images from the JPEG zip; the copies
 are what a 32 px duplicate looks like (1-4 px crops and shifts, rescales, JPEG re-encodes,

@@ -7,6 +7,8 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,8 @@ import pytest
 import torch  # noqa: F401
 import torchvision.models  # noqa: F401  (before any TensorFlow import: see imgclf.backends.keras)
 from PIL import Image, ImageDraw
+
+import cli_server
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CATS_DOGS = SHARED_DATA / "CATS_DOGS"
@@ -24,12 +28,14 @@ needs_cats_dogs = pytest.mark.skipif(not CATS_DOGS.is_dir(), reason="../shared/d
 
 
 @pytest.fixture(autouse=True, scope="session")
-def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> None:
+def _isolated_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     # Tests never download and never touch the user's cache.
     os.environ["IMGCLF_CACHE"] = str(tmp_path_factory.mktemp("imgclf-cache"))
     os.environ["IMGCLF_OFFLINE"] = "1"
     os.environ["TORCH_HOME"] = str(tmp_path_factory.mktemp("torch-home"))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    yield
+    _SERVER.close()
 
 
 def draw_shape(colour: tuple[int, int, int], seed: int, size: int = 32) -> Image.Image:
@@ -100,18 +106,65 @@ def run_cli(
     timeout: int = 600,
     env: dict | None = None,
 ) -> subprocess.CompletedProcess:
-    """The installed console script, as a user runs it."""
+    """`imgclf ARGS` as a user runs it, in a process of its own (tests/cli_server.py: forked
+    from a warm interpreter, or the installed console script where a fork cannot stand in)."""
     exe = Path(sys.executable).parent / "imgclf"
-    proc = subprocess.run(
-        [str(exe), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-    )
+    full_env = {**os.environ, **(env or {})}
+    fresh = cli_server.needs_fresh_interpreter(full_env, _SERVER.env or dict(os.environ))
+    if os.environ.get("IMGCLF_TEST_FRESH") == "1" or fresh:
+        proc = subprocess.run(
+            [str(exe), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+            env=full_env,
+        )  # fmt: skip
+    else:
+        proc = _SERVER.run([str(exe), *args], cwd or Path.cwd(), full_env, timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
             f"imgclf {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         )
     return proc
+
+
+class _CliServer:
+    """One tests/cli_server.py process for the session, started at the first command (after the
+    session's environment is set), restarted if it ever dies."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+        self.env: dict[str, str] = {}  # the server's environment, from its start
+
+    def _start(self) -> subprocess.Popen:
+        if self.proc is None or self.proc.poll() is not None:
+            script = Path(__file__).with_name("cli_server.py")
+            self.env = dict(os.environ)
+            self.proc = subprocess.Popen(
+                [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True, env=self.env,
+            )  # fmt: skip
+            assert json.loads(self.proc.stdout.readline()) == {"ready": True}
+        return self.proc
+
+    def run(
+        self, cmd: list[str], cwd: Path, env: dict, timeout: int
+    ) -> subprocess.CompletedProcess:
+        server = self._start()
+        with tempfile.TemporaryDirectory(prefix="imgclf-cli-") as tmp:
+            out, err = Path(tmp, "stdout"), Path(tmp, "stderr")
+            request = {"argv": cmd[1:], "cwd": str(Path(cwd).resolve()), "env": env,
+                       "out": str(out), "err": str(err), "timeout": timeout}  # fmt: skip
+            server.stdin.write(json.dumps(request) + "\n")
+            server.stdin.flush()
+            reply = json.loads(server.stdout.readline())
+            stdout = out.read_text(errors="replace")
+            stderr = err.read_text(errors="replace")
+        if reply.get("timeout"):
+            raise subprocess.TimeoutExpired(cmd, timeout, stdout, stderr)
+        return subprocess.CompletedProcess(cmd, reply["rc"], stdout, stderr)
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.stdin.close()
+            self.proc.wait(30)
+
+
+_SERVER = _CliServer()
