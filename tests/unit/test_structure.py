@@ -116,6 +116,23 @@ def test_only_backends_import_a_framework_or_a_backends_modules() -> None:
     assert layering_offences(modules) == []
 
 
+def test_each_framework_is_imported_by_its_own_backend_only() -> None:
+    """torch, torchvision and timm under backends/torch/, Keras and TensorFlow under
+    backends/keras/ (which asks the PyTorch backend to load first, for the import order)."""
+    own = {"torch": {"torch", "torchvision", "timm"}, "keras": {"keras", "tensorflow"}}
+    bad = []
+    for mod, path in _modules().items():
+        for name, frameworks in own.items():
+            if mod.startswith(f"imgclf.backends.{name}"):
+                continue
+            bad += [
+                f"{mod}:{line} {n}"
+                for line, n in imported_names(ast.parse(path.read_text()))
+                if n.split(".")[0] in frameworks
+            ]
+    assert bad == []
+
+
 def test_the_layering_check_catches_each_kind_of_offence() -> None:
     offences = layering_offences(
         {

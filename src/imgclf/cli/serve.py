@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from imgclf.cli.options import add_inference_options, non_negative_int, positive_int
 from imgclf.serve.config import HTTP_PARSERS, RUNTIMES, ServeConfig, default
@@ -14,31 +15,23 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="REST API + web page: drop a photo, see its class")
     s.add_argument("run", help="run folder")
-    s.add_argument(
-        "--host", metavar="HOST", default=default("host"), help="0.0.0.0 exposes it to the network"
-    )
-    s.add_argument("--port", type=int, metavar="N", default=default("port"), help="TCP port")
-    s.add_argument(
-        "--max-upload-mb",
-        type=float,
-        metavar="FLOAT",
-        default=default("max_upload_mb"),
-        help="larger bodies: 413",
-    )
-    s.add_argument(
+    _option(s, "--host", "0.0.0.0 exposes it to the network", metavar="HOST")
+    _option(s, "--port", "TCP port", type=int, metavar="N")
+    _option(s, "--max-upload-mb", "larger bodies: 413", type=float, metavar="FLOAT")
+    _option(
+        s,
         "--max-megapixels",
+        "larger images are refused from their header, before decoding",
         type=float,
         metavar="FLOAT",
-        default=default("max_megapixels"),
-        help="larger images are refused from their header, before decoding",
     )
-    s.add_argument(
+    _option(
+        s,
         "--max-decodes",
+        "batcher workers: decodes at a time, and onnxruntime calls at once, each on its share "
+        "of the cores (0: cores + 1, at most 4)",
         type=int,
         metavar="N",
-        default=default("max_decodes"),
-        help="batcher workers: decodes at a time, and onnxruntime calls at once, each on its "
-        "share of the cores (0: cores + 1, at most 4)",
     )
     _add_connection_options(s)
     _add_batching_options(s)
@@ -46,21 +39,20 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     return s
 
 
+def _option(p: argparse.ArgumentParser, flag: str, help_: str, **kw: Any) -> None:
+    """An option whose default is the ServeConfig field of its name (one place for each)."""
+    p.add_argument(flag, default=default(flag[2:].replace("-", "_")), help=help_, **kw)
+
+
 def _add_connection_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument(
+    _option(
+        s,
         "--max-connections",
+        "requests in flight, then 503 with Retry-After (/health is always answered)",
         type=int,
         metavar="N",
-        default=default("max_connections"),
-        help="requests in flight, then 503 with Retry-After (/health is always answered)",
     )
-    s.add_argument(
-        "--upload-timeout",
-        type=float,
-        metavar="SECONDS",
-        default=default("upload_timeout"),
-        help="for a body; then 408",
-    )
+    _option(s, "--upload-timeout", "for a body; then 408", type=float, metavar="SECONDS")
     s.add_argument(
         "--allowed-host",
         action="append",
@@ -68,59 +60,59 @@ def _add_connection_options(s: argparse.ArgumentParser) -> None:
         default=None,
         help="Host header to accept (repeatable; default: localhost names, or any with 0.0.0.0)",
     )
-    s.add_argument(
+    _option(
+        s,
         "--header-timeout",
+        "a connection that sends no complete request headers in this time is closed",
         type=float,
         metavar="SECONDS",
-        default=default("header_timeout"),
-        help="a connection that sends no complete request headers in this time is closed",
     )
-    s.add_argument(
+    _option(
+        s,
         "--http",
-        choices=HTTP_PARSERS,
-        default=default("http"),
-        help="HTTP parser: httptools (C, faster) or h11 (pure Python); auto: httptools when "
+        "HTTP parser: httptools (C, faster) or h11 (pure Python); auto: httptools when "
         "installed. Both close idle and slow sockets (--header-timeout)",
+        choices=HTTP_PARSERS,
     )
 
 
 def _add_batching_options(s: argparse.ArgumentParser) -> None:
-    s.add_argument(
+    _option(
+        s,
         "--max-batch",
+        "images per model call at most (dynamic batching); 0: 2 in onnxruntime, 4 in PyTorch "
+        "or Keras on the CPU, 32 on a GPU (chosen by benchmarks/bench_serve.py)",
         type=non_negative_int,
         metavar="N",
-        default=default("max_batch"),
-        help="images per model call at most (dynamic batching); 0: 2 in onnxruntime, 4 in "
-        "PyTorch or Keras on the CPU, 32 on a GPU (chosen by benchmarks/bench_serve.py)",
     )
-    s.add_argument(
+    _option(
+        s,
         "--max-wait-ms",
+        "after a batch's first request, wait this long at most for uploads still arriving "
+        "(queued ones join at once)",
         type=float,
         metavar="MS",
-        default=default("max_wait_ms"),
-        help="after a batch's first request, wait this long at most for uploads still "
-        "arriving (queued ones join at once)",
     )
-    s.add_argument(
+    _option(
+        s,
         "--max-queue",
+        "images waiting for the model; past it 503 with Retry-After at once",
         type=positive_int,
         metavar="N",
-        default=default("max_queue"),
-        help="images waiting for the model; past it 503 with Retry-After at once",
     )
-    s.add_argument(
+    _option(
+        s,
         "--runtime",
-        choices=RUNTIMES,
-        default=default("runtime"),
-        help="eager: the run's framework; onnx: its ONNX export in onnxruntime (exported when "
+        "eager: the run's framework; onnx: its ONNX export in onnxruntime (exported when "
         "missing); auto: onnx for a PyTorch run on the CPU (faster here), else eager",
+        choices=RUNTIMES,
     )
-    s.add_argument(
+    _option(
+        s,
         "--drain-timeout",
+        "on SIGTERM or Ctrl-C: stop accepting, answer requests in flight for this long, exit",
         type=float,
         metavar="SECONDS",
-        default=default("drain_timeout"),
-        help="on SIGTERM or Ctrl-C: stop accepting, answer requests in flight for this long, exit",
     )
 
 

@@ -8,18 +8,19 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-# TensorFlow loaded before PyTorch makes a later `import torchvision.models` crash the process
-# (segmentation fault, seen with tensorflow-cpu 2.21 and torch 2.14.1): load PyTorch's side first.
 from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import torch  # noqa: E402, F401
-import torchvision.models  # noqa: E402, F401
 
 from imgclf.backends import check_refusals  # noqa: E402
+from imgclf.backends.torch import load_before_tensorflow  # noqa: E402
 from imgclf.files import quiet_stderr  # noqa: E402
+
+# TensorFlow loaded before PyTorch makes a later `import torchvision.models` crash the process
+# (segmentation fault, seen with tensorflow-cpu 2.21 and torch 2.14.1): PyTorch's side first.
+load_before_tensorflow()
 
 # tensorflow-cpu 2.21 writes absl's "log messages before InitializeLog" and a oneDNN notice to
 # file descriptor 2 while it loads, whatever TF_CPP_MIN_LOG_LEVEL says: a one-line error must

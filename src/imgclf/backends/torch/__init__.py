@@ -120,3 +120,10 @@ def fetch_cifar10(root: Path) -> None:
     from torchvision.datasets import CIFAR10
 
     CIFAR10(str(root), train=True, download=True)
+
+
+def load_before_tensorflow() -> None:
+    """Import torch and torchvision's models now: with TensorFlow loaded first, a later
+    `import torchvision.models` crashes the process (the Keras backend calls this first)."""
+    import torch  # noqa: F401
+    import torchvision.models  # noqa: F401
