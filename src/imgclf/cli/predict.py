@@ -11,6 +11,7 @@ from pathlib import Path
 
 from imgclf.cli.options import add_inference_options
 from imgclf.messages import UsageError, printable
+from imgclf.serve.config import RUNTIMES
 
 
 def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -35,6 +36,13 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="",
         help="explain this class instead of the predicted one",
     )
+    r.add_argument(
+        "--runtime",
+        choices=RUNTIMES,
+        default="eager",
+        help="eager: the run's framework; onnx / onnx-int8: its ONNX export in onnxruntime, "
+        "float32 or int8 (made when missing, as serve does); auto: as serve chooses",
+    )
     add_inference_options(r)
     return r
 
@@ -44,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
     from imgclf.files import write_json
     from imgclf.predictor import expand_inputs, load_predictor, predict_paths
 
-    predictor = load_predictor(args.run, args.device, args.tta, args.calibration)
+    predictor = (
+        _predictor(args)
+        if args.runtime != "eager"
+        else (load_predictor(args.run, args.device, args.tta, args.calibration))
+    )
     paths = expand_inputs(args.paths)
     if not paths:
         print("imgclf predict: error: no images matched", file=sys.stderr)
@@ -75,6 +87,20 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         _prediction_grid(rows, args.grid)
     return 1 if all("error" in r for r in rows) else 0
+
+
+def _predictor(args: argparse.Namespace):  # noqa: ANN202 (a Predictor)
+    """The run's model in onnxruntime (or as serve's auto chooses)."""
+    from imgclf.serve.runtime import serving_predictor
+
+    if args.explain:
+        raise UsageError(
+            f"--explain needs --runtime eager: Grad-CAM takes the framework's "
+            f"gradients, which --runtime {args.runtime} has not"
+        )
+    if Path(args.run).is_file():
+        raise UsageError(f"--runtime {args.runtime} takes a run folder, not a checkpoint file")
+    return serving_predictor(args.run, args.runtime, args.device, args.tta, args.calibration)[0]
 
 
 def _write_csv(rows: list[dict], out: str) -> None:

@@ -33,6 +33,20 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         type=int,
         metavar="N",
     )
+    _option(
+        s,
+        "--model-name",
+        "the model's name in the Open Inference Protocol's /v2/models/NAME (default: the run "
+        "folder's name)",
+        metavar="NAME",
+    )
+    _option(
+        s,
+        "--max-request-images",
+        "images in one /v2 infer request at most; more: 400",
+        type=positive_int,
+        metavar="N",
+    )
     _add_connection_options(s)
     _add_batching_options(s)
     add_inference_options(s)
@@ -104,7 +118,8 @@ def _add_batching_options(s: argparse.ArgumentParser) -> None:
         s,
         "--runtime",
         "eager: the run's framework; onnx: its ONNX export in onnxruntime (exported when "
-        "missing); auto: onnx for a PyTorch run on the CPU (faster here), else eager",
+        "missing); onnx-int8: that model quantized to int8 and checked (imgclf export --int8, "
+        "made when missing); auto: onnx for a PyTorch run on the CPU (faster here), else eager",
         choices=RUNTIMES,
     )
     _option(

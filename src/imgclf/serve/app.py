@@ -1,5 +1,6 @@
 """FastAPI app: POST /predict (serve/endpoint.py), GET /health, /ready, /metrics (Prometheus),
-GET / (drop-a-photo page), OpenAPI docs at /docs.
+GET / (drop-a-photo page), OpenAPI docs at /docs, and the Open Inference Protocol under /v2
+(serve/v2.py: what KServe, Triton and Seldon clients speak).
 
 Uploads are read into memory up to a byte limit and decoded from memory: nothing in a request
 touches the file system. One model is loaded at start (PyTorch, Keras, or the run's ONNX export
@@ -32,10 +33,13 @@ from imgclf.serve.classify import Classifier
 from imgclf.serve.config import ServeConfig
 from imgclf.serve.endpoint import PredictEndpoint, document_predict
 from imgclf.serve.metrics import MetricsMiddleware, ServeMetrics
-from imgclf.serve.runtime import max_batch_for, serving_predictor
+from imgclf.serve.oip import ModelIO
+from imgclf.serve.runtime import max_batch_for, precision, serving_predictor
 from imgclf.serve.uploads import decode_upload
+from imgclf.serve.v2 import PROBES, Served, add_v2_routes
 
 LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
+ALWAYS_ANSWERED = ("/health", "/ready", "/metrics", *PROBES)
 
 
 class RequestLimit:
@@ -46,7 +50,7 @@ class RequestLimit:
         self.app, self.limit, self.active, self.on_reject = app, limit, 0, on_reject
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] in ("/health", "/ready", "/metrics"):
+        if scope["type"] != "http" or scope["path"] in ALWAYS_ANSWERED:
             return await self.app(scope, receive, send)
         if self.active >= self.limit:
             if self.on_reject:
@@ -100,11 +104,23 @@ def health_info(predictor: Any, cfg: ServeConfig, runtime: str) -> dict[str, Any
         "max_upload_bytes": cfg.max_bytes,
         "max_pixels": cfg.max_pixels,
         "runtime": runtime,
+        "precision": precision(runtime),
+        "model_name": cfg.served_name,  # under /v2/models/
         "max_batch": cfg.max_batch,
         "max_wait_ms": cfg.max_wait_ms,
         "max_queue": cfg.max_queue,
         "workers": cfg.workers,
     }
+
+
+def served(predictor: Any, cfg: ServeConfig, info: dict[str, Any]) -> Served:
+    """The model as the Open Inference Protocol names and describes it."""
+    from imgclf import backends
+
+    layout = backends.get(predictor.meta["backend"]).INPUT_LAYOUT
+    io = ModelIO(predictor.pre.size, layout, tuple(predictor.class_names))
+    keys = ("model", "backend", "classes", "runtime", "precision", "temperature", "image_size")
+    return Served(cfg.served_name, io, f"imgclf_{info['runtime']}", {k: info[k] for k in keys})
 
 
 def create_app(cfg: ServeConfig) -> FastAPI:
@@ -114,7 +130,8 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     workers = cfg.workers
     predictor, runs_on = serving_predictor(run, cfg.runtime, device, tta, calibrated, workers)
     # a lone request runs on every core (1.17x the requests/s of one client, measured)
-    solo = runs_on == "onnx" and workers > 1 and (os.cpu_count() or 1) > 1
+    onnx = runs_on.startswith("onnx")
+    solo = onnx and workers > 1 and (os.cpu_count() or 1) > 1
     # what the defaults resolve to here: the batch for the device, the worker count
     cfg = cfg.replace(
         max_batch=cfg.max_batch or max_batch_for(runs_on, device), max_decodes=workers
@@ -127,16 +144,18 @@ def create_app(cfg: ServeConfig) -> FastAPI:
         decode_upload,
         # an onnxruntime session runs in every worker at once (its own share of the cores
         # each); a framework model takes turns: explanations use it too
-        runs_on == "onnx",
+        onnx,
         (metrics.on_batch, lambda: metrics.rejected.labels("queue_full").inc()),
         # Grad-CAM needs the PyTorch model: beside an onnxruntime session, loaded when asked
-        (lambda: load_predictor(run, device, tta, calibrated)) if runs_on == "onnx" else None,
-        serving_predictor(run, "onnx", device, tta, calibrated, 1)[0] if solo else None,
+        (lambda: load_predictor(run, device, tta, calibrated)) if onnx else None,
+        serving_predictor(run, runs_on, device, tta, calibrated, 1)[0] if solo else None,
     )
     hosts = list(cfg.allowed_hosts or LOCAL_HOSTS)
     app = _guarded_app(predictor, hosts, cfg.max_connections, metrics, classifier)
     info = health_info(predictor, cfg, runs_on)
-    _routes(app, classifier, metrics, info, (cfg.max_bytes, cfg.upload_timeout))
+    limits = (cfg.max_bytes, cfg.upload_timeout)
+    _routes(app, classifier, metrics, info, limits)
+    add_v2_routes(app, classifier, served(predictor, cfg, info), limits, cfg.max_request_images)
     app.state.info = info  # the command adds what it serves with (the HTTP parser)
     return app
 

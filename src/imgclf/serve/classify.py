@@ -5,6 +5,7 @@ A model that batches and explanations share takes turns under one lock."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
@@ -75,8 +76,9 @@ class Classifier:
         with self.decodes:
             return self.decode_fn(data, self.predictor.pre.size, self.max_pixels), data
 
-    def _prepare(self, upload: tuple[bytes, str]) -> np.ndarray:
-        return self.decode(*upload)[0]
+    def _prepare(self, item: tuple[bytes, str] | Callable[[], np.ndarray]) -> np.ndarray:
+        """An upload (body, content type) decoded, or a tensor's row (the protocol's pixels)."""
+        return item() if callable(item) else self.decode(*item)[0]
 
     @contextlib.contextmanager
     def reading(self) -> Iterator[None]:
@@ -94,15 +96,33 @@ class Classifier:
             await run_in_threadpool(self.explainer)  # refused before any decoding
             x, data = await run_in_threadpool(self.decode, body, ctype)
             return await run_in_threadpool(self._explained, x, data)
+        (probs,) = await self.probabilities([(body, ctype)])
+        return answer(probs, self.predictor.class_names, self.top_k)
+
+    async def probabilities(self, items: list[Any]) -> np.ndarray:
+        """(n, classes) for n batcher items, all queued or none (a full queue: 503 at once,
+        the ones already queued withdrawn); an item's error (a bad image) fails the request."""
+        futures = []
         try:
-            future = self.batcher.submit((body, ctype))
+            for item in items:
+                futures.append(self.batcher.submit(item))
         except Overloaded:
+            for f in futures:
+                f.cancel()  # the batcher skips cancelled requests
             if self.on_reject:
                 self.on_reject()
             raise HTTPException(
                 503, "busy: the queue is full; try again", headers={"Retry-After": "1"}
             ) from None
-        return answer(await future, self.predictor.class_names, self.top_k)
+        try:
+            rows = await asyncio.gather(*futures, return_exceptions=True)
+        finally:
+            for f in futures:
+                f.cancel()  # the client left: the others need no model time
+        for r in rows:
+            if isinstance(r, BaseException):
+                raise r
+        return np.stack(rows)
 
     def _explained(self, x: np.ndarray, data: bytes) -> dict[str, Any]:
         from imgclf.explain import explain_batch

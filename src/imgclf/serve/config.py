@@ -6,12 +6,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from imgclf.messages import UsageError
 
-RUNTIMES = ("auto", "eager", "onnx")
+RUNTIMES = ("auto", "eager", "onnx", "onnx-int8")
 HTTP_PARSERS = ("auto", "httptools", "h11")
 
 
@@ -40,6 +41,8 @@ class ServeConfig:
     device: str = "auto"
     tta: bool | None = None  # None: as the run was trained
     calibration: bool = True  # the run's fitted temperature on the probabilities
+    model_name: str = ""  # the Open Inference Protocol's name for it ("": the run folder's)
+    max_request_images: int = 64  # images in one /v2 infer request, then 400
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -48,6 +51,11 @@ class ServeConfig:
                 raise UsageError(f"--{_flag(f.name)} must be a finite number, got {value!r}")
         if self.max_wait_ms < 0:
             raise UsageError(f"--max-wait-ms must be 0 or more, got {self.max_wait_ms:g}")
+        if self.model_name and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.model_name):
+            raise UsageError(
+                f"--model-name {self.model_name!r}: letters, digits, '_', '.' and '-' only "
+                "(it is a part of the URL)"
+            )
         for name, choices in (("runtime", RUNTIMES), ("http", HTTP_PARSERS)):
             if getattr(self, name) not in choices:
                 raise UsageError(f"--{name} must be one of {', '.join(choices)}")
@@ -62,6 +70,11 @@ class ServeConfig:
     @property
     def max_pixels(self) -> int:
         return int(self.max_megapixels * 1e6)
+
+    @property
+    def served_name(self) -> str:
+        """The model's name in /v2/models/{name}: --model-name, or the run folder's."""
+        return self.model_name or _url_safe(os.path.basename(os.path.abspath(self.run)))
 
     @property
     def workers(self) -> int:
@@ -83,6 +96,10 @@ def default_workers() -> int:
 def default(name: str) -> Any:
     """A field's default, for the parser (one place for each)."""
     return ServeConfig.__dataclass_fields__[name].default
+
+
+def _url_safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name).lstrip("._-") or "model"
 
 
 def _flag(name: str) -> str:

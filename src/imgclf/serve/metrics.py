@@ -61,7 +61,7 @@ class MetricsMiddleware:
             await send(message)
 
         # a fixed label set: unknown paths share one label, so a scan cannot grow the registry
-        path = scope["path"] if scope["path"] in KNOWN_PATHS else "other"
+        path = path_label(scope["path"])
         try:
             await self.app(scope, receive, sending)
         finally:
@@ -69,4 +69,15 @@ class MetricsMiddleware:
             self.metrics.latency.labels(path).observe(time.perf_counter() - t0)
 
 
-KNOWN_PATHS = {"/predict", "/health", "/ready", "/metrics", "/", "/docs", "/openapi.json"}
+KNOWN_PATHS = {"/predict", "/health", "/ready", "/metrics", "/", "/docs", "/openapi.json", "/v2"}
+KNOWN_PATHS |= {"/v2/health/live", "/v2/health/ready"}
+
+
+def path_label(path: str) -> str:
+    """The route a path took (the model's name and version folded), or "other"."""
+    if path in KNOWN_PATHS:
+        return path
+    if path.startswith("/v2/models/"):
+        last = path.rsplit("/", 1)[-1]
+        return "/v2/models/{name}" + (f"/{last}" if last in ("infer", "ready") else "")
+    return "other"

@@ -1,18 +1,15 @@
 """What `imgclf serve` runs the model with: the run's own framework, or the run's ONNX export in
-onnxruntime (exported, and verified as `imgclf export` does, when missing or older than the
-checkpoint). `auto` takes onnxruntime for a PyTorch run served on the CPU: measured faster
-here at every batch size (benchmarks/RESULTS.md)."""
+onnxruntime, float32 or int8 (exported, and verified as `imgclf export` does, when missing or
+older than the checkpoint). `auto` takes float32 onnxruntime for a PyTorch run served on the
+CPU: measured faster here at every batch size (benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from imgclf.data.presets import Preprocess
 from imgclf.messages import UsageError
+from imgclf.onnx_runtime import OnnxPredictor, onnx_model
 from imgclf.predictor import Predictor, load_predictor, wrap
 from imgclf.runs import RunDir
 from imgclf.serve.config import RUNTIMES  # eager: the run's own framework (PyTorch or Keras)
@@ -26,41 +23,6 @@ from imgclf.serve.config import RUNTIMES  # eager: the run's own framework (PyTo
 MAX_BATCH = {"onnx": 2, "cpu": 4, "gpu": 32}
 
 
-class OnnxPredictor:
-    """uint8 images -> class probabilities through onnxruntime (no Grad-CAM: no gradients)."""
-
-    runtime = "onnx"
-
-    def __init__(self, path: Path, meta: dict[str, Any], threads: int = 0):
-        """threads: onnxruntime's threads per call (0: its default, one per core)."""
-        import onnxruntime as ort
-
-        self.meta, self.path = meta, path
-        self.class_names: list[str] = list(meta["class_names"])
-        self.pre = Preprocess.from_dict(meta["preprocess"])
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        x = self.pre.normalize(images, channels_first=True)
-        return self.session.run(None, {"input": x})[0]
-
-
-def onnx_model(run: RunDir) -> Path:
-    """The run's export/model.onnx, exported (and checked against PyTorch) when it is missing or
-    older than the best checkpoint."""
-    from imgclf import backends
-    from imgclf.exporter import export_run
-
-    path = run / RunDir.EXPORT / "model.onnx"
-    best = run.checkpoint("best", backends.get(run.read_meta()["backend"]).CHECKPOINT_SUFFIX)
-    if not path.exists() or (best.exists() and path.stat().st_mtime < best.stat().st_mtime):
-        result = export_run(run.path, "onnx")
-        print(f"exported {result.path} (max difference {result.max_abs_diff:.1e})", flush=True)
-    return path
-
-
 def resolve_runtime(runtime: str, backend: str, device: str) -> str:
     """auto: onnxruntime for a run whose backend exports ONNX (PyTorch) served on the CPU, the
     run's framework otherwise."""
@@ -69,8 +31,10 @@ def resolve_runtime(runtime: str, backend: str, device: str) -> str:
     if runtime not in RUNTIMES:
         raise UsageError(f"--runtime {runtime!r}: choose from {', '.join(RUNTIMES)}")
     exports_onnx = "onnx" in backends.get(backend).EXPORT_FORMATS
-    if runtime == "onnx" and not exports_onnx:
-        raise UsageError(f"--runtime onnx serves runs that export ONNX; this is a {backend} run")
+    if runtime.startswith("onnx") and not exports_onnx:
+        raise UsageError(
+            f"--runtime {runtime} needs a run that exports ONNX; this is a {backend} run"
+        )
     if runtime != "auto":
         return runtime
     try:
@@ -83,7 +47,7 @@ def resolve_runtime(runtime: str, backend: str, device: str) -> str:
 
 def max_batch_for(runs_on: str, device: str) -> int:
     """--max-batch 0: the batch for the device the model runs on."""
-    if runs_on == "onnx":
+    if runs_on.startswith("onnx"):
         return MAX_BATCH["onnx"]
     gpu = device.startswith("cuda") or (device == "auto" and _cuda())
     return MAX_BATCH["gpu" if gpu else "cpu"]
@@ -98,15 +62,21 @@ def _cuda() -> bool:
 def serving_predictor(
     run: str | Path, runtime: str, device: str, tta: bool | None, calibrated: bool, workers: int = 1
 ) -> tuple[Predictor, str]:
-    """(the predictor, the runtime it runs on: torch, keras or onnx); workers: model calls at
-    once, each given an equal share of the cores by onnxruntime."""
+    """(the predictor, the runtime it runs on: torch, keras, onnx or onnx-int8); workers: model
+    calls at once, each given an equal share of the cores by onnxruntime."""
+    from imgclf.quantize import int8_model
+
     run_dir = RunDir(run)
     meta = run_dir.read_meta()
     chosen = resolve_runtime(runtime, meta["backend"], device)
-    if chosen != "onnx":
+    if not chosen.startswith("onnx"):
         return load_predictor(run, device, tta, calibrated), meta["backend"]
     if tta is None:
         tta = run_dir.read_config().tta
     threads = max(1, (os.cpu_count() or 1) // workers)
-    session = OnnxPredictor(onnx_model(run_dir), meta, threads)
-    return wrap(session, run_dir, tta, calibrated), "onnx"
+    model = int8_model(run_dir) if chosen == "onnx-int8" else onnx_model(run_dir)
+    return wrap(OnnxPredictor(model, meta, threads), run_dir, tta, calibrated), chosen
+
+
+def precision(runs_on: str) -> str:
+    return "int8" if runs_on == "onnx-int8" else "float32"

@@ -35,8 +35,10 @@ class TorchPredictor:
         self.path = weights
 
     def _input(self, images: np.ndarray) -> torch.Tensor:
-        # np.require copies read-only arrays (PIL gives those), which torch cannot wrap safely
-        arr = np.require(images, np.uint8, ["C", "W"])
+        # np.require copies read-only arrays (PIL gives those), which torch cannot wrap safely;
+        # float pixels (0-255, a protocol client's tensor) stay float: no rounding to bytes
+        dtype = np.float32 if images.dtype.kind == "f" else np.uint8
+        arr = np.require(images, dtype, ["C", "W"])
         return normalize_batch(torch.from_numpy(arr).to(self.device), self.pre)
 
     @torch.no_grad()
