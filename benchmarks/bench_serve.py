@@ -1,9 +1,10 @@
 """`imgclf serve` against the model's own limit, in one run (issue 27).
 
 1. The limit: the model's forward pass alone on resident decoded batches, images/s at batch
-   1 .. 64: PyTorch eager (one call at a time, as the server runs it), and onnxruntime (what
-   `--runtime onnx` serves) both as one call on every core and as one single-threaded call per
-   core side by side (how the server runs it on the CPU). The limit is the best of them all.
+   1 .. 64: PyTorch eager (one call at a time, as the server runs it), and onnxruntime, float32
+   and int8 (what `--runtime onnx` and `onnx-int8` serve), both as one call on every core and as
+   one single-threaded call per core side by side (how the server runs it on the CPU). The
+   limit is the best of the ways of the runtime served.
 2. The ceiling without HTTP: the server's workers' own job (decode the JPEG, run the model,
    batch by batch) in the same threads, with no request parsing: what HTTP leaves on the table.
 3. The server (`imgclf serve RUN`, defaults unless --serve-args) at 1, 8, 32 and 64 concurrent
@@ -83,19 +84,18 @@ def side_by_side(work, streams: int, seconds: float = 2.0) -> float:  # noqa: AN
 
 def forward_limit(run: Path, body: bytes) -> dict[str, dict[int, float]]:
     """images/s of the bare model per batch size, resident uint8 input, each way it can run."""
+    from imgclf.onnx_runtime import OnnxPredictor, onnx_model
     from imgclf.predictor import load_predictor
+    from imgclf.quantize import int8_model
     from imgclf.runs import RunDir
-    from imgclf.serve.runtime import OnnxPredictor, onnx_model
     from imgclf.serve.uploads import decode_upload
 
     cores = os.cpu_count() or 1
     eager = load_predictor(run, "cpu", tta=False, calibrated=False)
-    path = onnx_model(RunDir(run))
-    ways = {
-        "eager": (eager, 1),
-        "onnx, 1 call on all cores": (OnnxPredictor(path, eager.meta), 1),
-        f"onnx, {cores} calls of 1 thread": (OnnxPredictor(path, eager.meta, 1), cores),
-    }
+    ways: dict[str, tuple] = {"eager": (eager, 1)}
+    for name, path in (("onnx", onnx_model(RunDir(run))), ("onnx-int8", int8_model(RunDir(run)))):
+        ways[f"{name}, 1 call on all cores"] = (OnnxPredictor(path, eager.meta), 1)
+        ways[f"{name}, {cores} calls of 1 thread"] = (OnnxPredictor(path, eager.meta, 1), cores)
     img = decode_upload(body, eager.pre.size)
     out: dict[str, dict[int, float]] = {}
     for name, (p, streams) in ways.items():
@@ -171,10 +171,10 @@ def main() -> None:
     if a.before:
         old_health, old_rows = serve(run, body, [], a.seconds, wrk, a.before.resolve())
         rows += [{**r, "code": "before", "max_batch": old_health["max_batch"]} for r in old_rows]
-    runtime = "onnx" if health["runtime"] == "onnx" else "eager"
-    best = max(v for k, per in limits.items() if k.startswith(runtime) for v in per.values())
+    runtime = health["runtime"] if health["runtime"].startswith("onnx") else "eager"
+    best = max(v for k, per in limits.items() if k.split(",")[0] == runtime for v in per.values())
     keys = ("runtime", "http", "workers", "max_batch", "max_wait_ms", "max_queue")
-    top = ceiling(run, body, health) if runtime == "onnx" and "workers" in health else None
+    top = ceiling(run, body, health) if runtime != "eager" and "workers" in health else None
     print(json.dumps({"serve": {k: health.get(k) for k in keys}, "limit": best}), flush=True)
     print(json.dumps({"ceiling_without_http": top, "ratio": top and top / best}), flush=True)
     for r in rows:

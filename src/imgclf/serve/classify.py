@@ -114,6 +114,8 @@ class Classifier:
             raise HTTPException(
                 503, "busy: the queue is full; try again", headers={"Retry-After": "1"}
             ) from None
+        if len(futures) == 1:  # an upload: no gathering task on the event loop's hot path
+            return (await futures[0])[None]
         try:
             rows = await asyncio.gather(*futures, return_exceptions=True)
         finally:
