@@ -123,6 +123,12 @@ class RunConfig:
     )
     path_column: str = _opt("", "the --labels column holding the image path or id", metavar="NAME")
     label_column: str = _opt("", "the --labels column holding the class", metavar="NAME")
+    corrections: str = _opt(
+        "",
+        "corrections.csv from `imgclf review`: relabel, exclude and add the images it names "
+        "(the files themselves are never touched)",
+        metavar="PATH",
+    )
     workers: int = _opt(2, "decoding processes")
     cache_dir: str = _opt("", "decoded-image cache (default ~/.cache/imgclf)", metavar="PATH")
     seed: int = _opt(42, "seed for weights, split, shuffling and augmentation (0 .. 2**32-1)")

@@ -60,17 +60,7 @@ def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: boo
     labels = np.array([names.index(report.classes_raw[p]) for p in paths])
     probs = cross_fit(feats, labels)
     suspects = find_label_issues(probs, labels)
-    report.label_issues = [
-        {
-            "path": display_path(paths[s.index]),
-            "split": splits[s.index],
-            "given": names[s.given],
-            "suggested": names[s.suggested],
-            "score": round(s.score, 4),
-            "confident": s.confident,
-        }
-        for s in suspects
-    ]
+    report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, feats)
     report.issues_raw = [paths[s.index] for s in suspects]
     score, flagged = find_outliers(feats, splits)
     report.outliers = sorted(
@@ -88,6 +78,52 @@ def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: boo
         "confident": sum(x["confident"] for x in report.label_issues),
         "by_split": pair_counts(report.label_issues),
     }
+
+
+def _issue_rows(
+    suspects: list,
+    paths: list[str],
+    splits: list[str],
+    names: list[str],
+    labels: np.ndarray,
+    probs: np.ndarray,
+    feats: np.ndarray,
+) -> list[dict[str, Any]]:
+    """The suspects as the report lists them (audit.json: what imgclf review shows)."""
+    near = nearest_train([s.index for s in suspects], feats, splits)
+    return [
+        {
+            "path": display_path(paths[s.index]),
+            "split": splits[s.index],
+            "given": names[s.given],
+            "suggested": names[s.suggested],
+            "score": round(s.score, 4),
+            "confident": s.confident,
+            # the cross-fitted probabilities of both, and what it looks most like in train:
+            # what a person reviewing it (imgclf review) weighs
+            "given_probability": round(float(probs[s.index, s.given]), 4),
+            "suggested_probability": round(float(probs[s.index, s.suggested]), 4),
+            "neighbours": [
+                {"path": display_path(paths[j]), "class": names[labels[j]], "similarity": sim}
+                for j, sim in near[s.index]
+            ],
+        }
+        for s in suspects
+    ]
+
+
+def nearest_train(
+    rows: list[int], feats: np.ndarray, splits: list[str], k: int = 3
+) -> dict[int, list[tuple[int, float]]]:
+    """Each row's k most similar train images (cosine on the features), itself left out."""
+    train = np.array([i for i, s in enumerate(splits) if s == "train"] or range(len(splits)))
+    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
+    out = {}
+    for i in rows:
+        sims = unit[train] @ unit[i]
+        order = [j for j in np.argsort(-sims) if train[j] != i][:k]
+        out[i] = [(int(train[j]), round(float(sims[j]), 4)) for j in order]
+    return out
 
 
 def issue_sheet(items: list[dict[str, Any]], path: Path, title: str) -> Path:

@@ -74,6 +74,8 @@ def run_label_issues(
             "suggested": names[s.suggested],
             "score": round(s.score, 4),
             "confident": s.confident,
+            "given_probability": round(float(probs[s.index, s.given]), 4),
+            "suggested_probability": round(float(probs[s.index, s.suggested]), 4),
         }
         for s in find_label_issues(probs, y)
     ]

@@ -168,7 +168,8 @@ def _note_readable(report: AuditReport, rec: dict[str, Any], shown: str) -> None
     report.images += 1
     report.readable_raw.append((rec["path"], rec["split"]))
     report.classes_raw[rec["path"]] = rec["class"]
-    report.counts[rec["split"]][rec["class"]] += 1
+    per_split = report.counts.setdefault(rec["split"], {})  # a correction may bring a class
+    per_split[rec["class"]] = per_split.get(rec["class"], 0) + 1
     if rec["frames"] > 1:
         report.animated.append(shown)
     w, h = rec["width"], rec["height"]
@@ -222,7 +223,12 @@ def run_audit(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
     report = AuditReport(root=display_path(root))
-    jobs = _labelled_jobs(root, source or LabelSource(), report) or _collect_jobs(root, report)
+    source = source or LabelSource()
+    jobs = _labelled_jobs(root, source, report) or _collect_jobs(root, report)
+    if source.corrections:
+        from imgclf.data.corrections import correct_jobs, read_corrections
+
+        jobs = correct_jobs(jobs, read_corrections(source.corrections, root))
     widths: list[int] = []
     heights: list[int] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)

@@ -178,6 +178,11 @@ def write_run_info(
         "checkpoint_suffix": suffix,
         "split_sizes": {k: len(v) for k, v in s.splits.items()},
     }
+    if s.cfg.corrections:  # how many labels a person's review changed, and from which file
+        from imgclf.data.corrections import read_corrections
+
+        meta["corrections"] = read_corrections(s.cfg.corrections, s.root).summary()
+        print(f"corrections: {meta['corrections']}", flush=True)
     s.run.write_meta(meta)
     if not (s.run / RunDir.SPLIT).exists():
         write_json_synced(s.run / RunDir.SPLIT, split_record(s.splits, s.root))  # compact

@@ -20,13 +20,18 @@ from imgclf.cli import (
     models,
     predict,
     preview,
+    review,
     serve,
+    suggest,
     train,
 )
 from imgclf.cli.dispatch import dispatch
 
 # in the order `imgclf --help` lists them: data first, then run folders, then the rest
-COMMANDS = (audit, preview, train, evaluate, predict, compare, export, serve, cache, bench, models)
+COMMANDS = (
+    audit, review, preview, train, evaluate, predict, suggest, compare, export, serve, cache, bench,
+    models,
+)  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

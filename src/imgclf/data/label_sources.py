@@ -38,14 +38,20 @@ class LabelSource:
     csv: str = ""  # --labels FILE.csv
     path_column: str = ""
     label_column: str = ""
+    corrections: str = ""  # --corrections FILE.csv (imgclf review): applied after the labels
 
     @classmethod
     def from_config(cls, cfg: Any) -> LabelSource:
         """From a RunConfig or parsed options (label_from_name, labels, path_column,
         label_column; None: not given)."""
         csv_file = os.path.abspath(cfg.labels) if cfg.labels else ""
+        fixes = getattr(cfg, "corrections", "") or ""
         return cls(
-            cfg.label_from_name or "", csv_file, cfg.path_column or "", cfg.label_column or ""
+            cfg.label_from_name or "",
+            csv_file,
+            cfg.path_column or "",
+            cfg.label_column or "",
+            os.path.abspath(fixes) if fixes else "",
         )
 
     def check(self) -> None:

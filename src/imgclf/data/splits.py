@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from imgclf.data.corrections import apply_corrections, read_corrections
 from imgclf.data.folder import (
     DEFAULT_VAL_FRACTION,
     ImageIndex,
@@ -50,6 +51,8 @@ def load_splits(
         names = splits["train"].class_names
     if not names:
         raise ValueError(f"{root}: no class folders found (expected <class>/ or train/<class>/)")
+    if source and source.corrections:  # a person's decisions (imgclf review) over the labels
+        splits = apply_corrections(splits, read_corrections(source.corrections, root))
     if exclude:
         for k, idx in splits.items():
             splits[k] = idx.subset([i for i, p in enumerate(idx.paths) if p not in exclude])

@@ -30,7 +30,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from imgclf import __version__
 from imgclf.predictor import load_predictor
 from imgclf.serve.classify import Classifier
-from imgclf.serve.config import ServeConfig
+from imgclf.serve.config import LOCAL_HOSTS, ServeConfig
 from imgclf.serve.endpoint import PredictEndpoint, document_predict
 from imgclf.serve.metrics import MetricsMiddleware, ServeMetrics
 from imgclf.serve.oip import ModelIO
@@ -38,7 +38,6 @@ from imgclf.serve.runtime import max_batch_for, precision, serving_predictor
 from imgclf.serve.uploads import decode_upload
 from imgclf.serve.v2 import PROBES, Served, add_v2_routes
 
-LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]
 ALWAYS_ANSWERED = ("/health", "/ready", "/metrics", *PROBES)
 
 

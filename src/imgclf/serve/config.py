@@ -12,6 +12,7 @@ from typing import Any
 
 from imgclf.messages import UsageError
 
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "::1"]  # Host headers accepted on loopback
 RUNTIMES = ("auto", "eager", "onnx", "onnx-int8")
 HTTP_PARSERS = ("auto", "httptools", "h11")
 
