@@ -20,7 +20,7 @@ KERAS_HONOURED = {
     "augment", "val_fraction", "validate_on", "max_per_class", "exclude_list", "workers",
     "cache_dir", "seed",
     "amp", "out_dir", "device", "replicas", "recipe", "tta",
-    "label_from_name", "labels", "path_column", "label_column",
+    "label_from_name", "labels", "path_column", "label_column", "corrections",
 }  # fmt: skip
 
 # A value of each refused option that the backend cannot honour.

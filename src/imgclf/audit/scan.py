@@ -214,6 +214,16 @@ def _labelled_jobs(
     return jobs
 
 
+def _jobs(root: Path, source: LabelSource, report: AuditReport) -> list[tuple[str, str, str]]:
+    """(path, split, class) of every image, from its label source, with --corrections."""
+    jobs = _labelled_jobs(root, source, report) or _collect_jobs(root, report)
+    if source.corrections:
+        from imgclf.data.corrections import correct_jobs, read_corrections
+
+        jobs = correct_jobs(jobs, read_corrections(source.corrections, root))
+    return jobs
+
+
 def run_audit(
     root: str | Path, workers: int = 2, progress: bool = True, source: LabelSource | None = None
 ) -> tuple[AuditReport, dict]:
@@ -223,12 +233,7 @@ def run_audit(
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: not a folder")
     report = AuditReport(root=display_path(root))
-    source = source or LabelSource()
-    jobs = _labelled_jobs(root, source, report) or _collect_jobs(root, report)
-    if source.corrections:
-        from imgclf.data.corrections import correct_jobs, read_corrections
-
-        jobs = correct_jobs(jobs, read_corrections(source.corrections, root))
+    jobs = _jobs(root, source or LabelSource(), report)
     widths: list[int] = []
     heights: list[int] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)

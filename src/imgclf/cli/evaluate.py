@@ -63,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     if not data and (args.label_from_name or args.labels):
         raise UsageError(
             "the run's own data keeps the labels it was trained with; --label-from-name and "
-            "--labels describe other data (DATA or --data)"
+            "--labels describe other data (DATA or --data); --corrections FILE applies a "
+            "review's decisions to either"
         )
     m = evaluate_run(
         args.run,

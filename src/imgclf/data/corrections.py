@@ -107,28 +107,32 @@ def _one(row: dict[str, str], where: str, real_root: str, out: Corrections) -> N
 
 
 def apply_corrections(splits: dict[str, ImageIndex], c: Corrections) -> dict[str, ImageIndex]:
-    """Relabel and exclude in every split, add the newly labelled images to train."""
-    names = next(iter(splits.values())).class_names
-    _check_classes(c, names)
-    known: set[str] = set()
-    out = {}
-    for k, idx in splits.items():
-        paths, labels = [], []
-        for p, y in zip(idx.paths, idx.labels, strict=True):
-            real = os.path.realpath(p)
-            known.add(real)
-            if real in c.exclude:
-                continue
-            new_label = c.relabel.get(real) or c.add.get(real)  # a labelled image "labelled"
-            paths.append(p)
-            labels.append(names.index(new_label) if new_label else y)
-        out[k] = ImageIndex(paths, labels, names, idx.origin)
+    """Relabel and exclude in every split, add the newly labelled images to train; a row about
+    an image the data does not list is refused."""
+    known = {os.path.realpath(p) for idx in splits.values() for p in idx.paths}
     new = _check_known(c, known)
+    out = {k: correct_index(idx, c) for k, idx in splits.items()}
     train = out["train"]
+    names = train.class_names
     out["train"] = ImageIndex(
         train.paths + new, train.labels + [names.index(c.add[p]) for p in new], names, train.origin
     )
     return out
+
+
+def correct_index(index: ImageIndex, c: Corrections) -> ImageIndex:
+    """One split scored by evaluate: its images relabelled or left out as the corrections say
+    (rows about images of other splits, and added images, do not concern it)."""
+    _check_classes(c, index.class_names)
+    paths, labels = [], []
+    for p, y in zip(index.paths, index.labels, strict=True):
+        real = os.path.realpath(p)
+        if real in c.exclude:
+            continue
+        new_label = c.relabel.get(real) or c.add.get(real)
+        paths.append(p)
+        labels.append(index.class_names.index(new_label) if new_label else y)
+    return ImageIndex(paths, labels, index.class_names, index.origin)
 
 
 def correct_jobs(jobs: list[tuple[str, str, str]], c: Corrections) -> list[tuple[str, str, str]]:

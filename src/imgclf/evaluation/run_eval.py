@@ -92,6 +92,10 @@ def evaluate_run(
     own = not data or os.path.realpath(data) == os.path.realpath(cfg.data_dir)
     index, use = split_index(run, root, own, split, source)
     index = align_classes(index, names, str(root))
+    if source and source.corrections:  # a review's decisions about the scored images
+        from imgclf.data.corrections import correct_index, read_corrections
+
+        index = correct_index(index, read_corrections(source.corrections, root))
     probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
