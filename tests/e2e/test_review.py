@@ -224,10 +224,9 @@ def test_suggest_then_label_then_train_on_the_new_labels(audited, tmp_path: Path
     from imgclf.review.app import Review
     from imgclf.review.findings import from_suggestions
 
-    labels = {os.path.realpath(p): p.parent.name for p in data.rglob("*.png")}
-    review = Review(
-        from_suggestions(out, data, labels), ["blue", "green", "red"], tmp_path / "c.csv"
-    )
+    items, names = from_suggestions(out, pool)
+    assert names == ["blue", "green", "red"] and items[0].path == chosen[0]  # absolute
+    review = Review(items, names, tmp_path / "c.csv")
     assert review.labelling and review.decide(0, "relabel", "green")["decision"] == "label"
     grown = tmp_path / "grown"
     run_cli(

@@ -20,7 +20,11 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "skip, <- back, u undo. Every decision is saved at once; the data's files are never "
         "moved, renamed or rewritten.",
     )
-    r.add_argument("path", help="the data folder the findings are about")
+    r.add_argument(
+        "path",
+        help="the data folder the findings are about (with --suggestions: the data or the "
+        "unlabelled folder; the labels are the suggesting run's classes)",
+    )
     what = r.add_mutually_exclusive_group()
     what.add_argument(
         "--audit",
@@ -75,12 +79,13 @@ def run(args: argparse.Namespace) -> int:
     from imgclf.review.findings import from_audit, from_run, from_suggestions
 
     root = resolve_data(args.path, "")
-    labels, names = data_labels(root, args)
+    if args.suggestions:  # unlabelled images: the classes are the run's that suggested them
+        items, names = from_suggestions(Path(args.suggestions), root)
+    else:
+        labels, names = data_labels(root, args)
     if args.run:
         items = from_run(Path(args.run), root, labels)
-    elif args.suggestions:
-        items = from_suggestions(Path(args.suggestions), root, labels)
-    else:
+    elif not args.suggestions:
         audit = Path(args.audit) if args.audit else default_out("audit", args.path) / "audit.json"
         if not audit.is_file():
             raise UsageError(

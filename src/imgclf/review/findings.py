@@ -96,22 +96,27 @@ def from_run(run: Path, root: Path, labels: dict[str, str]) -> list[Item]:
     return _worst_first([_issue(x, r) for x in rows])
 
 
-def from_suggestions(file: Path, root: Path, labels: dict[str, str]) -> list[Item]:
-    """`imgclf suggest`'s list (suggestions.json): unlabelled images, the model's guess."""
+def from_suggestions(file: Path, root: Path) -> tuple[list[Item], list[str]]:
+    """`imgclf suggest`'s list (suggestions.json): unlabelled images, the model's guess, in
+    the order suggest ranked them; and the suggesting run's classes. Their corrections name
+    them by absolute path (they are added to the data, wherever they are)."""
     try:
-        rows = json.loads(file.read_text())["suggestions"]
+        listing = json.loads(file.read_text())
+        rows, run = listing["suggestions"], Path(listing["run"])
+        names = json.loads((run / "meta.json").read_text())["class_names"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise UsageError(f"{file}: not an imgclf suggest list ({e})") from None
-    r = Resolver(root, labels)
+        raise UsageError(f"{file}: not an imgclf suggest list with its run ({e})") from None
+    r = Resolver(root, {})
     items = []
     for x in rows:
         real = r.real(x["path"])
         why = f"uncertain: margin {x['margin']:.3f} between its two likeliest classes"
         items.append(
-            Item("to label", r.name(real), real, "", x["predicted"], None,
-                 x["probability"], x["score"], why)
-        )  # fmt: skip
-    return items  # in the order suggest ranked them
+            Item(
+                "to label", real, real, "", x["predicted"], None, x["probability"], x["score"], why
+            )
+        )
+    return items, names
 
 
 def _issue(x: dict[str, Any], r: Resolver) -> Item:
