@@ -62,6 +62,18 @@ def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int
     return root
 
 
+def tiny_run(tmp: Path, epochs: int = 3) -> Path:
+    """A small CNN trained for a few epochs on 8 shapes a class: a real run, in seconds."""
+    import imgclf
+
+    data = make_folder(tmp / "d", {"train": 8, "test": 4})
+    cfg = imgclf.build_config(
+        data_dir=str(data), model="cnn", image_size=32, epochs=epochs, batch_size=8, workers=1,
+        out_dir=str(tmp / "run"),
+    )  # fmt: skip
+    return imgclf.train(cfg, progress=False).run_dir
+
+
 @pytest.fixture
 def tiny_folder(tmp_path: Path) -> Path:
     """train/ and test/ with 3 classes, 8 and 4 images each, 32x32."""

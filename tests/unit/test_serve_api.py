@@ -11,25 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-import imgclf
-from conftest import make_folder
+from conftest import tiny_run
 from test_audit import _png_header_only
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp("serve")
-    data = make_folder(tmp / "d", {"train": 8, "test": 4})
-    cfg = imgclf.build_config(
-        data_dir=str(data),
-        model="cnn",
-        image_size=32,
-        epochs=3,
-        batch_size=8,
-        workers=1,
-        out_dir=str(tmp / "run"),
-    )
-    return imgclf.train(cfg, progress=False).run_dir
+    return tiny_run(tmp_path_factory.mktemp("serve"))
 
 
 @pytest.fixture(scope="module")

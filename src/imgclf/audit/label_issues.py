@@ -93,16 +93,8 @@ def _issue_rows(
     near = nearest_train([s.index for s in suspects], feats, splits)
     return [
         {
-            "path": display_path(paths[s.index]),
-            "split": splits[s.index],
-            "given": names[s.given],
-            "suggested": names[s.suggested],
-            "score": round(s.score, 4),
-            "confident": s.confident,
-            # the cross-fitted probabilities of both, and what it looks most like in train:
-            # what a person reviewing it (imgclf review) weighs
-            "given_probability": round(float(probs[s.index, s.given]), 4),
-            "suggested_probability": round(float(probs[s.index, s.suggested]), 4),
+            **suspect_row(s, paths[s.index], splits[s.index], names, probs),
+            # what it looks most like in train: what a person reviewing it (imgclf review) weighs
             "neighbours": [
                 {"path": display_path(paths[j]), "class": names[labels[j]], "similarity": sim}
                 for j, sim in near[s.index]
@@ -110,6 +102,22 @@ def _issue_rows(
         }
         for s in suspects
     ]
+
+
+def suspect_row(
+    s: Any, path: str, split: str, names: list[str], probs: np.ndarray
+) -> dict[str, Any]:
+    """One suspect label as the reports list it, with both classes' probabilities."""
+    return {
+        "path": display_path(path),
+        "split": split,
+        "given": names[s.given],
+        "suggested": names[s.suggested],
+        "score": round(s.score, 4),
+        "confident": s.confident,
+        "given_probability": round(float(probs[s.index, s.given]), 4),
+        "suggested_probability": round(float(probs[s.index, s.suggested]), 4),
+    }
 
 
 def nearest_train(

@@ -64,20 +64,10 @@ def run_label_issues(
     """`evaluate --label-issues`: confident learning on the run's own probabilities of the
     evaluated split (out of sample for test and val: the model never trained on them), with a
     contact sheet label_issues.png in the evaluation's folder."""
-    from imgclf.audit.label_issues import issue_sheet
+    from imgclf.audit.label_issues import issue_sheet, suspect_row
 
     found = [
-        {
-            "path": display_path(paths[s.index]),
-            "split": split,
-            "given": names[s.given],
-            "suggested": names[s.suggested],
-            "score": round(s.score, 4),
-            "confident": s.confident,
-            "given_probability": round(float(probs[s.index, s.given]), 4),
-            "suggested_probability": round(float(probs[s.index, s.suggested]), 4),
-        }
-        for s in find_label_issues(probs, y)
+        suspect_row(s, paths[s.index], split, names, probs) for s in find_label_issues(probs, y)
     ]
     if found:
         out.mkdir(parents=True, exist_ok=True)
