@@ -1,6 +1,6 @@
 """`imgclf suggest RUN UNLABELLED_DIR --budget N`: the N unlabelled images whose labels would
-help the run most (uncertain and unlike each other: review/suggest.py), printed and written as
-suggestions.json for `imgclf review DATA --suggestions FILE`."""
+help the run most (the most uncertain, no two near-copies: review/suggest.py), printed and
+written as suggestions.json for `imgclf review DATA --suggestions FILE`."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     s.add_argument(
         "--no-diversity",
         action="store_true",
-        help="rank by uncertainty alone (no features: faster, but near-copies crowd the list)",
+        help="rank by uncertainty alone (no features: faster, but near-copies may crowd the list)",
     )
     s.add_argument(
         "--out",
