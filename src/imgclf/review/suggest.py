@@ -4,10 +4,10 @@ Uncertainty first: the images whose two likeliest calibrated classes are closest
 entropy of all of them) are where a label moves the model most. Uncertainty alone fills the list
 with near-copies of one confusing photo, so an image is passed over while it is a near-copy
 (cosine similarity of EfficientNet-Lite0 features, the audit's own, cached, at or above
-NEAR_COPY) of one already taken. Measured against weighting every pick by its k-center distance
-to the others (Sener & Savarese's core-set, as BADGE does it): the same labels for CATS_DOGS,
-and fewer for CIFAR-10, where the features' distances say little about the classes
-(benchmarks/bench_active.py, RESULTS.md).
+NEAR_COPY) of one already taken; only the more uncertain half is ever taken. Measured against
+weighting every pick by its k-center distance to the others (Sener & Savarese's core-set, as
+BADGE does it): the same labels for CATS_DOGS, and fewer for CIFAR-10, where the features'
+distances say little about the classes (benchmarks/bench_active.py, RESULTS.md).
 """
 
 from __future__ import annotations
@@ -31,11 +31,13 @@ def select(
     probs: np.ndarray, feats: np.ndarray | None, budget: int, strategy: str = "margin"
 ) -> list[int]:
     """Row indices of the images to label, most uncertain first, no two near-copies (without
-    features: by uncertainty alone). Past the distinct ones the budget is filled in order."""
+    features: by uncertainty alone). Only the more uncertain half is ever taken (diversity never
+    buys a sure image); when its distinct images run out, its near-copies fill the budget."""
     order = [int(i) for i in np.argsort(-uncertainty(probs, strategy), kind="stable")]
     budget = min(budget, len(order))
     if feats is None:
         return order[:budget]
+    order = order[: max(budget, len(order) - len(order) // 2)]
     unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
     taken: list[int] = []
     for i in order:
