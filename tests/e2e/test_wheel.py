@@ -116,8 +116,9 @@ def test_the_wheel_installs_and_runs_the_demo_outside_the_checkout(tmp_path: Pat
     assert (
         "Demo done" in demo and (elsewhere / "runs" / "demo" / "run-cnn" / "report.html").exists()
     )
-    page = venv.glob("lib/python*/site-packages/imgclf/serve/static/index.html")
-    assert next(page).stat().st_size > 100  # package data made it into the wheel
+    for page in ("serve/static/index.html", "review/static/review.html"):
+        found = next(venv.glob(f"lib/python*/site-packages/imgclf/{page}"))
+        assert found.stat().st_size > 100  # package data made it into the wheel
 
 
 def _project_version() -> str:
