@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,6 +62,28 @@ def make_folder(root: Path, per_class: dict[str, int], size: int = 32, seed: int
                     colour, seed + 1000 * ci + i + (500 if split == "test" else 0), size
                 ).save(d / f"{name}_{i:03d}.png")
     return root
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until_up(
+    url: str, proc: subprocess.Popen, log: Callable[[], str], tries: int = 240
+) -> None:
+    """Poll `url` until it answers 200; a server that never does fails the test with its log."""
+    import httpx
+
+    for _ in range(tries):
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.25)
+    proc.kill()
+    pytest.fail(f"{url} did not come up: {log()}")
 
 
 def tiny_run(tmp: Path, epochs: int = 3) -> Path:

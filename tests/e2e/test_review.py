@@ -7,17 +7,15 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from conftest import draw_shape, make_folder, run_cli, snapshot
+from conftest import draw_shape, free_port, make_folder, run_cli, snapshot, wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 TRAIN = ["--model", "cnn", "--image-size", "32", "--epochs", "2", "--batch-size", "8"]
@@ -36,9 +34,7 @@ def audited(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _start(*args: str) -> tuple[subprocess.Popen, str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     exe = Path(sys.executable).parent / "imgclf"
     proc = subprocess.Popen(
         [str(exe), "review", *args, "--port", str(port)],
@@ -47,14 +43,8 @@ def _start(*args: str) -> tuple[subprocess.Popen, str]:
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(120):
-        try:
-            if httpx.get(url + "/api/state", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.25)
-    proc.kill()
-    pytest.fail("review did not start: " + (proc.stdout.read() if proc.stdout else ""))
+    wait_until_up(url + "/api/state", proc, lambda: proc.stdout.read() if proc.stdout else "")
+    return proc, url
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import draw_shape, make_folder, run_cli
+from conftest import draw_shape, free_port, make_folder, run_cli, wait_until_up
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -50,9 +50,7 @@ def server(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
 
 def start_server(run: Path, log_path: Path, *args: str):  # noqa: ANN201
     """`imgclf serve RUN` on a free port; (process, url, log file) once /health answers."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     exe = Path(sys.executable).parent / "imgclf"
     log = open(log_path, "w")  # noqa: SIM115 (open while the server runs)
     proc = subprocess.Popen(
@@ -62,15 +60,7 @@ def start_server(run: Path, log_path: Path, *args: str):  # noqa: ANN201
         text=True,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(240):
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.25)
-    else:
-        proc.kill()
-        pytest.fail("server did not start: " + log_path.read_text())
+    wait_until_up(url + "/health", proc, log_path.read_text)
     return proc, url, log
 
 
