@@ -103,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{p['total']} findings, {p['reviewed']} decided already; decisions go to {review.csv}")
     print(f"review on http://{args.host}:{args.port}/ (Ctrl-C to stop)", flush=True)
     hosts = None if args.host in ("127.0.0.1", "localhost", "::1") else ["*"]
+    if hosts:  # the page can relabel the data: say that others can reach it
+        print(f"note: --host {args.host}: anyone who reaches this port can decide", flush=True)
     uvicorn.run(
         create_review_app(review, hosts), host=args.host, port=args.port, log_level="warning"
     )
