@@ -81,14 +81,16 @@ def quantize_run(
         model = tmp / INT8
         _quantize(source, model, _calibration(sample, meta), tmp)
         check = _check(OnnxPredictor(source, meta), OnnxPredictor(model, meta), val)
-        result = Int8Result(str(out / INT8), **check, calibration_images=len(sample), seconds=0.0)
-        if result.drop_points > max_drop:
+        if check["drop_points"] > max_drop:
             raise Int8Refused(
-                f"{rd}: int8 loses {result.drop_points:.2f} accuracy points on validation "
-                f"({100 * result.float_accuracy:.2f} % -> {100 * result.int8_accuracy:.2f} %), "
-                f"more than --max-drop {max_drop:g}; nothing written"
+                f"{rd}: int8 loses {check['drop_points']:.2f} accuracy points on validation "
+                f"({100 * check['float_accuracy']:.2f} % -> {100 * check['int8_accuracy']:.2f} "
+                f"%), more than --max-drop {max_drop:g}; nothing written"
             )
-        result = Int8Result(**{**asdict(result), "seconds": round(time.perf_counter() - t0, 1)})
+        seconds = round(time.perf_counter() - t0, 1)
+        result = Int8Result(
+            str(out / INT8), **check, calibration_images=len(sample), seconds=seconds
+        )
         os.replace(model, out / INT8)
         write_json(out / INT8_REPORT, asdict(result))
         return result

@@ -51,8 +51,7 @@ def read_rows(path: Path) -> list[dict[str, str]]:
     if not path.exists():
         return []
     with open(path, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return rows
+        return list(csv.DictReader(f))
 
 
 def write_rows(path: Path, rows: list[dict[str, str]]) -> None:

@@ -259,11 +259,7 @@ def encode_response(
             tensor["parameters"] = {"binary_data_size": len(raw)}
             chunks.append(raw)
         else:
-            tensor["data"] = (
-                [str(v) for v in values.ravel()]
-                if values.dtype == object
-                else (values.ravel().tolist())
-            )
+            tensor["data"] = values.ravel().tolist()  # str for BYTES, float for FP32
         outputs.append(tensor)
     head: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": outputs}
     if request.id is not None:
