@@ -26,12 +26,12 @@ from common import CATS_DOGS, CIFAR_ZIP, machine
 
 
 def feats_of(paths: list[str], size: int, cache: str) -> np.ndarray:
-    from imgclf.audit.near_duplicates import features
+    from imgclf.audit.fingerprints import features
 
     rows, f = features(paths, 0, size, cache, 2, False)
     if f is None or len(rows) != len(paths):
         raise RuntimeError("EfficientNet-Lite0 weights missing, or unreadable images")
-    return f
+    return np.asarray(f)
 
 
 def dataset(name: str, a: argparse.Namespace) -> tuple[np.ndarray, ...]:

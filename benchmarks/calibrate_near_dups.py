@@ -128,7 +128,8 @@ def main() -> None:
     ap.add_argument("--cifar", action="store_true", help="32 px CIFAR-10 train images")
     a = ap.parse_args()
     import imgclf.audit.near_duplicates as nd
-    from imgclf.audit.near_duplicates import fingerprints, joined
+    from imgclf.audit.fingerprints import fingerprints
+    from imgclf.audit.near_duplicates import joined
     from imgclf.data.folder import scan_class_folder
 
     nd.SIZE = a.size or nd.SIZE

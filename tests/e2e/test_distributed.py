@@ -182,3 +182,62 @@ def test_nccl_two_gpus_match_one_gpu_with_sync_bn(tmp_path: Path) -> None:
     assert "2 processes (nccl)" in out
     run_cli("train", str(data), *args, "--out", str(tmp_path / "g1"))
     assert max_diff(tmp_path / "g1", tmp_path / "g2") < 1e-3  # cuDNN reductions differ more
+
+
+def findings(report: Path) -> dict:
+    """What an audit found, scores rounded coarsely: two processes embed in other batches, so
+    features may differ in the last float digits."""
+    r = json.loads(report.read_text())
+    groups = {
+        k: sorted(
+            (sorted(m["path"] for m in g["members"]), g["method"], round(g["score"], 2))
+            for g in r[k]
+        )
+        for k in ("near_duplicates_across", "near_duplicates_within")
+    }
+    issues = sorted((x["path"], x["given"], x["suggested"]) for x in r["label_issues"])
+    return {**groups, "issues": issues, "outliers": sorted(o["path"] for o in r["outliers"])}
+
+
+def test_torchrun_audit_finds_what_one_process_finds(tmp_path: Path) -> None:
+    from PIL import Image, ImageOps
+
+    data = make_folder(tmp_path / "data", {"train": 24, "test": 8}, size=48)
+    first = sorted((data / "train" / "red").iterdir())[0]
+    ImageOps.mirror(Image.open(first)).save(data / "test" / "red" / "mirrored.png")
+    common = ["--near-duplicates", "--label-issues", "--workers", "1"]
+    one = run_cli(
+        "audit",
+        str(data),
+        *common,
+        "--cache-dir",
+        str(tmp_path / "c1"),
+        "--json",
+        str(tmp_path / "one.json"),
+        "--out",
+        str(tmp_path / "o1"),
+        check=False,
+    )
+    two = torchrun(
+        "-m",
+        "imgclf",
+        "audit",
+        str(data),
+        *common,
+        "--cache-dir",
+        str(tmp_path / "c2"),
+        "--json",
+        str(tmp_path / "two.json"),
+        "--out",
+        str(tmp_path / "o2"),
+        cwd=tmp_path,
+        check=False,
+        env={"OMP_NUM_THREADS": "1"},
+    )
+    assert one.returncode == 1 and two.returncode != 0, two.stderr  # a leak: exit 1 (rank 0)
+    a, b = findings(tmp_path / "one.json"), findings(tmp_path / "two.json")
+    assert a == b
+    assert any("mirrored.png" in str(g) for g in a["near_duplicates_across"])
+    # each rank decoded and embedded its share into the one cache the report was built from
+    assert len(list((tmp_path / "c2" / "decoded").glob("*/lite0-rows-*.ok"))) == 1
+    assert (tmp_path / "o2" / "audit.json").is_file() and not (tmp_path / "o1" / "x").exists()

@@ -222,3 +222,26 @@ def test_audit_of_32px_images_finds_2_to_4px_crops_the_photo_rule_misses(tmp_pat
     assert r["near_duplicates_within"] == []
     photo_rule = find_near_duplicates(files, cache_dir=str(tmp_path / "cache"), progress=False)
     assert len(photo_rule.across()) <= 4  # the rule before small sources had their own: 2
+    # the indexes a big audit uses (a graph for the features, multi-index hashing for the hashes)
+    # join exactly the pairs the all-pairs search joins here
+    cache = str(tmp_path / "cache")
+    indexed = find_near_duplicates(files, cache_dir=cache, progress=False, small=True, approx=True)
+    every = find_near_duplicates(files, cache_dir=cache, progress=False, small=True, approx=False)
+    assert indexed.groups == every.groups and len(every.across()) >= 10
+
+
+@pytest.mark.parametrize("approx", [False, True])
+def test_hash_pass_finds_plain_and_mirrored_pairs_within_8_bits(approx: bool) -> None:
+    """The bug: the all-pairs pass divided both sides by 64, so no plain (unmirrored) pair ever
+    reached the threshold; only mirrored ones were found by hash."""
+    from imgclf.audit.near_duplicates import Fingerprints, _hash_candidates
+
+    rng = np.random.default_rng(0)
+    codes = np.where(rng.random((40, 64)) < 0.5, 1, -1).astype(np.int8)
+    codes[1] = codes[0]
+    codes[1, :5] *= -1  # 5 bits differ: a re-encoded copy
+    mirrored = -codes[::-1].copy()  # unrelated to any plain code
+    mirrored[7] = codes[3]  # image 7 mirrored is image 3
+    fp = Fingerprints(np.arange(40), codes, mirrored, None, None)
+    found = {(min(i, j), max(i, j)) for i, j, _ in _hash_candidates(fp, approx) if i != j}
+    assert found == {(0, 1), (3, 7)}

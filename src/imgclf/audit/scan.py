@@ -5,21 +5,19 @@ Only reads files. Holds one record per file (path, hash, size), never the pixels
 
 from __future__ import annotations
 
-import hashlib
 import os
-import warnings
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
+from imgclf.audit.inspect import inspect_all
 from imgclf.audit.leaks import near_leaks
+from imgclf.audit.shards import SOLO, Group, gathered, share
 from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
-from imgclf.data.images import ImageDecodeError, open_image, read_bytes
 from imgclf.data.label_sources import LabelSource, read_splits
 
 TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
@@ -109,28 +107,6 @@ class AuditReport:
         return d
 
 
-def inspect_file(job: tuple[str, str, str]) -> dict[str, Any]:
-    """Worker: hash and fully decode one file. Returns plain data (picklable, no pixels)."""
-    path, split, cls = job
-    rec: dict[str, Any] = {"path": path, "split": split, "class": cls}
-    try:
-        data = read_bytes(path)
-        rec["hash"] = hashlib.blake2b(data, digest_size=16).hexdigest()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            img = open_image(data)
-        rec.update(
-            width=img.size[0],
-            height=img.size[1],
-            mode=img.mode,
-            format=img.format or "?",
-            frames=img.info.get("frames", 1),
-        )
-    except ImageDecodeError as e:
-        rec["error"] = str(e)
-    return rec
-
-
 def _collect_jobs(root: Path, report: AuditReport) -> list[tuple[str, str, str]]:
     split_dirs = find_splits(root) or {"all": root}
     classes = {s: list_class_dirs(p) for s, p in split_dirs.items()}
@@ -186,7 +162,7 @@ def _note_non_image(report: AuditReport, path: str) -> None:
 
 
 def _describe(values: list[int]) -> dict[str, float]:
-    a = np.asarray(values, dtype=np.float64)
+    a = np.sort(np.asarray(values, dtype=np.float64))  # the same sums whatever the order
     if a.size == 0:
         return {}
     q = np.percentile(a, [25, 50, 75])
@@ -224,46 +200,58 @@ def _jobs(root: Path, source: LabelSource, report: AuditReport) -> list[tuple[st
     return jobs
 
 
-def run_audit(
-    root: str | Path, workers: int = 2, progress: bool = True, source: LabelSource | None = None
-) -> tuple[AuditReport, dict]:
-    """Audit a folder (labels from its class folders, or `source`). Returns the report and the
-    raw width/height lists (for the histogram)."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
-    report = AuditReport(root=display_path(root))
-    jobs = _jobs(root, source or LabelSource(), report)
+def _fold(report: AuditReport, records: Iterator[dict[str, Any]]) -> tuple:
+    """Each file's record into the report; returns the widths, heights, files by hash, modes and
+    formats that the report summarises."""
     widths: list[int] = []
     heights: list[int] = []
     by_hash: dict[str, list[tuple[str, str]]] = defaultdict(list)
     modes: Counter[str] = Counter()
     formats: Counter[str] = Counter()
-    ctx = get_context("spawn" if os.name != "posix" else "fork")
-    with ctx.Pool(max(1, workers)) if workers > 1 else _InlinePool() as pool:
-        stream = pool.imap_unordered(inspect_file, jobs, chunksize=32)
-        for rec in tqdm(
-            stream, total=len(jobs), desc="audit", unit="img", disable=None if progress else True
-        ):
-            shown = display_path(rec["path"])
-            if "hash" in rec:
-                by_hash[rec["hash"]].append((rec["split"], shown))
-            if "error" in rec:
-                report.bad_raw.append(rec["path"])
-                report.unreadable.append(
-                    {
-                        "path": shown,
-                        "split": rec["split"],
-                        "class": rec["class"],
-                        "reason": rec["error"],
-                    }
-                )
-                continue
-            _note_readable(report, rec, shown)
-            widths.append(rec["width"])
-            heights.append(rec["height"])
-            modes[rec["mode"]] += 1
-            formats[rec["format"]] += 1
+    for rec in records:
+        shown = display_path(rec["path"])
+        if "hash" in rec:
+            by_hash[rec["hash"]].append((rec["split"], shown))
+        if "error" in rec:
+            report.bad_raw.append(rec["path"])
+            report.unreadable.append(
+                {
+                    "path": shown,
+                    "split": rec["split"],
+                    "class": rec["class"],
+                    "reason": rec["error"],
+                }
+            )
+            continue
+        _note_readable(report, rec, shown)
+        widths.append(rec["width"])
+        heights.append(rec["height"])
+        modes[rec["mode"]] += 1
+        formats[rec["format"]] += 1
+    return widths, heights, by_hash, modes, formats
+
+
+def run_audit(
+    root: str | Path,
+    workers: int = 2,
+    progress: bool = True,
+    source: LabelSource | None = None,
+    group: Group = SOLO,
+) -> tuple[AuditReport, dict]:
+    """Audit a folder (labels from its class folders, or `source`). Returns the report and the
+    raw width/height lists (for the histogram). In a torchrun group the files are shared out."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    report = AuditReport(root=display_path(root))
+    jobs = _jobs(root, source or LabelSource(), report)
+    records = inspect_all(jobs, workers, progress)
+    if group.world > 1:  # each rank inspects its share; every rank folds all of them alike
+        mine = [jobs[i] for i in share(len(jobs), group)]
+        records = iter(
+            gathered(list(inspect_all(mine, workers, progress and group.rank == 0)), group)
+        )
+    widths, heights, by_hash, modes, formats = _fold(report, records)
     _group_duplicates(report, by_hash)
     report.readable_raw.sort()
     report.unreadable.sort(key=lambda u: u["path"])
@@ -285,16 +273,3 @@ def _group_duplicates(report: AuditReport, by_hash: dict[str, list[tuple[str, st
             (report.duplicates_across if len(splits) > 1 else report.duplicates_within).append(
                 paths
             )
-
-
-class _InlinePool:
-    """Pool stand-in for workers <= 1: same interface, runs in this process (easier to debug)."""
-
-    def __enter__(self) -> _InlinePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def imap_unordered(self, fn, items, chunksize: int = 1):  # noqa: ANN001, ANN201
-        return map(fn, items)

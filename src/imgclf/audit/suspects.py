@@ -13,15 +13,19 @@ The rules, so a user can check a flag by hand:
 - An image is a label issue under either rule; `confident` says which. Score: p(suggested) -
   p(given), in (-1, 1]; the list is sorted by it, highest first.
 - Outliers: the mean cosine distance to the k nearest images of the same split, flagged past
-  the median + OUTLIER_MADS robust deviations of that split's own distances.
+  the median + OUTLIER_MADS robust deviations of that split's own distances. The neighbours come
+  from audit/neighbours.py: exact below its crossover size, an approximate index above.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from imgclf.audit.neighbours import Neighbours
 
 FOLDS = 5
 NEIGHBOURS = 10
@@ -82,30 +86,52 @@ def find_label_issues(probs: np.ndarray, labels: np.ndarray) -> list[Suspect]:
     return sorted(out, key=lambda s: -s.score)
 
 
-def knn_distance(feats: np.ndarray, k: int = NEIGHBOURS, block: int = 2048) -> np.ndarray:
-    """Mean cosine distance of each unit vector to its k nearest others, in bounded blocks."""
+def rows_of(feats: Any, idx: np.ndarray) -> Any:
+    """A subset of the features: a view of a memory map (data/row_store.Rows), or an array."""
+    return feats.subset(idx) if hasattr(feats, "subset") else feats[idx]
+
+
+def without_self(sims: np.ndarray, ids: np.ndarray, own: np.ndarray) -> tuple[np.ndarray, ...]:
+    """k+1 neighbours per row -> the k that are not the row itself (the last dropped when an
+    approximate search missed the row itself)."""
+    keep = ids != own[:, None]
+    keep[~(~keep).any(1), -1] = False
+    k = sims.shape[1] - 1
+    return sims[keep].reshape(-1, k), ids[keep].reshape(-1, k)
+
+
+def knn_distance(feats: Any, k: int = NEIGHBOURS, index: Neighbours | None = None) -> np.ndarray:
+    """Mean cosine distance of each unit vector to its k nearest others (audit/neighbours.py:
+    exact or approximate by size)."""
     n = len(feats)
     k = min(k, n - 1)
     if k < 1:
         return np.zeros(n)
-    out = np.empty(n)
-    for s in range(0, n, block):
-        sims = feats[s : s + block] @ feats.T
-        sims[np.arange(len(sims)), np.arange(s, s + len(sims))] = -np.inf  # not itself
-        top = np.partition(sims, -k, axis=1)[:, -k:]
-        out[s : s + block] = 1.0 - top.mean(1)
+    index = index or Neighbours(feats)
+    sims, ids = index.knn(feats, k + 1)
+    sims, _ = without_self(sims, ids, np.arange(n))
+    return 1.0 - sims.mean(1)
+
+
+def split_indexes(feats: Any, groups: list[str]) -> dict[str, tuple[np.ndarray, Neighbours]]:
+    """group -> (its rows, a neighbour index over them): built once for outliers and look-alikes."""
+    names = np.asarray(groups)
+    out = {}
+    for g in dict.fromkeys(groups):
+        rows = np.nonzero(names == g)[0]
+        out[g] = rows, Neighbours(rows_of(feats, rows))
     return out
 
 
-def find_outliers(feats: np.ndarray, groups: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def find_outliers(
+    feats: Any, groups: list[str], indexes: dict | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """(score, flagged) per row; score is the k-NN distance within the row's group (split),
     flagged past that group's median + OUTLIER_MADS x its median absolute deviation."""
     score = np.zeros(len(feats))
     flagged = np.zeros(len(feats), bool)
-    names = np.asarray(groups)
-    for g in dict.fromkeys(groups):
-        rows = np.nonzero(names == g)[0]
-        d = knn_distance(feats[rows])
+    for rows, index in (indexes or split_indexes(feats, groups)).values():
+        d = knn_distance(index.vectors, index=index)
         med = np.median(d) if len(d) else 0.0
         mad = np.median(np.abs(d - med)) * 1.4826 if len(d) else 0.0
         score[rows] = d

@@ -13,6 +13,7 @@ from imgclf.messages import UsageError, printable
 
 if TYPE_CHECKING:
     from imgclf.audit.scan import AuditReport
+    from imgclf.audit.shards import Group
 
 
 def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -75,6 +76,20 @@ def _add_finders(a: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """One process, or every rank of `torchrun ... -m imgclf audit` (rank 0 writes the report)."""
+    from imgclf.settings import launched_by_torchrun
+
+    if not launched_by_torchrun():
+        from imgclf.audit.shards import SOLO
+
+        return _run(args, SOLO)
+    from imgclf import backends
+
+    with backends.get("torch").object_group() as group:
+        return _run(args, group)
+
+
+def _run(args: argparse.Namespace, group: Group) -> int:
     from imgclf.audit.leaks import leak_members
     from imgclf.audit.report import format_audit, write_audit_outputs
     from imgclf.audit.scan import run_audit
@@ -91,13 +106,14 @@ def run(args: argparse.Namespace) -> int:
 
         require_weights()
     root = resolve_data(args.path, args.cache_dir)
-    report, sizes = run_audit(
-        root, args.workers, sys.stderr.isatty(), LabelSource.from_config(args)
-    )
+    progress = sys.stderr.isatty() and group.rank == 0
+    report, sizes = run_audit(root, args.workers, progress, LabelSource.from_config(args), group)
     out = Path(args.out) if args.out else default_out("audit", args.path)
-    sheet = _near_duplicates(report, args, out) if args.near_duplicates else []
+    sheet = _near_duplicates(report, args, out, group) if args.near_duplicates else []
     if args.label_issues:
-        sheet += _label_issues(report, args, out)
+        sheet += _label_issues(report, args, out, group)
+    if group.rank != 0:
+        return 0  # this rank's share is in the cache; rank 0 reports
     if args.exclude_leaks:
         report.leaks_raw = leak_members(report)
     written = write_audit_outputs(report, out, args.json, args.exclude_list) + sheet
@@ -112,7 +128,9 @@ def run(args: argparse.Namespace) -> int:
     return 1 if report.problems() else 0
 
 
-def _near_duplicates(report: AuditReport, args: argparse.Namespace, out: Path) -> list[Path]:
+def _near_duplicates(
+    report: AuditReport, args: argparse.Namespace, out: Path, group: Group
+) -> list[Path]:
     from imgclf.audit.leaks import exact_pairs
     from imgclf.audit.near_duplicates import contact_sheet, find_near_duplicates, small_sources
 
@@ -121,19 +139,28 @@ def _near_duplicates(report: AuditReport, args: argparse.Namespace, out: Path) -
         exact_pairs(report),
         args.cache_dir,
         args.workers,
-        sys.stderr.isatty(),
+        sys.stderr.isatty() and group.rank == 0,
         small_sources(report.size_stats),
+        group,
     )
+    if found is None:
+        return []
     report.near_duplicates_across, report.near_duplicates_within = found.across(), found.within()
     if not found.across():
         return []
     return [contact_sheet(found.across(), out / "near_duplicate_leaks.png")]
 
 
-def _label_issues(report: AuditReport, args: argparse.Namespace, out: Path) -> list[Path]:
+def _label_issues(
+    report: AuditReport, args: argparse.Namespace, out: Path, group: Group
+) -> list[Path]:
     from imgclf.audit.label_issues import issue_sheet, label_audit
 
-    label_audit(report, args.cache_dir, args.workers, sys.stderr.isatty())
+    label_audit(
+        report, args.cache_dir, args.workers, sys.stderr.isatty() and group.rank == 0, group
+    )
+    if group.rank != 0:
+        return []
     if not args.exclude_issues:
         report.issues_raw, report.outliers_raw = [], []
     sheets = []

@@ -89,11 +89,11 @@ def _features(paths: list[str], args: argparse.Namespace):  # noqa: ANN202
     """The audit's EfficientNet-Lite0 features of the images (None without the weights)."""
     import numpy as np
 
-    from imgclf.audit.near_duplicates import features
+    from imgclf.audit.fingerprints import features
 
     rows, feats = features(paths, 0, 224, args.cache_dir, args.workers, sys.stderr.isatty())
     if feats is None:
         return None
     full = np.zeros((len(paths), feats.shape[1]), np.float32)
-    full[rows] = feats  # an image the cache could not read keeps a zero vector
+    full[rows] = np.asarray(feats)  # an image the cache could not read keeps a zero vector
     return full

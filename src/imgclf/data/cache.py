@@ -46,6 +46,7 @@ from imgclf.data.cache_files import (
     default_cache_dir,
     file_stamp,
     real_paths,
+    remove_orphan_rows,
     sweep_temp_files,
 )
 from imgclf.data.folder import ImageIndex, display_path
@@ -99,14 +100,6 @@ class Manifest:
     failed: dict[str, list[Any]] = field(default_factory=dict)
 
 
-def remove_orphan_rows(store: Path, keep: str) -> None:
-    """Data files no manifest points at (call with the store's lock held: only the builder
-    that holds it writes rows, and runs reading an unlinked file keep their open copy)."""
-    for p in store.glob("rows-*.u8"):
-        if p.name != keep:
-            p.unlink(missing_ok=True)
-
-
 def store_key(size: int, root: str) -> str:
     return hashlib.sha1(f"v{FORMAT}|{size}|{root}".encode(errors="surrogateescape")).hexdigest()[
         :20
@@ -123,18 +116,22 @@ class DecodedCache:
         self.dir = self.base / "decoded" / store_key(size, self.root)
         self.row_bytes = size * size * 3
         self.rows = np.full(len(index), -1, dtype=np.int64)  # position -> row, -1 if not ok
+        self.data_name = ""  # this snapshot's data file (rows-<id>.u8), once built
         self._fd = -1
 
     # ---- building --------------------------------------------------------------------------
 
-    def build(self, workers: int = 2, progress: bool = True) -> CacheStats:
+    def build(
+        self, workers: int = 2, progress: bool = True, only: np.ndarray | None = None
+    ) -> CacheStats:
         """Decode what is missing, changed or damaged; then snapshot the rows this index uses.
-        Safe to call from several processes at once (they take turns under a file lock)."""
+        Safe to call from several processes at once (they take turns under a file lock).
+        only: the positions to look at (a torchrun rank's shard); the others stay unread (-1)."""
         try:
             private_dir(self.dir)
             with FileLock(str(self.dir / "lock")):
                 os.utime(self.dir / "lock")  # "last used", for `imgclf cache prune`
-                return self._build_locked(workers, progress)
+                return self._build_locked(workers, progress, only)
         except (ImageDecodeError, CacheUnavailable):
             raise
         except OSError as e:
@@ -143,17 +140,22 @@ class DecodedCache:
                 f"{display_path(where)}: cannot write the decoded cache ({e.strerror or e})"
             ) from None
 
-    def _build_locked(self, workers: int, progress: bool) -> CacheStats:
+    def _build_locked(self, workers: int, progress: bool, only: np.ndarray | None) -> CacheStats:
         sweep_temp_files(self.dir)
         m = self._load_manifest()
         self.close()
+        self.data_name = m.data
         data_path = self.dir / m.data
         self._fd = os.open(data_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        stamps = [file_stamp(k) for k in self.keys]
+        looked = range(len(self.keys)) if only is None else sorted(set(np.asarray(only).tolist()))
+        stamps = [NO_STAMP] * len(self.keys)
+        for pos in looked:
+            stamps[pos] = file_stamp(self.keys[pos])
         failed: dict[int, str] = {}
         todo: list[int] = []
         damaged = 0
-        for pos, (key, st) in enumerate(zip(self.keys, stamps, strict=True)):
+        for pos in looked:
+            key, st = self.keys[pos], stamps[pos]
             ok, bad = m.ok.get(key), m.failed.get(key)
             if ok is not None and tuple(ok[1:5]) == st:
                 if self._row_crc(ok[0]) == ok[5]:
@@ -170,7 +172,7 @@ class DecodedCache:
                 "decoding them again"
             )
         self._decode(m, todo, stamps, failed, workers, progress)
-        return CacheStats(decoded=len(todo), reused=len(self.keys) - len(todo), failed=failed)
+        return CacheStats(decoded=len(todo), reused=len(looked) - len(todo), failed=failed)
 
     def _load_manifest(self) -> Manifest:
         path = self.dir / MANIFEST

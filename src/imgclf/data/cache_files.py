@@ -40,3 +40,15 @@ def sweep_temp_files(folder: Path) -> None:
     """Remove temp files a killed writer left (call with the folder's lock held)."""
     for p in folder.glob(".*.tmp"):
         p.unlink(missing_ok=True)
+
+
+def remove_orphan_rows(store: Path, keep: str) -> None:
+    """Data files no manifest points at (call with the store's lock held: only the builder
+    that holds it writes rows, and runs reading an unlinked file keep their open copy)."""
+    for p in store.glob("rows-*.u8"):
+        if p.name != keep:
+            p.unlink(missing_ok=True)
+    stem = Path(keep).stem if keep else ""
+    for p in store.glob("*-rows-*.*"):  # arrays derived from the rows (data/row_store.py)
+        if not stem or not p.name.split(".")[0].endswith(stem):
+            p.unlink(missing_ok=True)

@@ -77,10 +77,18 @@ def count_params(model: Any) -> tuple[int, int]:
 # torch is imported under backends/torch/ alone (the audit's network pass, preview, bench).
 
 
-def lite_features(cache: Any, rows: np.ndarray, progress: bool, variant: int = 0) -> Any:
-    from imgclf.backends.torch.embed import lite_features as features
+def lite_embedder(variant: int = 0) -> Any:
+    """(cache, positions) -> unit Lite<variant> features, batch by batch; None without weights."""
+    from imgclf.backends.torch.embed import lite_embedder as embedder
 
-    return features(cache, rows, progress, variant)
+    return embedder(variant)
+
+
+def object_group() -> Any:
+    """A context manager: torchrun's group on gloo for the sharded audit, or None outside one."""
+    from imgclf.backends.torch.distributed import object_group as group
+
+    return group()
 
 
 def lite_weights_missing(variant: int) -> str | None:

@@ -206,3 +206,43 @@ def gather_blocks(d: Dist, t: torch.Tensor, n: int) -> torch.Tensor:
     parts = [torch.empty_like(pad) for _ in range(d.world)]
     dist.all_gather(parts, pad)
     return torch.cat([p[:s] for p, s in zip(parts, sizes, strict=True)])
+
+
+@dataclass(frozen=True)
+class ObjectGroup:
+    """A gloo group for work that moves Python objects, not tensors (the sharded audit)."""
+
+    rank: int
+    world: int
+
+    def barrier(self) -> None:
+        dist.barrier()
+
+    def all_gather(self, obj: Any) -> list[Any]:
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+
+@contextlib.contextmanager
+def object_group() -> Iterator[ObjectGroup | None]:
+    """Join torchrun's group on gloo (CPU) for the block and always leave it; None outside
+    torchrun. The timeout is training's (IMGCLF_DIST_TIMEOUT_MIN): rank 0 builds the indexes while
+    the others wait."""
+    if not launched_by_torchrun():
+        yield None
+        return
+    rank, world = env_rank(), int(os.environ["WORLD_SIZE"])
+    timeout = datetime.timedelta(minutes=settings().dist_timeout_min)
+    store = _attempt_store(world, timeout)
+    dist.init_process_group(
+        "gloo",
+        store=store,
+        rank=rank if store else -1,
+        world_size=world if store else -1,
+        timeout=timeout,
+    )
+    try:
+        yield ObjectGroup(rank, world)
+    finally:
+        dist.destroy_process_group()
