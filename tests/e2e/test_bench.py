@@ -81,7 +81,7 @@ def test_cpu_bf16_trains_in_bf16_or_is_refused_by_name(tiny_folder: Path, tmp_pa
         run = tmp_path / "refused"
         args = [*train, "--cpu-bf16", "--out", str(run)]
         bad = run_cli("train", str(tiny_folder), *args, check=False)
-        assert bad.returncode == 1 and "this CPU has no native bf16" in bad.stderr
+        assert bad.returncode == 2 and "this CPU has no native bf16" in bad.stderr
         assert len(bad.stderr.strip().splitlines()) == 1 and not run.exists()
         return
     losses = {}
