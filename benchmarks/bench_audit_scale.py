@@ -148,6 +148,8 @@ def recall_on_copies(root: Path, pair_keys: list[list[int]]) -> dict:
 
 
 def exponent(rows: list[dict], key: str) -> float:
+    if len(rows) < 2:
+        return float("nan")
     n = np.log([r["n"] for r in rows])
     t = np.log([max(r[key], 1e-3) for r in rows])
     return float(np.polyfit(n, t, 1)[0])
