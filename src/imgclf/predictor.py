@@ -144,6 +144,15 @@ def predict_paths(
     return rows
 
 
+def mark_unsure(rows: list[dict[str, Any]], below: float) -> int:
+    """`predict --abstain P`: flag each answered row whose top probability is under P as not
+    sure (its class stays: the model's best guess, for the person it is handed to). How many."""
+    for r in rows:
+        if "error" not in r:
+            r["abstained"] = r["probability"] < below
+    return sum(bool(r.get("abstained")) for r in rows)
+
+
 def answer(probs: np.ndarray, names: list[str], top_k: int) -> dict[str, Any]:
     """One image's row: the predicted class, its probability and the top k."""
     order = np.argsort(-probs)[:top_k]

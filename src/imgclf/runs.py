@@ -46,6 +46,7 @@ class RunDir:
     CURVES, CONFUSION, TOP_LOSSES = "curves.png", "confusion_matrix.png", "top_losses.png"
     CALIBRATION = "calibration.json"  # the temperature fitted on val, ECE before and after
     RELIABILITY = "reliability.png"
+    COVERAGE = "coverage.png"
     TENSORBOARD = "tensorboard"
     BACKUP = "backup"  # Keras' BackupAndRestore state
     EXPORT = "export"

@@ -139,6 +139,24 @@ def plot_reliability(calibration: dict[str, Any], path: str | Path) -> Path:
     return save_figure(fig, path)
 
 
+def plot_coverage(cov: dict[str, Any], path: str | Path) -> Path:
+    """Accuracy of the answered images against the share answered (predict --abstain P)."""
+    fig, ax = plt.subplots(figsize=(4.8, 4.0))
+    xs, ys = zip(*cov["curve"], strict=True) if cov["curve"] else ((), ())
+    ax.plot(xs, ys, "-")
+    for p in cov["points"][1:]:
+        ax.annotate(f"P {p['threshold']:.2f}", (p["coverage"], p["accuracy"]), fontsize=7)
+        ax.plot(p["coverage"], p["accuracy"], "o", color="C1", ms=3)
+    ax.set(
+        title="Accuracy when the least sure are not answered",
+        xlabel="coverage (share answered)",
+        ylabel="accuracy of the answered",
+        xlim=(0.5, 1.0),
+    )
+    ax.grid(alpha=0.3)
+    return save_figure(fig, path)
+
+
 def blend(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """uint8 image with a [0, 1] map laid over it: jet colours at 45 % (Grad-CAM overlays)."""
     heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.float32)

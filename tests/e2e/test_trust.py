@@ -187,3 +187,33 @@ def test_progress_bars_on_a_terminal_and_plain_lines_otherwise(
     os.close(master)
     bar = b"".join(chunks).decode(errors="replace")
     assert p.returncode == 0 and "\r" in bar and "evaluate" in bar, bar
+
+
+def test_predict_abstains_below_p_and_evaluate_says_what_each_p_buys(
+    tiny_folder: Path, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    run_cli("train", str(tiny_folder), *TINY, "--out", str(run))
+    ev = run_cli("evaluate", str(run)).stdout
+    assert "answering only above P (predict --abstain P):" in ev
+    cov = json.loads((run / "metrics.json").read_text())["coverage"]
+    assert cov["points"][0]["coverage"] == 1.0 and len(cov["curve"]) == 12
+    assert (run / "coverage.png").stat().st_size > 0
+    assert "Not answering the least sure" in (run / "report.html").read_text()
+    photos = sorted(str(p) for p in (tiny_folder / "test").rglob("*.png"))
+    out, table = tmp_path / "rows.json", tmp_path / "rows.csv"
+    plain = run_cli("predict", str(run), *photos, "--json", str(out)).stdout
+    probs = [r["probability"] for r in json.loads(out.read_text())]
+    p = sorted(probs)[len(probs) // 2]  # about half are under it
+    res = run_cli("predict", str(run), *photos, "--abstain", str(p), "--json", str(out))
+    res2 = run_cli("predict", str(run), *photos, "--abstain", str(p), "--csv", str(table))
+    rows = json.loads(out.read_text())
+    unsure = [r for r in rows if r["abstained"]]
+    assert unsure and all(r["probability"] < p for r in unsure)
+    assert all(r["probability"] >= p for r in rows if not r["abstained"])
+    assert res.stdout.count("NOT SURE") == len(unsure) and "NOT SURE" not in plain
+    assert f"not sure: {len(unsure)} of {len(rows)} images" in res.stdout
+    assert table.read_text().splitlines()[0] == "path,class,probability,error,abstained"
+    assert res2.stdout.count("NOT SURE") == table.read_text().count(",true")
+    bad = run_cli("predict", str(run), *photos, "--abstain", "1.5", check=False)
+    assert bad.returncode == 2 and "not a probability between 0 and 1" in bad.stderr

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 def print_evaluation(m: dict) -> None:
     """What evaluate says: accuracy, the baseline, warnings, calibration, the per-class table."""
     from imgclf.calibration import describe
-    from imgclf.evaluation.metrics import format_per_class
+    from imgclf.evaluation.metrics import format_coverage, format_per_class
     from imgclf.runs import RunDir
 
     tta = " with flip TTA" if m["tta"] == "flip" else ""
@@ -105,6 +105,8 @@ def print_evaluation(m: dict) -> None:
         print(f"warning: {m['split_warning']}")
     print(printable(describe(m["calibration"], m["split"])))
     print(printable(format_per_class(m), lines=True))
+    if m.get("coverage", {}).get("points"):
+        print(format_coverage(m["coverage"]))
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unreadable file(s)")
     if leaks := m.get("near_duplicate_leaks"):

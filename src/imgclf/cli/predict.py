@@ -43,14 +43,33 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         help="eager: the run's framework; onnx / onnx-int8: its ONNX export in onnxruntime, "
         "float32 or int8 (made when missing, as serve does); auto: as serve chooses",
     )
+    r.add_argument(
+        "--abstain",
+        type=probability,
+        metavar="P",
+        default=0.0,
+        help="answer NOT SURE for an image whose top probability (calibrated) is below P, to be "
+        "handed to a person; the class stays as the model's guess and --csv/--json rows gain "
+        "abstained. evaluate's coverage table says what each P costs and buys",
+    )
     add_inference_options(r)
     return r
+
+
+def probability(text: str) -> float:
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from imgclf.data.folder import display_path
     from imgclf.files import write_json
-    from imgclf.predictor import expand_inputs, load_predictor, predict_paths
+    from imgclf.predictor import expand_inputs, load_predictor, mark_unsure, predict_paths
 
     predictor = (
         _predictor(args)
@@ -72,14 +91,13 @@ def run(args: argparse.Namespace) -> int:
         rows = explain_paths(predictor, paths, args.explain, cls, top_k=args.top_k)
     else:
         rows = predict_paths(predictor, paths, top_k=args.top_k)
+    unsure = mark_unsure(rows, args.abstain) if args.abstain else 0
     width = max(len(printable(display_path(r["path"]))) for r in rows)
     for r in rows:
-        name = printable(display_path(r["path"])).ljust(width)
-        print(
-            f"{name}  ERROR {printable(r['error'])}"
-            if "error" in r
-            else f"{name}  {printable(r['class'])}  {r['probability']:.3f}"
-        )
+        print(f"{printable(display_path(r['path'])).ljust(width)}  {_verdict(r)}")
+    if args.abstain:
+        answered = sum("error" not in r for r in rows)
+        print(f"not sure: {unsure} of {answered} images (top probability below {args.abstain})")
     if args.csv:
         _write_csv(rows, args.csv)
     if args.json:
@@ -87,6 +105,13 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         _prediction_grid(rows, args.grid)
     return 1 if all("error" in r for r in rows) else 0
+
+
+def _verdict(r: dict) -> str:
+    if "error" in r:
+        return f"ERROR {printable(r['error'])}"
+    guess = f"{printable(r['class'])}  {r['probability']:.3f}"
+    return f"NOT SURE  ({guess})" if r.get("abstained") else guess
 
 
 def _predictor(args: argparse.Namespace):  # noqa: ANN202 (a Predictor)
@@ -109,11 +134,13 @@ def _write_csv(rows: list[dict], out: str) -> None:
 
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["path", "class", "probability", "error"])
+    unsure = any("abstained" in r for r in rows)
+    w.writerow(["path", "class", "probability", "error"] + (["abstained"] if unsure else []))
     for r in rows:
         cells = [display_path(r["path"]), r.get("class", ""), r.get("error", "")]
         path, cls, err = (spreadsheet_safe(c) for c in cells)
-        w.writerow([path, cls, r.get("probability", ""), err])
+        flag = [str(r["abstained"]).lower() if "abstained" in r else ""] if unsure else []
+        w.writerow([path, cls, r.get("probability", ""), err, *flag])
     write_text(out, buf.getvalue())
 
 
@@ -121,6 +148,12 @@ def spreadsheet_safe(cell: str) -> str:
     """OWASP's defence against CSV formula injection: a cell a spreadsheet would read as a
     formula (= + - @, tab, carriage return first) gets a leading apostrophe."""
     return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
+
+
+def _caption(r: dict) -> str:
+    cls = r["class"].upper()
+    said = f"NOT SURE: {cls}?" if r.get("abstained") else f"is a {cls}"
+    return f"{said}\n({r['probability']:.0%})"
 
 
 def _prediction_grid(rows: list[dict], out: str) -> None:
@@ -133,9 +166,6 @@ def _prediction_grid(rows: list[dict], out: str) -> None:
     ok = [r for r in rows if "error" not in r][:24]
     # with --explain the grid shows each overlay (the map on the picture the model saw)
     imgs = [np.asarray(load_rgb(r.get("explanation", {}).get("png") or r["path"])) for r in ok]
-    titles = [
-        f"{Path(display_path(r['path'])).name} is a {r['class'].upper()}\n({r['probability']:.0%})"
-        for r in ok
-    ]
+    titles = [f"{Path(display_path(r['path'])).name} {_caption(r)}" for r in ok]
     plot_image_grid(imgs, titles, out)
     print(f"wrote {out}")

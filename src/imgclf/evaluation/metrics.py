@@ -65,3 +65,55 @@ def top_losses(y_true: np.ndarray, probs: np.ndarray, k: int = 16) -> np.ndarray
     wrong = np.flatnonzero(probs.argmax(1) != y_true)
     conf = probs[wrong].max(1)
     return wrong[np.argsort(-conf)][:k]
+
+
+COVERAGES = (1.0, 0.99, 0.98, 0.95, 0.9, 0.8)
+TARGETS = (0.99, 0.995, 0.999)
+
+
+def coverage(y_true: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Accuracy against coverage when the least confident images are handed to a person
+    (`predict --abstain P` answers only where the top probability is >= P): the accuracy at
+    fixed coverages, the P and coverage that reach each accuracy target, and the curve."""
+    n = len(y_true)
+    if not n:
+        return {"points": [], "targets": [], "curve": []}
+    conf = probs.max(1)
+    order = np.argsort(-conf, kind="stable")
+    correct = np.cumsum(probs.argmax(1)[order] == np.asarray(y_true)[order])
+    acc = correct / np.arange(1, n + 1)  # accuracy of the m most confident, m = 1..n
+
+    def point(m: int) -> dict[str, float]:
+        p = float(conf[order[m - 1]])
+        kept = int((conf >= p).sum())  # ties at P are answered too
+        return {"threshold": p, "coverage": kept / n, "accuracy": float(acc[kept - 1])}
+
+    points = [point(max(1, int(np.ceil(c * n - 1e-9)))) for c in COVERAGES]
+    # a cut can fall only where the confidence changes: ties at P are all answered
+    s = conf[order]
+    cuts = np.flatnonzero(np.append(s[1:] < s[:-1], True))
+    targets = []
+    for t in TARGETS:
+        ok = cuts[acc[cuts] >= t]
+        targets.append({"target": t, **(point(int(ok[-1]) + 1) if len(ok) else {})})
+    step = max(1, n // 200)
+    curve = [[(m + 1) / n, float(acc[m])] for m in range(step - 1, n, step)]
+    return {"points": points, "targets": targets, "curve": curve}
+
+
+def format_coverage(cov: dict[str, Any]) -> str:
+    """evaluate's lines: what abstaining on the least sure images buys."""
+    lines = ["answering only above P (predict --abstain P):"]
+    for p in cov["points"]:
+        lines.append(
+            f"  P {p['threshold']:.3f}: {p['coverage']:7.2%} answered, accuracy {p['accuracy']:.2%}"
+        )
+    for t in cov["targets"]:
+        if "threshold" in t:
+            lines.append(
+                f"  for {t['target']:.1%} accuracy: --abstain {t['threshold']:.3f} "
+                f"answers {t['coverage']:.2%}"
+            )
+        else:
+            lines.append(f"  {t['target']:.1%} accuracy: not reached at any coverage")
+    return "\n".join(lines)

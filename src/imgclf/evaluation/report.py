@@ -15,6 +15,7 @@ IMAGES = [
     (RunDir.CONFUSION, "Confusion matrix"),
     (RunDir.TOP_LOSSES, "Most confidently wrong images"),
     (RunDir.RELIABILITY, "Reliability diagram"),
+    (RunDir.COVERAGE, "Accuracy against coverage (predict --abstain P)"),
 ]
 
 
@@ -61,6 +62,23 @@ def _calibration(m: dict[str, Any]) -> str:
     )
 
 
+def _coverage(m: dict[str, Any]) -> str:
+    """The abstention table: answer only above P, what is answered and how well."""
+    cov = m.get("coverage")
+    if not cov or not cov["points"]:
+        return ""
+    rows = "".join(
+        f"<tr><td>{p['threshold']:.3f}</td><td>{p['coverage']:.2%}</td><td>{p['accuracy']:.2%}"
+        "</td></tr>"
+        for p in cov["points"]
+    )
+    return (
+        "<h2>Not answering the least sure</h2><p><code>imgclf predict RUN PHOTOS --abstain P"
+        "</code> answers NOT SURE below P.</p><table><tr><th>P</th><th>answered</th>"
+        f"<th>accuracy of the answered</th></tr>{rows}</table>"
+    )
+
+
 def write_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     e = html.escape
     rows = "".join(
@@ -89,6 +107,7 @@ macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("
 <p>{_calibration(metrics)}</p>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>
 <th>images</th></tr>{rows}</table>
+{_coverage(metrics)}
 <h2>History</h2><table><tr><th>epoch</th><th>train loss</th><th>train acc</th><th>val loss</th>
 <th>val acc</th><th>img/s</th></tr>{hist}</table>
 {figs}</body></html>"""

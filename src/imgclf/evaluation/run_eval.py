@@ -16,14 +16,21 @@ from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import ImageIndex
 from imgclf.data.label_sources import LabelSource
 from imgclf.data.sources import resolve_data
-from imgclf.evaluation.metrics import compute_metrics, top_losses
+from imgclf.evaluation.metrics import compute_metrics, coverage, top_losses
 from imgclf.evaluation.report import write_report
 from imgclf.evaluation.scoring import align_classes, predict_index, split_index
 from imgclf.explain import top_loss_maps
 from imgclf.files import write_json
 from imgclf.predictor import FlipTTA, Predictor, load_predictor
 from imgclf.runs import RunDir
-from imgclf.viz import blend, plot_confusion, plot_curves, plot_image_grid, plot_reliability
+from imgclf.viz import (
+    blend,
+    plot_confusion,
+    plot_coverage,
+    plot_curves,
+    plot_image_grid,
+    plot_reliability,
+)
 
 
 def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
@@ -104,6 +111,7 @@ def evaluate_run(
     probs = cal if calibration else probs
     metrics = compute_metrics(y, probs, names)
     metrics["calibration"] = {**calib, "applied": calibration and calib["temperature"] is not None}
+    metrics["coverage"] = coverage(y, probs)
     metrics.update(trust_notes(run, use, y, names, metrics["accuracy"]))
     paths = [index.paths[r] for r in rows]
     metrics.update(audit_notes(root, paths, y, probs))
@@ -152,6 +160,7 @@ def write_outputs(
     plot_confusion(metrics["confusion_matrix"], names, out / RunDir.CONFUSION)
     if len(y):
         plot_reliability(metrics["calibration"], out / RunDir.RELIABILITY)
+        plot_coverage(metrics["coverage"], out / RunDir.COVERAGE)
     if history:
         plot_curves(history, out / RunDir.CURVES)
     worst = top_losses(y, probs, 16)

@@ -1,0 +1,117 @@
+"""Phase 2 of bench_transfer_levers.py: heads on saved features, every variant side by side.
+
+A variant: the feature configs averaged as probabilities (each a '+'-joined concatenation), the
+views the head trains on, the views averaged at test time, and the head. The weight decay (C) is
+chosen by 5-fold CV on train, with an image's views kept in one fold (so a mirror never scores
+its own original); the test sets never choose anything.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+SETS = ("test", "shifted", "offcrop", "small", "cifar")
+CS = (0.1, 0.3, 1.0, 3.0)
+
+# name: (members, train views, test views)
+VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[str, ...]]] = {
+    "recipe: Lite2@260 c+cm / TTA c,cm": (["lite2@260"], ("c", "cm"), ("c", "cm")),
+    "Lite2@260 c+cm / no TTA": (["lite2@260"], ("c", "cm"), ("c",)),
+    "Lite2@260 c+cm / TTA c,cm,f,fm": (["lite2@260"], ("c", "cm"), ("c", "cm", "f", "fm")),
+    "Lite2@260 all views / TTA c,cm,f,fm": (
+        ["lite2@260"],
+        ("c", "cm", "f", "fm"),
+        ("c", "cm", "f", "fm"),
+    ),
+    "Lite2@260 all views / TTA c,cm": (["lite2@260"], ("c", "cm", "f", "fm"), ("c", "cm")),
+    "Lite2@300 c+cm / TTA c,cm": (["lite2@300"], ("c", "cm"), ("c", "cm")),
+    "Lite2@260 and @300 averaged / TTA c,cm": (
+        ["lite2@260", "lite2@300"],
+        ("c", "cm"),
+        ("c", "cm"),
+    ),
+    "Lite2@260+@300 concatenated / TTA c,cm": (["lite2@260+lite2@300"], ("c", "cm"), ("c", "cm")),
+    "Lite0, Lite1, Lite2 averaged / TTA c,cm": (
+        ["lite0@224", "lite1@240", "lite2@260"],
+        ("c", "cm"),
+        ("c", "cm"),
+    ),
+    "Lite1 and Lite2 averaged / TTA c,cm": (["lite1@240", "lite2@260"], ("c", "cm"), ("c", "cm")),
+}
+
+
+def load(work: Path, member: str, view: str, split: str) -> np.ndarray | None:
+    parts = []
+    for cfg in member.split("+"):
+        f = work / f"{cfg}-{view}-{split}.npy"
+        if not f.exists():
+            return None
+        parts.append(np.load(f))
+    return np.concatenate(parts, 1)
+
+
+def fit(x: np.ndarray, y: np.ndarray, c: float) -> LogisticRegression:
+    # features scaled once by their overall spread, so one C grid suits every backbone
+    return LogisticRegression(C=c, max_iter=2000).fit(x, y)
+
+
+def stack(work: Path, member: str, views: tuple[str, ...], split: str) -> np.ndarray | None:
+    got = [load(work, member, v, split) for v in views]
+    return None if any(g is None for g in got) else np.stack(got)  # (views, n, d)
+
+
+def choose_c(xs: np.ndarray, y: np.ndarray, test_views: int) -> tuple[float, int]:
+    """C with the fewest CV errors (TTA over the first test_views of the train views)."""
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))
+    best = (CS[0], len(y) + 1)
+    for c in CS:
+        wrong = 0
+        for tr, te in folds:
+            v = xs.shape[0]
+            m = fit(xs[:, tr].reshape(v * len(tr), -1), np.tile(y[tr], v), c)
+            p = np.mean([m.predict_proba(xs[k, te]) for k in range(min(test_views, v))], 0)
+            wrong += int((p.argmax(1) != y[te]).sum())
+        if wrong < best[1]:
+            best = (c, wrong)
+    return best
+
+
+def variant(work: Path, members: list[str], train_v: tuple, test_v: tuple) -> dict | None:
+    y = np.load(work / "train-labels.npy")
+    probs: dict[str, list[np.ndarray]] = {s: [] for s in SETS}
+    cv, t0 = [], time.perf_counter()
+    for member in members:
+        xs = stack(work, member, train_v, "train")
+        if xs is None:
+            return None
+        scale = float(np.linalg.norm(xs[0], axis=1).mean())
+        c, wrong = choose_c(xs / scale, y, len(test_v) if set(test_v) <= set(train_v) else 1)
+        cv.append({"member": member, "C": c, "cv_errors": wrong})
+        v = xs.shape[0]
+        m = fit((xs / scale).reshape(v * len(y), -1), np.tile(y, v), c)
+        for s in SETS:
+            xt = stack(work, member, test_v, s)
+            if xt is None:
+                return None
+            probs[s].append(np.mean([m.predict_proba(x / scale) for x in xt], 0))
+    out: dict = {"heads": cv, "head_s": round(time.perf_counter() - t0, 1)}
+    for s in SETS:
+        p, ys = np.mean(probs[s], 0), np.load(work / f"{s}-labels.npy")
+        wrong = p.argmax(1) != ys
+        out[s] = {"accuracy": round(100 * (1 - wrong.mean()), 2), "errors": int(wrong.sum())}
+    return out
+
+
+def heads(work: Path) -> dict:
+    out = {}
+    for name, (members, train_v, test_v) in VARIANTS.items():
+        r = variant(work, members, train_v, test_v)
+        if r is not None:
+            out[name] = r
+            print(name, {s: r[s]["errors"] for s in SETS}, r["heads"], flush=True)
+    return out

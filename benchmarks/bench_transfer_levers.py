@@ -1,0 +1,155 @@
+"""The transfer recipe's levers (issue 40), each side by side on the same features.
+
+Phase 1 (`features`): frozen EfficientNet-Lite features of CATS_DOGS train and test, and of sets
+built here to be unlike the training photos, at a backbone's size or larger, for several views of
+each photo: `c` (shorter side resized, centre crop: what the recipe does), `f` (the whole photo
+squashed to a square: nothing cut off) and their mirrors `cm`, `fm`. Saved as .npy under --work.
+
+Phase 2 (`heads`): logistic-regression heads fitted on train views, scored on every set with
+every test-time view combination; the weight decay by 5-fold CV on train (never the test sets).
+
+The sets built from the 1,000 test photos (seeded, so every variant sees the same images):
+- shifted: the centre 70 % at 35 % of the size, JPEG quality 30 (bench_int8's copy);
+- offcrop: a crop of 45-70 % of each side at a random place, JPEG quality 75 (other framing);
+- small: the whole photo at 96 px on its longer side, JPEG quality 50 (low resolution);
+- cifar: CIFAR-10's 1,000 cat and 1,000 dog test images (32 px; another source altogether).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import random
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import CATS_DOGS, CIFAR_ZIP  # noqa: E402
+
+CLASSES = ("CAT", "DOG")
+VIEWS = ("c", "cm", "f", "fm")
+
+
+def _jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def shifted(img: Image.Image, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    crop = img.crop((int(w * 0.15), int(h * 0.15), int(w * 0.85), int(h * 0.85)))
+    return _jpeg(crop.resize((max(1, int(w * 0.35)), max(1, int(h * 0.35)))), 30)
+
+
+def offcrop(img: Image.Image, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    cw, ch = int(w * rng.uniform(0.45, 0.7)), int(h * rng.uniform(0.45, 0.7))
+    x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
+    return _jpeg(img.crop((x, y, x + cw, y + ch)), 75)
+
+
+def small(img: Image.Image, rng: random.Random) -> Image.Image:
+    w, h = img.size
+    s = 96 / max(w, h)
+    return _jpeg(img.resize((max(1, round(w * s)), max(1, round(h * s)))), 50)
+
+
+def photos(split: str) -> tuple[list[Image.Image], np.ndarray]:
+    imgs, labels = [], []
+    for k, c in enumerate(CLASSES):
+        for f in sorted((CATS_DOGS / split / c).iterdir()):
+            imgs.append(ImageOps.exif_transpose(Image.open(f)).convert("RGB"))
+            labels.append(k)
+    return imgs, np.array(labels)
+
+
+def cifar_cats_dogs() -> tuple[list[Image.Image], np.ndarray]:
+    imgs, labels = [], []
+    with zipfile.ZipFile(CIFAR_ZIP) as z:
+        for name in sorted(z.namelist()):
+            parts = name.lower().split("/")
+            if "test" in parts and any(p in ("cat", "dog") for p in parts[:-1]):
+                label = 0 if "cat" in parts[:-1] else 1
+                imgs.append(Image.open(io.BytesIO(z.read(name))).convert("RGB"))
+                labels.append(label)
+    return imgs, np.array(labels)
+
+
+def sets() -> dict[str, tuple[list[Image.Image], np.ndarray]]:
+    train, test = photos("train"), photos("test")
+    out = {"train": train, "test": test}
+    for name, make in (("shifted", shifted), ("offcrop", offcrop), ("small", small)):
+        rng = random.Random(40)
+        out[name] = ([make(im, rng) for im in test[0]], test[1])
+    out["cifar"] = cifar_cats_dogs()
+    return out
+
+
+def view(img: Image.Image, size: int, kind: str) -> np.ndarray:
+    if kind.startswith("c"):
+        w, h = img.size
+        s = size / min(w, h)
+        img = img.resize((max(size, round(w * s)), max(size, round(h * s))), Image.BILINEAR)
+        w, h = img.size
+        left, top = (w - size) // 2, (h - size) // 2
+        img = img.crop((left, top, left + size, top + size))
+    else:
+        img = img.resize((size, size), Image.BILINEAR)
+    a = np.asarray(img, dtype=np.uint8)
+    return a[:, ::-1] if kind.endswith("m") else a
+
+
+def features(args: argparse.Namespace) -> None:
+    import torch
+
+    from imgclf.backends.torch.models.efficientnet_lite import LiteFeatures, build_lite_imagenet
+
+    torch.set_num_threads(2)
+    data = sets()
+    for spec in args.configs:
+        variant, size = (int(x) for x in spec.split("@"))
+        net = build_lite_imagenet(variant)
+        net._fc, net._dropout = torch.nn.Identity(), torch.nn.Identity()
+        model = LiteFeatures(net).eval()
+        for name, (imgs, labels) in data.items():
+            np.save(args.work / f"{name}-labels.npy", labels)
+            for kind in args.views:
+                out = args.work / f"lite{variant}@{size}-{kind}-{name}.npy"
+                if out.exists():
+                    continue
+                t0, rows = time.perf_counter(), []
+                with torch.no_grad():
+                    for s in range(0, len(imgs), 32):
+                        x = np.stack([view(im, size, kind) for im in imgs[s : s + 32]])
+                        t = torch.from_numpy(x).permute(0, 3, 1, 2).float().contiguous()
+                        rows.append(model((t - 127.0) / 128.0).numpy())
+                np.save(out, np.concatenate(rows))
+                dt = time.perf_counter() - t0
+                print(f"{out.name}: {len(imgs)} images, {dt:.0f} s", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--phase", choices=("features", "heads"), required=True)
+    ap.add_argument("--work", type=Path, default=Path("/tmp/levers"))
+    ap.add_argument("--configs", nargs="+", default=["2@260"], help="variant@size")
+    ap.add_argument("--views", nargs="+", default=list(VIEWS))
+    args = ap.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.phase == "features":
+        features(args)
+    else:
+        from bench_transfer_heads import heads
+
+        print(json.dumps(heads(args.work), indent=1))
+
+
+if __name__ == "__main__":
+    main()
