@@ -45,7 +45,7 @@ def test_transfer_recipe_end_to_end_on_tiny_data(tmp_path: Path) -> None:
     assert line.endswith("overridden: --epochs 2")
     cfg = _config(run)
     assert cfg["recipe_choices"]["augment"] == "flip" and cfg["recipe_overridden"] == {"epochs": 2}
-    assert cfg["resolved_image_size"] == 260 and cfg["tta"] is True
+    assert cfg["resolved_image_size"] == 300 and cfg["tta"] is True
     # validation is carved from train/, never test/, so the test accuracy stays honest
     splits = load_splits(data, cfg["val_fraction"], cfg["seed"])
     assert len(splits["val"]) == 3 and all("/train/" in p for p in splits["val"].paths)

@@ -106,14 +106,23 @@ def format_coverage(cov: dict[str, Any]) -> str:
     lines = ["answering only above P (predict --abstain P):"]
     for p in cov["points"]:
         lines.append(
-            f"  P {p['threshold']:.3f}: {p['coverage']:7.2%} answered, accuracy {p['accuracy']:.2%}"
+            f"  P {threshold_text(p['threshold'])}: {p['coverage']:7.2%} answered, "
+            f"accuracy {p['accuracy']:.2%}"
         )
     for t in cov["targets"]:
         if "threshold" in t:
             lines.append(
-                f"  for {t['target']:.1%} accuracy: --abstain {t['threshold']:.3f} "
+                f"  for {t['target']:.1%} accuracy: --abstain {threshold_text(t['threshold'])} "
                 f"answers {t['coverage']:.2%}"
             )
         else:
             lines.append(f"  {t['target']:.1%} accuracy: not reached at any coverage")
     return "\n".join(lines)
+
+
+def threshold_text(p: float) -> str:
+    """A threshold with the digits that tell it from 1: 0.504, 0.983, 0.99962."""
+    digits = 3
+    while digits < 8 and round(p, digits) >= 1 and p < 1:
+        digits += 1
+    return f"{p:.{digits}f}"

@@ -7,6 +7,7 @@ import html
 from pathlib import Path
 from typing import Any
 
+from imgclf.evaluation.metrics import threshold_text
 from imgclf.files import write_text
 from imgclf.runs import RunDir
 
@@ -68,8 +69,8 @@ def _coverage(m: dict[str, Any]) -> str:
     if not cov or not cov["points"]:
         return ""
     rows = "".join(
-        f"<tr><td>{p['threshold']:.3f}</td><td>{p['coverage']:.2%}</td><td>{p['accuracy']:.2%}"
-        "</td></tr>"
+        f"<tr><td>{threshold_text(p['threshold'])}</td><td>{p['coverage']:.2%}</td>"
+        f"<td>{p['accuracy']:.2%}</td></tr>"
         for p in cov["points"]
     )
     return (
