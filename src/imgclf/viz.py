@@ -141,11 +141,15 @@ def plot_reliability(calibration: dict[str, Any], path: str | Path) -> Path:
 
 def plot_coverage(cov: dict[str, Any], path: str | Path) -> Path:
     """Accuracy of the answered images against the share answered (predict --abstain P)."""
+    from imgclf.evaluation.metrics import threshold_text  # P near 1 with the digits that count
+
     fig, ax = plt.subplots(figsize=(4.8, 4.0))
     xs, ys = zip(*cov["curve"], strict=True) if cov["curve"] else ((), ())
     ax.plot(xs, ys, "-")
     for p in cov["points"][1:]:
-        ax.annotate(f"P {p['threshold']:.2f}", (p["coverage"], p["accuracy"]), fontsize=7)
+        ax.annotate(
+            f"P {threshold_text(p['threshold'])}", (p["coverage"], p["accuracy"]), fontsize=7
+        )
         ax.plot(p["coverage"], p["accuracy"], "o", color="C1", ms=3)
     ax.set(
         title="Accuracy when the least sure are not answered",
