@@ -66,7 +66,18 @@ class RunConfig:
     momentum: float = _opt(0.9, "SGD momentum [0, 1)")
     weight_decay: float = _opt(0.0, "L2 weight decay >= 0")
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing [0, 1)")
-    class_weights: str = _opt("none", "loss weights per class", ("none", "auto"))
+    class_weights: str = _opt(
+        "none",
+        "loss weights per class: none; auto = inverse class frequency, clipped to 0.1..10; or a "
+        'JSON file of class -> weight ({"cat": 1, "dog": 4})',
+        metavar="none|auto|FILE.json",
+    )
+    sampler: str = _opt(
+        "none",
+        "balanced = draw each epoch's images with replacement, 1/(class count) each, so every "
+        "class fills an equal share (mini-batch optimizers)",
+        ("none", "balanced"),
+    )
     schedule: str = _opt(
         "constant",
         "lr schedule over steps; onecycle = rise from 0.2x to 1x over the first 23%% of steps, "
@@ -176,6 +187,11 @@ class RunConfig:
             "fine_tune_after": self.fine_tune_after >= 0,
             "max_per_class": self.max_per_class >= 0,
         }
+        if self.class_weights not in ("none", "auto") and not self.class_weights.endswith(".json"):
+            raise UsageError(
+                f"--class-weights {self.class_weights!r}: none, auto or a FILE.json of class -> "
+                "weight"
+            )
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
             raise UsageError(f"out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)}")

@@ -19,7 +19,7 @@ KERAS_HONOURED = {
     "weight_decay", "label_smoothing", "class_weights", "schedule", "step_epochs", "patience",
     "augment", "val_fraction", "validate_on", "max_per_class", "exclude_list", "workers",
     "cache_dir", "seed",
-    "amp", "out_dir", "device", "replicas", "recipe", "tta",
+    "amp", "out_dir", "device", "replicas", "recipe", "tta", "sampler",
     "label_from_name", "labels", "path_column", "label_column", "corrections",
 }  # fmt: skip
 

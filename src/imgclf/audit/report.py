@@ -22,6 +22,7 @@ def format_audit(r: AuditReport) -> str:
                 out.append(f"  ... and {len(items) - MAX_LISTED} more (see the JSON report)")
     out += _suspect_counts(r)
     problems = r.problems()
+    out += [f"warning: {w}" for w in r.warnings()]
     out += ["", "problems: " + ("; ".join(problems) if problems else "none")]
     return "\n".join(out)
 

@@ -17,6 +17,7 @@ import numpy as np
 from imgclf.audit.inspect import inspect_all
 from imgclf.audit.leaks import near_leaks
 from imgclf.audit.shards import SOLO, Group, gathered, share
+from imgclf.data.balance import imbalance_warning
 from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
 from imgclf.data.label_sources import LabelSource, read_splits
 
@@ -66,6 +67,15 @@ class AuditReport:
     issues_raw: list[str] = field(default_factory=list, repr=False)  # --exclude-issues
     outliers_raw: list[str] = field(default_factory=list, repr=False)
 
+    def warnings(self) -> list[str]:
+        """What a user should know but need not fix (the exit status stays 0): imbalance is
+        often the data's truth, and the trainer has remedies for it."""
+        return [
+            told
+            for split, per_class in self.counts.items()
+            if (told := imbalance_warning(list(per_class), list(per_class.values()), split))
+        ]
+
     def problems(self) -> list[str]:
         out = []
         if self.unreadable:
@@ -84,6 +94,7 @@ class AuditReport:
             out.append(f"{len(self.duplicates_within)} group(s) of duplicate images within a split")
         for split, names in self.missing_classes.items():
             out.append(f"split {split!r} lacks class(es): {', '.join(names)}")
+
         if self.refused_links:
             out.append(
                 f"{len(self.refused_links)} folder(s) not followed (a symlink loop, a link "
@@ -104,6 +115,7 @@ class AuditReport:
         for hidden in HIDDEN:
             del d[hidden]
         d["problems"] = self.problems()
+        d["warnings"] = self.warnings()
         return d
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from imgclf.config import RunConfig
+from imgclf.data.balance import describe_balance, imbalance_warning, read_weights_file
 from imgclf.data.folder import DEFAULT_VAL_FRACTION, ImageIndex, find_splits, read_exclude_list
 from imgclf.data.label_sources import LabelSource
 from imgclf.data.presets import Preprocess
@@ -94,6 +95,8 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
         )
     if resume and (run / RunDir.SPLIT).exists():
         splits = kept_split(json.loads((run / RunDir.SPLIT).read_text()), splits, root)
+    if cfg.class_weights.endswith(".json"):  # a bad file stops the run before it writes
+        read_weights_file(cfg.class_weights, splits["train"].class_names)
     # a weights file means pretrained weights, whether or not --pretrained was typed
     pretrained = cfg.pretrained or spec.pretrained_default or bool(cfg.weights)
     return RunSetup(cfg, run, spec, spec.preprocess(cfg.image_size), root, splits, pretrained)
@@ -167,9 +170,16 @@ def kept_split(
 
 
 def write_run_info(
-    s: RunSetup, backend: str, suffix: str, params: tuple[int, int], device: str, world: int = 1
+    s: RunSetup,
+    backend: str,
+    suffix: str,
+    params: tuple[int, int],
+    device: str,
+    labels: np.ndarray,
+    world: int = 1,
 ) -> dict[str, Any]:
-    """meta.json (what evaluate/predict/export/serve read) and the resolved config.json."""
+    """meta.json (what evaluate/predict/export/serve read) and the resolved config.json;
+    labels: the training images' classes, as they train (for the class counts)."""
     meta = {
         **s.meta(),
         "backend": backend,
@@ -196,11 +206,23 @@ def write_run_info(
         "params": params[0],
         "trainable_params": params[1],
     }
+    balance, said = describe_balance(s.cfg, labels, s.names)
+    derived.update(balance)
     if s.cfg.recipe != "none":  # what the recipe chose, and what the user chose instead
         derived["recipe_choices"], derived["recipe_overridden"] = recipe_choices(s.cfg)
     s.run.write_config(s.cfg, derived)
+    announce_run(s, said, list(balance["class_counts"].values()))
+    return meta
+
+
+def announce_run(s: RunSetup, balance: list[str], counts: list[int]) -> None:
+    """The run's first lines: its folder, split, class counts, labels and warnings."""
     print(f"run folder: {s.run}", flush=True)
     print(describe_split(s), flush=True)
+    print("\n".join(balance), flush=True)
+    told = imbalance_warning(s.names, counts)
+    if told and s.cfg.class_weights == s.cfg.sampler == "none":
+        warn(told)
     if s.cfg.labels or s.cfg.label_from_name:
         how = f"the CSV {s.cfg.labels}" if s.cfg.labels else f"file names ({s.cfg.label_from_name})"
         print(f"labels: from {how}; {len(s.names)} classes: {', '.join(s.names)}", flush=True)
@@ -209,7 +231,6 @@ def write_run_info(
             "--validate-on test: the test split chooses best.pt and stops early, so `imgclf "
             "evaluate` on test measures the split that chose the model (optimistic)"
         )
-    return meta
 
 
 def describe_split(s: RunSetup) -> str:
@@ -235,13 +256,6 @@ def warn_unreadable_classes(names: list[str], labels: np.ndarray) -> None:
                 f"class {name!r} has no readable training image; the model "
                 "will never predict it (see skipped.json, or run imgclf audit)"
             )
-
-
-def balanced_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Inverse-frequency loss weights (scikit-learn's 'balanced'): N / (classes * count), counted
-    over the images that really train (unreadable files already dropped)."""
-    counts = np.maximum(np.bincount(labels, minlength=num_classes).astype(np.float64), 1)
-    return counts.sum() / (num_classes * counts)
 
 
 def finish_run(

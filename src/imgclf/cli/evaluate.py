@@ -91,7 +91,10 @@ def print_evaluation(m: dict) -> None:
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
-    print(f"accuracy {m['accuracy']:.2%}   loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}")
+    print(
+        f"accuracy {m['accuracy']:.2%}   balanced accuracy {m['balanced_accuracy']:.2%}   "
+        f"loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}"
+    )
     b = m["baseline"]
     print(
         printable(
@@ -103,6 +106,8 @@ def print_evaluation(m: dict) -> None:
         print("warning: the model does not beat the baseline: its answers mean little")
     if m.get("split_warning"):
         print(f"warning: {m['split_warning']}")
+    if differs := m.get("class_mix", {}).get("differs"):
+        print(printable(f"note: {differs}"))
     print(printable(describe(m["calibration"], m["split"])))
     print(printable(format_per_class(m), lines=True))
     if m.get("coverage", {}).get("points"):

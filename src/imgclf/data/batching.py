@@ -13,9 +13,20 @@ import numpy as np
 T = TypeVar("T")
 
 
-def global_batches(n: int, batch_size: int, shuffle: bool, seed: int) -> Iterator[np.ndarray]:
-    """Positions 0..n-1 in batches of batch_size, in a seeded order: the same on every rank."""
-    order = np.random.default_rng(seed).permutation(n) if shuffle else np.arange(n)
+def epoch_order(n: int, shuffle: bool, seed: int, weights: np.ndarray | None = None) -> np.ndarray:
+    """Positions 0..n-1 as one epoch visits them: as stored, a seeded permutation, or (weights:
+    --sampler balanced's per-image probabilities) n seeded draws with replacement."""
+    if not shuffle:
+        return np.arange(n)
+    rng = np.random.default_rng(seed)
+    return rng.permutation(n) if weights is None else rng.choice(n, size=n, p=weights)
+
+
+def global_batches(
+    n: int, batch_size: int, shuffle: bool, seed: int, weights: np.ndarray | None = None
+) -> Iterator[np.ndarray]:
+    """Positions in batches of batch_size, in a seeded order: the same on every rank."""
+    order = epoch_order(n, shuffle, seed, weights)
     for i in range(0, n, batch_size):
         yield order[i : i + batch_size]
 
@@ -29,11 +40,17 @@ def rank_share(batch: np.ndarray, rank: int = 0, world: int = 1) -> tuple[np.nda
 
 
 def shares(
-    n: int, batch_size: int, shuffle: bool, seed: int, rank: int = 0, world: int = 1
+    n: int,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    rank: int = 0,
+    world: int = 1,
+    weights: np.ndarray | None = None,
 ) -> Iterator[tuple[np.ndarray, int, int]]:
     """(positions, offset, global length): this rank's share of each seeded global batch of
     batch_size (batch_size is the global batch)."""
-    for b in global_batches(n, batch_size, shuffle, seed):
+    for b in global_batches(n, batch_size, shuffle, seed, weights):
         part, lo = rank_share(b, rank, world)
         yield part, lo, len(b)
 

@@ -35,8 +35,10 @@ def compute_metrics(
         }
         for i, c in enumerate(class_names)
     ]
+    present = support > 0  # scikit-learn's balanced accuracy: the mean recall of classes scored
     return {
         "accuracy": float((y_pred == y_true).mean()) if len(y_true) else float("nan"),
+        "balanced_accuracy": float(r[present].mean()) if present.any() else float("nan"),
         "loss": nll,
         "images": int(len(y_true)),
         "macro_f1": float(f1.mean()),

@@ -45,6 +45,8 @@ def _baseline(m: dict[str, Any]) -> str:
         text += " <b>The model does not beat the baseline.</b>"
     if m.get("split_warning"):
         text += f" <b>{html.escape(m['split_warning'])}</b>"
+    if differs := m.get("class_mix", {}).get("differs"):
+        text += f" Note: {html.escape(differs)}."
     return f"<p>{text}</p>"
 
 
@@ -104,6 +106,7 @@ collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{ma
 <p>Run <code>{e(str(metrics.get("run")))}</code> evaluated on <code>{e(str(metrics.get("data")))}
 </code> split <b>{e(str(metrics.get("split")))}</b>: {metrics["images"]} images.</p>
 <h2>Accuracy {metrics["accuracy"]:.2%}</h2>{_baseline(metrics)}<p>loss {metrics["loss"]:.4f},
+balanced accuracy {metrics.get("balanced_accuracy", float("nan")):.2%},
 macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("skipped", {}))}</p>
 <p>{_calibration(metrics)}</p>
 <table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>

@@ -32,6 +32,8 @@ from imgclf.viz import (
     plot_reliability,
 )
 
+MIX_DIFFERS = 0.1  # total variation between train's and the scored split's class shares
+
 
 def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
     """The run's own metrics and report are its test split's; any other data or split writes
@@ -41,14 +43,38 @@ def eval_folder(run: RunDir, own_data: bool, root: Path, split: str) -> Path:
     return run / f"eval-{root.resolve().name}-{split}"
 
 
-def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
-    """Always answering train's most common class, and chance: what a model must beat."""
+def train_counts(run: RunDir, y: np.ndarray, names: list[str]) -> np.ndarray:
+    """Images per class in the run's train split (split.json; the scored ones without it)."""
     train = (
         [y_ for _, y_ in json.loads((run / RunDir.SPLIT).read_text())["splits"]["train"]]
         if (run / RunDir.SPLIT).is_file()
         else y.tolist()
     )
-    major = int(np.bincount(np.asarray(train, dtype=np.int64), minlength=len(names)).argmax())
+    return np.bincount(np.asarray(train, dtype=np.int64), minlength=len(names))
+
+
+def class_mix(train: np.ndarray, y: np.ndarray, names: list[str], split: str) -> dict[str, Any]:
+    """The scored split's class shares beside train's; `differs` when they are apart by more
+    than MIX_DIFFERS in total variation (then accuracy here weighs the classes unlike train)."""
+    scored = np.bincount(y, minlength=len(names))
+    a, b = train / max(train.sum(), 1), scored / max(scored.sum(), 1)
+    distance = float(np.abs(a - b).sum() / 2)
+    shares = {
+        c: [round(float(x), 4), round(float(z), 4)] for c, x, z in zip(names, a, b, strict=True)
+    }
+    out: dict[str, Any] = {"train_vs_scored": shares, "distance": round(distance, 4)}
+    if len(y) and distance > MIX_DIFFERS:
+        said = ", ".join(f"{c} {x:.0%} vs {z:.0%}" for c, (x, z) in shares.items())
+        out["differs"] = (
+            f"the {split} split's class mix differs from train's ({said}): its accuracy weighs "
+            "the classes unlike training did; balanced accuracy weighs each class alike"
+        )
+    return out
+
+
+def baseline(run: RunDir, y: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """Always answering train's most common class, and chance: what a model must beat."""
+    major = int(train_counts(run, y, names).argmax())
     return {
         "majority_class": names[major],
         "majority_accuracy": float((y == major).mean()) if len(y) else float("nan"),
@@ -63,7 +89,8 @@ def trust_notes(
     model (then it is optimistic)."""
     base = baseline(run, y, names)
     out: dict[str, Any] = {
-        "baseline": {**base, "beaten": accuracy > max(base["majority_accuracy"], base["chance"])}
+        "baseline": {**base, "beaten": accuracy > max(base["majority_accuracy"], base["chance"])},
+        "class_mix": class_mix(train_counts(run, y, names), y, names, split),
     }
     if split == "val" or (split == "test" and run.read_config().validate_on == "test"):
         out["split_warning"] = (

@@ -8,6 +8,8 @@ import keras
 import numpy as np
 
 from imgclf.backends.common import RunSetup
+from imgclf.data.balance import sampling
+from imgclf.data.batching import epoch_order
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import display_path
 from imgclf.data.presets import Preprocess
@@ -23,17 +25,17 @@ class CachedImages(keras.utils.PyDataset):
         batch_size: int,
         shuffle: bool,
         seed: int,
+        draw: np.ndarray | None = None,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         self.cache, self.rows, self.labels, self.pre = cache, rows, labels, pre
         self.batch_size, self.shuffle, self.seed, self.epoch = batch_size, shuffle, seed, 0
         self.num_classes = 0  # > 0: one-hot labels (for label smoothing)
+        self.draw = draw  # --sampler balanced: per-row draw probabilities, with replacement
         self.order = self._order()
 
     def _order(self) -> np.ndarray:
-        if not self.shuffle:
-            return np.arange(len(self.rows))
-        return np.random.default_rng(self.seed + self.epoch).permutation(len(self.rows))
+        return epoch_order(len(self.rows), self.shuffle, self.seed + self.epoch, self.draw)
 
     def __len__(self) -> int:
         return math.ceil(len(self.rows) / self.batch_size)
@@ -56,8 +58,9 @@ def load_split(s: RunSetup, split: str, shuffle: bool) -> tuple[CachedImages, di
     cache, stats = open_cache(idx, s.pre.size, cfg.cache_dir or None, cfg.workers, True)
     rows = cache.ok_rows
     labels = np.asarray(idx.labels, np.int64)[rows]
+    draw = sampling(cfg, labels, s.names) if shuffle else None
     data = CachedImages(
-        cache, rows, labels, s.pre, cfg.batch_size, shuffle, cfg.seed if shuffle else 0
+        cache, rows, labels, s.pre, cfg.batch_size, shuffle, cfg.seed if shuffle else 0, draw
     )
     if cfg.label_smoothing:
         data.num_classes = len(s.names)  # one-hot targets

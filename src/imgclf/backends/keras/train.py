@@ -10,7 +10,6 @@ import keras
 
 from imgclf.backends.common import (
     RunSetup,
-    balanced_class_weights,
     finish_run,
     start_run,
     warn_unreadable_classes,
@@ -29,6 +28,7 @@ from imgclf.backends.keras.loaders import CachedImages, load_split
 from imgclf.backends.keras.models import backbone_of, count_params
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
+from imgclf.data.balance import class_weights
 from imgclf.models import create_model
 from imgclf.rules import backbone_rate, phases
 from imgclf.runs import RunDir, RunResult, check_fingerprint, fine_tune_message, fingerprint
@@ -50,7 +50,7 @@ def fit(
     with scope(strategy):
         model = build_model(s, resume)
     history = s.run.read_history() if resume else []
-    write_run_info(s, "keras", ".keras", count_params(model), device, cfg.replicas)
+    write_run_info(s, "keras", ".keras", count_params(model), device, train.labels, cfg.replicas)
     # fastai-style fine-tuning is two fit() calls: frozen backbone, then all of it (recompiled)
     for start, stop, frozen in phases(cfg):
         if len(history) >= stop:
@@ -68,7 +68,7 @@ def fit(
             initial_epoch=max(start, len(history)),
             epochs=stop,
             callbacks=callbacks,
-            class_weight=class_weight(cfg, train, len(s.names)),
+            class_weight=class_weight(cfg, train, s.names),
             # CachedImages shuffles with its own seed; Keras' shuffle=True would also reorder
             # the batches with Python's `random`, differently on one device and on several
             shuffle=False,
@@ -130,10 +130,9 @@ def epoch_callbacks(
     ]
 
 
-def class_weight(cfg: RunConfig, train: CachedImages, n: int) -> dict[int, float] | None:
-    if cfg.class_weights != "auto":
-        return None
-    return dict(enumerate(map(float, balanced_class_weights(train.labels, n))))
+def class_weight(cfg: RunConfig, train: CachedImages, names: list[str]) -> dict[int, float] | None:
+    w = class_weights(cfg, train.labels, names)
+    return None if w is None else dict(enumerate(map(float, w)))
 
 
 def select_device(cfg: RunConfig) -> str:

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 from collections.abc import Callable, Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
@@ -68,9 +69,11 @@ def feature_batches(
     shuffle: bool = False,
     seed: int = 0,
     share: tuple[int, int] = (0, 1),
+    draw: np.ndarray | None = None,
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """This rank's share of each seeded global batch, as the image batches are cut."""
-    for pos, _, _ in shares(len(labels), batch_size, shuffle, seed, *share):
+    """This rank's share of each seeded global batch, as the image batches are cut (draw:
+    --sampler balanced's per-row probabilities)."""
+    for pos, _, _ in shares(len(labels), batch_size, shuffle, seed, *share, draw):
         idx = torch.from_numpy(pos).to(feats.device)
         yield feats[idx], labels[idx]
 

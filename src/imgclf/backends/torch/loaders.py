@@ -85,6 +85,7 @@ class BatchPlan:
     workers: int = 2  # --pipeline plain's DataLoader processes
     channels_last: bool = True
     share: tuple[int, int] = (0, 1)  # (rank, world) under torchrun
+    draw: np.ndarray | None = None  # --sampler balanced: per-row probabilities, with replacement
 
 
 def place_on_device(data: SplitData, device: torch.device) -> SplitData:
@@ -112,7 +113,7 @@ def batches(data: SplitData, plan: BatchPlan) -> Iterator[tuple[torch.Tensor, to
             x = augment_batch(x, data.pre, gen, plan.augment, part)
             yield x.contiguous(memory_format=fmt), y  # a view already when channels_last
 
-    parts = shares(len(data), plan.batch_size, plan.shuffle, plan.seed, *plan.share)
+    parts = shares(len(data), plan.batch_size, plan.shuffle, plan.seed, *plan.share, plan.draw)
     if data.on_device is not None:  # placed on the run's device by place_on_device
         # batches are gathers on the device: the GPU queues them ahead by itself
         yield from ready(resident_batches(*data.on_device, parts))
@@ -176,7 +177,9 @@ def _plain_batches(data: SplitData, plan: BatchPlan) -> Iterator:
     # this rank's share of each seeded global batch, as index positions
     parts = [
         data.rows[pos].tolist()
-        for pos, _, _ in shares(len(data), plan.batch_size, plan.shuffle, plan.seed, *plan.share)
+        for pos, _, _ in shares(
+            len(data), plan.batch_size, plan.shuffle, plan.seed, *plan.share, plan.draw
+        )
     ]
     loader = DataLoader(
         _FileDataset(data.index, tf),

@@ -47,6 +47,13 @@ REFUSED: Refusals = {
             "--lookahead averages the weights itself: it takes neither --ema nor --optimizer lbfgs"
         ),
     ),
+    "sampler": (
+        lambda c: c.sampler == "balanced" and c.optimizer == "lbfgs",
+        lambda c: (
+            "--sampler balanced draws mini-batches; --optimizer lbfgs fits the head on all of "
+            "train at once: give --class-weights auto instead"
+        ),
+    ),
     "schedule": (
         lambda c: c.optimizer == "lbfgs" and c.schedule != "constant",
         lambda c: (

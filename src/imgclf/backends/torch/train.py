@@ -13,7 +13,6 @@ from torch import nn
 from imgclf import runs
 from imgclf.backends.common import (
     RunSetup,
-    balanced_class_weights,
     finish_run,
     start_run,
     warn_unreadable_classes,
@@ -46,6 +45,7 @@ from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
+from imgclf.data.balance import class_weights
 from imgclf.models import create_model
 from imgclf.rules import CACHED_AUGMENT, frozen_at, lr_factor
 from imgclf.runs import RunResult
@@ -79,7 +79,8 @@ def fit(
             print(f"resuming {s.run} after epoch {t.epoch} (last.pt)", flush=True)
         if d.main:
             params = (count_params(t.model), count_params(t.model, True))
-            write_run_info(s, "torch", ".pt", params, str(device), d.world)
+            labels = t.train_data.labels
+            write_run_info(s, "torch", ".pt", params, str(device), labels, d.world)
         announce(d, cfg.batch_size)
         tensorboard = TensorBoardLog(s.run) if d.main else None
         duties = [HistoryLog(s.run, cfg.epochs, d.main), Checkpoints(s.run, d.main)]
@@ -121,7 +122,7 @@ def build_trainer(
         cfg=cfg,
         model=model,
         optimizer=optimizer,
-        loss_fn=_loss(cfg, train_data, len(s.names), device),
+        loss_fn=_loss(cfg, train_data, s.names, device),
         device=device,
         train_data=train_data,
         val_data=val_data,
@@ -162,13 +163,11 @@ def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.devi
 
 
 def _loss(
-    cfg: RunConfig, train: SplitData, classes: int, device: torch.device
+    cfg: RunConfig, train: SplitData, names: list[str], device: torch.device
 ) -> nn.CrossEntropyLoss:
     """Sums, divided by the global batch's weight in steps.py (the mean, at any world size)."""
-    weight = None
-    if cfg.class_weights == "auto":
-        w = balanced_class_weights(train.labels, classes)
-        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    w = class_weights(cfg, train.labels, names)
+    weight = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing, reduction="sum")
 
 

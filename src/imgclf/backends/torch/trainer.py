@@ -25,6 +25,7 @@ from imgclf.backends.torch.models.transfer import TransferNet
 from imgclf.backends.torch.optim import build_optimizer
 from imgclf.backends.torch.steps import Loop, evaluate_epoch, lbfgs_epoch, train_one_epoch
 from imgclf.config import RunConfig
+from imgclf.data.balance import sampling
 from imgclf.rules import unfreezes_at
 from imgclf.runs import fine_tune_message, history_row
 
@@ -111,7 +112,8 @@ class Trainer:
         if self.features is not None:
             assert isinstance(self.model, TransferNet)
             (tx, ty), (vx, vy) = self.features
-            train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share)
+            draw = sampling(cfg, ty.cpu().numpy(), self.train_data.index.class_names)
+            train = feature_batches(tx, ty, cfg.batch_size, True, cfg.seed + epoch, share, draw)
             return self.model.head, train, feature_batches(vx, vy, cfg.batch_size, share=share)
         train = batches(self.train_data, self.plan(True, epoch))
         val = batches(self.val_data, self.plan(False, epoch))
@@ -120,7 +122,7 @@ class Trainer:
     def plan(self, train: bool, epoch: int = 0) -> BatchPlan:
         """The batches of an epoch's training pass (seeded by the epoch, augmented) or of a
         validation pass, each rank taking its share of every global batch of --batch-size."""
-        cfg = self.cfg
+        cfg, data = self.cfg, self.train_data
         return BatchPlan(
             cfg.batch_size,
             self.device,
@@ -130,6 +132,7 @@ class Trainer:
             workers=cfg.workers,
             channels_last=cfg.channels_last,
             share=(self.dist.rank, self.dist.world),
+            draw=sampling(cfg, data.labels, data.index.class_names) if train else None,
         )
 
     def averaged(self, module: nn.Module) -> nn.Module:
