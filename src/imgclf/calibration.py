@@ -102,10 +102,26 @@ def read_temperature(run_dir: str | Path) -> float | None:
     path = RunDir(run_dir) / RunDir.CALIBRATION
     if not path.is_file():
         return None
-    t = float(json.loads(path.read_text())["temperature"])
+    stored = json.loads(path.read_text())["temperature"]
+    if stored is None:  # a multi-label run: thresholds instead (read_thresholds)
+        return None
+    t = float(stored)
     if not BOUNDS[0] <= t <= BOUNDS[1]:
         raise ValueError(f"{path}: temperature {t} is outside {BOUNDS}")
     return t
+
+
+def read_thresholds(run_dir: str | Path, names: list[str]) -> np.ndarray | None:
+    """A multi-label run's per-class thresholds (calibration.json), in class order, or None."""
+    path = RunDir(run_dir) / RunDir.CALIBRATION
+    if not path.is_file():
+        return None
+    stored = json.loads(path.read_text()).get("thresholds")
+    if stored is None:
+        return None
+    if sorted(stored) != sorted(names):
+        raise ValueError(f"{path}: thresholds for {', '.join(stored)}, not the run's classes")
+    return np.asarray([float(stored[c]) for c in names])
 
 
 def describe(c: dict[str, Any], where: str) -> str:

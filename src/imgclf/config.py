@@ -134,6 +134,18 @@ class RunConfig:
     )
     path_column: str = _opt("", "the --labels column holding the image path or id", metavar="NAME")
     label_column: str = _opt("", "the --labels column holding the class", metavar="NAME")
+    label_delim: str = _opt(
+        "",
+        "what separates several classes in one --labels cell ('' = ';' where a file has one, "
+        "else spaces; 'none' = never split: class names with spaces); a cell like "
+        "['cat', 'dog'] is a list whatever this says",
+        metavar="TEXT",
+    )
+    multi_label: bool = _opt(
+        False,
+        "one sigmoid output per class (binary cross-entropy, a threshold per class); implied by "
+        "labels with several classes or none in a cell",
+    )
     corrections: str = _opt(
         "",
         "corrections.csv from `imgclf review`: relabel, exclude and add the images it names "

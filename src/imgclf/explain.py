@@ -15,7 +15,15 @@ from PIL import Image, ImageDraw
 from imgclf.calibration import with_temperature
 from imgclf.files import atomic_write
 from imgclf.messages import UsageError
-from imgclf.predictor import Calibrated, FlipTTA, Predictor, answer, decoded_batches
+from imgclf.predictor import (
+    Calibrated,
+    FlipTTA,
+    MultiLabel,
+    Predictor,
+    answer,
+    decoded_batches,
+    thresholds_of,
+)
 from imgclf.viz import blend
 
 MIN_SIDE = 224  # overlays of small inputs (32 px CIFAR) are enlarged to this, so they can be seen
@@ -34,6 +42,8 @@ class Explained:
 def explainer(predictor: Predictor) -> tuple[object, float | None, bool]:
     """(the backend's predictor, the run's temperature, flip TTA on) behind the wrappers; a
     backend without Grad-CAM is refused by name."""
+    if isinstance(predictor, MultiLabel):  # its thresholds act on the rows, not the maps
+        predictor = predictor.inner
     temperature = predictor.temperature if isinstance(predictor, Calibrated) else None
     inner = predictor.inner if isinstance(predictor, Calibrated) else predictor
     tta = isinstance(inner, FlipTTA)
@@ -141,7 +151,7 @@ def explain_paths(
             continue
         e = explain_batch(predictor, batch, None if cls is None else [cls] * len(good))
         for k, j in enumerate(good):
-            rows[j].update(answer(e.probs[k], names, top_k))
+            rows[j].update(answer(e.probs[k], names, top_k, thresholds_of(predictor)))
             c = e.classes[k]
             caption = f"{names[c]} {e.probs[k][c]:.2f}"
             png = out / overlay_name(paths[j], j)

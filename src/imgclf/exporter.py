@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from imgclf import backends
-from imgclf.calibration import read_temperature
+from imgclf.calibration import read_temperature, read_thresholds
 from imgclf.files import write_json
 from imgclf.predictor import load_predictor
 from imgclf.runs import RunDir
@@ -78,6 +78,21 @@ def preprocess_rule(
     }
 
 
+def multi_label_rule(run: str | Path, names: list[str]) -> dict[str, Any]:
+    """A multi-label run's output and decision rule: sigmoids, and a threshold per class."""
+    t = read_thresholds(run, names)
+    per_class = dict(zip(names, (0.5,) * len(names) if t is None else map(float, t), strict=True))
+    return {
+        "multi_label": True,
+        "output": "one probability per class (a sigmoid each), in class_names order",
+        "temperature": 1.0,
+        "calibration": "none: a multi-label run's probabilities are used as they are",
+        "thresholds": per_class,
+        "decision": "a class is present when its probability >= its threshold (fitted on the "
+        "run's validation split to maximise F1); an image may have several classes or none",
+    }
+
+
 def existing_outputs(out: Path, written: str, own: bool, force: bool) -> tuple[Path, ...]:
     """What this export would replace: refused in a folder of the user's unless forced; in
     the run's own export folder an earlier export is replaced (and the caller says so)."""
@@ -109,6 +124,8 @@ def export_run(
     out.mkdir(parents=True, exist_ok=True)
     imgs = images if images is not None else sample_images(predictor.pre.size)
     rule = preprocess_rule(predictor, fmt, backend.INPUT_LAYOUT, read_temperature(run))
+    if predictor.meta.get("multi_label"):
+        rule.update(multi_label_rule(run, predictor.class_names))
     write_json(out / "preprocess.json", rule)
     path, diff = backend.export_model(predictor, fmt, out, imgs)
     if diff > TOLERANCE:

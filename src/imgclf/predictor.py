@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from imgclf import backends
-from imgclf.calibration import read_temperature, with_temperature
+from imgclf.calibration import read_temperature, read_thresholds, with_temperature
 from imgclf.data.batching import prefetch
 from imgclf.data.folder import is_image_name, walk_files
 from imgclf.data.images import ImageDecodeError, decode_square
@@ -56,6 +56,23 @@ class Calibrated:
         return with_temperature(self.inner.predict_proba(images), self.temperature)
 
 
+class MultiLabel:
+    """A multi-label run: probabilities pass through (one sigmoid per class, no temperature);
+    `thresholds` (per class, fitted on val: calibration.json) say which classes are answered."""
+
+    def __init__(self, inner: Predictor, thresholds: np.ndarray):
+        self.inner, self.thresholds = inner, thresholds
+        self.class_names, self.pre, self.meta = inner.class_names, inner.pre, inner.meta
+
+    def predict_proba(self, images: np.ndarray) -> np.ndarray:
+        return self.inner.predict_proba(images)
+
+
+def thresholds_of(predictor: Predictor) -> np.ndarray | None:
+    """A multi-label predictor's per-class thresholds, None for a single-label one."""
+    return getattr(predictor, "thresholds", None)
+
+
 def load_predictor(
     run: str | Path, device: str = "auto", tta: bool | None = None, calibrated: bool = True
 ) -> Predictor:
@@ -77,8 +94,12 @@ def load_predictor(
 
 
 def wrap(predictor: Predictor, run_dir: RunDir, tta: bool, calibrated: bool) -> Predictor:
-    """Flip TTA (when asked), then the run's temperature (when asked and fitted)."""
+    """Flip TTA (when asked), then the run's temperature (when asked and fitted), or a
+    multi-label run's thresholds (fitted on val; 0.5 each before they are)."""
     predictor = FlipTTA(predictor) if tta else predictor
+    if predictor.meta.get("multi_label") and calibrated:  # --no-calibration: the raw model
+        t = read_thresholds(run_dir.path, predictor.class_names)
+        return MultiLabel(predictor, np.full(len(predictor.class_names), 0.5) if t is None else t)
     temperature = read_temperature(run_dir.path) if calibrated else None
     return Calibrated(predictor, temperature) if temperature else predictor
 
@@ -140,7 +161,7 @@ def predict_paths(
         if not good:
             continue
         for j, pr in zip(good, predictor.predict_proba(batch), strict=True):
-            rows[j].update(answer(pr, names, top_k))
+            rows[j].update(answer(pr, names, top_k, thresholds_of(predictor)))
     return rows
 
 
@@ -153,8 +174,25 @@ def mark_unsure(rows: list[dict[str, Any]], below: float) -> int:
     return sum(bool(r.get("abstained")) for r in rows)
 
 
-def answer(probs: np.ndarray, names: list[str], top_k: int) -> dict[str, Any]:
-    """One image's row: the predicted class, its probability and the top k."""
-    order = np.argsort(-probs)[:top_k]
-    top = [{"class": names[k], "probability": float(probs[k])} for k in order]
-    return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}
+def answer(
+    probs: np.ndarray, names: list[str], top_k: int, thresholds: np.ndarray | None = None
+) -> dict[str, Any]:
+    """One image's row: the predicted class, its probability and the top k. Multi-label
+    (thresholds): `labels`, every class at or above its threshold, likeliest first (maybe
+    none), with `classes` their probabilities; `class` joins them with '; '."""
+    order = np.argsort(-probs)
+    top = [{"class": names[k], "probability": float(probs[k])} for k in order[:top_k]]
+    if thresholds is None:
+        return {"class": top[0]["class"], "probability": top[0]["probability"], "top": top}
+    chosen = [
+        {"class": names[k], "probability": float(probs[k])}
+        for k in order
+        if probs[k] >= thresholds[k]
+    ]
+    return {
+        "labels": [c["class"] for c in chosen],
+        "classes": chosen,
+        "class": "; ".join(c["class"] for c in chosen),
+        "probability": chosen[0]["probability"] if chosen else top[0]["probability"],
+        "top": top,
+    }

@@ -47,6 +47,7 @@ class RunDir:
     CALIBRATION = "calibration.json"  # the temperature fitted on val, ECE before and after
     RELIABILITY = "reliability.png"
     COVERAGE = "coverage.png"
+    PR_CURVES = "pr_curves.png"  # multi-label runs: precision-recall per class
     TENSORBOARD = "tensorboard"
     BACKUP = "backup"  # Keras' BackupAndRestore state
     EXPORT = "export"

@@ -165,3 +165,20 @@ def blend(image: np.ndarray, cam: np.ndarray) -> np.ndarray:
     """uint8 image with a [0, 1] map laid over it: jet colours at 45 % (Grad-CAM overlays)."""
     heat = (matplotlib.colormaps["jet"](cam)[..., :3] * 255).astype(np.float32)
     return (0.55 * image.astype(np.float32) + 0.45 * heat).clip(0, 255).astype(np.uint8)
+
+
+def plot_pr_curves(y: np.ndarray, probs: np.ndarray, names: list[str], path: str | Path) -> Path:
+    """A multi-label run's precision-recall curve per class, its average precision in the key."""
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for c, name in enumerate(names):
+        if not y[:, c].any():
+            continue
+        prec, rec, _ = precision_recall_curve(y[:, c], probs[:, c])
+        ap = average_precision_score(y[:, c], probs[:, c])
+        ax.plot(rec, prec, label=f"{name} (AP {ap:.3f})")
+    ax.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.02))
+    ax.set_title("Precision-recall per class")
+    ax.legend(fontsize=7, loc="lower left")
+    return save_figure(fig, path)

@@ -21,6 +21,7 @@ KERAS_HONOURED = {
     "cache_dir", "seed",
     "amp", "out_dir", "device", "replicas", "recipe", "tta", "sampler",
     "label_from_name", "labels", "path_column", "label_column", "corrections",
+    "label_delim", "multi_label",
 }  # fmt: skip
 
 # A value of each refused option that the backend cannot honour.

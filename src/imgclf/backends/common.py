@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 
 from imgclf.config import RunConfig
-from imgclf.data.balance import describe_balance, imbalance_warning, read_weights_file
+from imgclf.data.balance import describe_balance, imbalance_warning, label_counts, read_weights_file
 from imgclf.data.folder import DEFAULT_VAL_FRACTION, ImageIndex, find_splits, read_exclude_list
 from imgclf.data.label_sources import LabelSource
+from imgclf.data.multi_labels import as_multi_label, sets_text
 from imgclf.data.presets import Preprocess
 from imgclf.data.sources import resolve_data
-from imgclf.data.splits import load_splits
+from imgclf.data.splits import load_splits, stored_index
 from imgclf.files import write_json, write_json_synced
 from imgclf.messages import UsageError, warn
 from imgclf.models import get_spec
@@ -41,6 +42,11 @@ class RunSetup:
     def names(self) -> list[str]:
         return self.splits["train"].class_names
 
+    @property
+    def multi_label(self) -> bool:
+        """One sigmoid per class: the labels have sets, or --multi-label asked for it."""
+        return self.splits["train"].multi_label
+
     def meta(self) -> dict[str, Any]:
         """What meta.json says of the model (write_run_info adds parameter counts)."""
         return {
@@ -49,6 +55,7 @@ class RunSetup:
             "num_classes": len(self.names),
             "preprocess": self.pre.to_dict(),
             "pretrained": self.pretrained,
+            **({"multi_label": True} if self.multi_label else {}),
         }
 
 
@@ -95,11 +102,25 @@ def start_run(cfg: RunConfig, backend: str, resume: bool) -> RunSetup:
         )
     if resume and (run / RunDir.SPLIT).exists():
         splits = kept_split(json.loads((run / RunDir.SPLIT).read_text()), splits, root)
-    if cfg.class_weights.endswith(".json"):  # a bad file stops the run before it writes
-        read_weights_file(cfg.class_weights, splits["train"].class_names)
+    splits = label_kind(cfg, splits)
     # a weights file means pretrained weights, whether or not --pretrained was typed
     pretrained = cfg.pretrained or spec.pretrained_default or bool(cfg.weights)
     return RunSetup(cfg, run, spec, spec.preprocess(cfg.image_size), root, splits, pretrained)
+
+
+def label_kind(cfg: RunConfig, splits: dict[str, ImageIndex]) -> dict[str, ImageIndex]:
+    """Multi-label splits when the labels or --multi-label say so; the class-balance options
+    checked against them (a bad weights file stops the run before it writes)."""
+    if cfg.multi_label or splits["train"].multi_label:
+        splits = {k: as_multi_label(v) for k, v in splits.items()}
+        if cfg.sampler == "balanced":
+            raise UsageError(
+                "--sampler balanced draws images by their class; a multi-label image has several "
+                "or none: give --class-weights auto (each class's positives weighted)"
+            )
+    if cfg.class_weights.endswith(".json"):
+        read_weights_file(cfg.class_weights, splits["train"].class_names)
+    return splits
 
 
 def run_data(cfg: RunConfig, hint: str) -> Path:
@@ -128,9 +149,13 @@ def check_same_run(meta: dict[str, Any], cfg: RunConfig, names: list[str], pre: 
 
 
 def split_record(splits: dict[str, ImageIndex], root: Path) -> dict[str, Any]:
-    """split.json: each split's images as (path relative to the data root, class index)."""
+    """split.json: each split's images as (path relative to the data root, class index, or
+    the list of its class indices when multi-label)."""
     rel = {
-        k: [[os.path.relpath(p, root), y] for p, y in zip(v.paths, v.labels, strict=True)]
+        k: [
+            [os.path.relpath(p, root), list(y) if isinstance(y, tuple) else y]
+            for p, y in zip(v.paths, v.sets if v.sets is not None else v.labels, strict=True)
+        ]
         for k, v in splits.items()
     }
     return {"root": str(root), "splits": rel}
@@ -143,8 +168,9 @@ def kept_split(
     (which a new split would deal partly into validation, after training on them) are left out
     and said so; images that are gone stop the resume."""
     names = now["train"].class_names
-    old = {k: {(p, y) for p, y in v} for k, v in stored["splits"].items()}
-    new = {k: set(map(tuple, v)) for k, v in split_record(now, root)["splits"].items()}
+    key = lambda p, y: (p, tuple(y) if isinstance(y, list) else y)  # noqa: E731
+    old = {k: {key(p, y) for p, y in v} for k, v in stored["splits"].items()}
+    new = {k: {key(p, y) for p, y in v} for k, v in split_record(now, root)["splits"].items()}
     every_now = set().union(*new.values())
     gone = sorted(p for k in old for p, y in old[k] if (p, y) not in every_now)
     if gone:
@@ -158,15 +184,10 @@ def kept_split(
             f"the data changed since the run started ({added} image(s) added or moved between "
             "splits); the resumed run keeps its own split and does not use them"
         )
-    return {
-        k: ImageIndex(
-            [os.path.join(root, p) for p, _ in v],
-            [y for _, y in v],
-            names,
-            origin=now[k].origin if k in now else "",
-        )
-        for k, v in stored["splits"].items()
-    }
+    out = {k: stored_index(v, root, names) for k, v in stored["splits"].items()}
+    for k, v in out.items():
+        v.origin = now[k].origin if k in now else ""
+    return out
 
 
 def write_run_info(
@@ -220,6 +241,9 @@ def announce_run(s: RunSetup, balance: list[str], counts: list[int]) -> None:
     print(f"run folder: {s.run}", flush=True)
     print(describe_split(s), flush=True)
     print("\n".join(balance), flush=True)
+    if s.multi_label:
+        said = sets_text(s.splits["train"])
+        print(f"{said}; one sigmoid per class, binary cross-entropy", flush=True)
     told = imbalance_warning(s.names, counts)
     if told and s.cfg.class_weights == s.cfg.sampler == "none":
         warn(told)
@@ -249,7 +273,7 @@ def describe_split(s: RunSetup) -> str:
 
 def warn_unreadable_classes(names: list[str], labels: np.ndarray) -> None:
     """A class with no readable training image cannot be learned: say so before training."""
-    counts = np.bincount(labels, minlength=len(names))
+    counts = label_counts(labels, len(names))
     for name, n in zip(names, counts, strict=True):
         if n == 0:
             warn(

@@ -91,6 +91,8 @@ def print_evaluation(m: dict) -> None:
     tta = " with flip TTA" if m["tta"] == "flip" else ""
     where = f"{m['split']} of {m['data']}{tta}"
     print(printable(f"{m['model']} ({m['backend']}) on {where}: {m['images']} images"))
+    if m.get("multi_label"):
+        return _print_multilabel(m)
     print(
         f"accuracy {m['accuracy']:.2%}   balanced accuracy {m['balanced_accuracy']:.2%}   "
         f"loss {m['loss']:.4f}   macro F1 {m['macro_f1']:.3f}"
@@ -126,6 +128,14 @@ def print_evaluation(m: dict) -> None:
         )
     if "label_issues" in m:
         print(_issue_lines(m["label_issues"], m["split"]))
+    print(f"report: {Path(m['out']) / RunDir.REPORT}")
+
+
+def _print_multilabel(m: dict) -> None:
+    from imgclf.evaluation.multilabel import format_multilabel
+    from imgclf.runs import RunDir
+
+    print(printable(format_multilabel(m), lines=True))
     print(f"report: {Path(m['out']) / RunDir.REPORT}")
 
 

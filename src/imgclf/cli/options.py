@@ -92,7 +92,7 @@ def add_label_options(p: argparse.ArgumentParser) -> None:
     RunConfig options; evaluate, for other data)."""
     fields = {f.name: f for f in dataclasses.fields(RunConfig)}
     add_label_from_name(p, fields["label_from_name"].metadata["help"])
-    for name in ("labels", "path_column", "label_column", "corrections"):
+    for name in ("labels", "path_column", "label_column", "label_delim", "corrections"):
         f = fields[name]
         p.add_argument(
             "--" + name.replace("_", "-"),

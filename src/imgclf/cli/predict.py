@@ -69,13 +69,24 @@ def probability(text: str) -> float:
 def run(args: argparse.Namespace) -> int:
     from imgclf.data.folder import display_path
     from imgclf.files import write_json
-    from imgclf.predictor import expand_inputs, load_predictor, mark_unsure, predict_paths
+    from imgclf.predictor import (
+        expand_inputs,
+        load_predictor,
+        mark_unsure,
+        predict_paths,
+        thresholds_of,
+    )
 
     predictor = (
         _predictor(args)
         if args.runtime != "eager"
         else (load_predictor(args.run, args.device, args.tta, args.calibration))
     )
+    if args.abstain and thresholds_of(predictor) is not None:
+        raise UsageError(
+            "--abstain is for single-label runs: a multi-label run answers every class above "
+            "its own threshold (calibration.json), and may answer none"
+        )
     paths = expand_inputs(args.paths)
     if not paths:
         print("imgclf predict: error: no images matched", file=sys.stderr)
@@ -110,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
 def _verdict(r: dict) -> str:
     if "error" in r:
         return f"ERROR {printable(r['error'])}"
+    if "labels" in r:  # multi-label: every class above its threshold
+        said = ", ".join(f"{c['class']} {c['probability']:.3f}" for c in r["classes"])
+        top = r["top"][0]
+        return printable(
+            said or f"(none of the classes; likeliest {top['class']} {top['probability']:.3f})"
+        )
     guess = f"{printable(r['class'])}  {r['probability']:.3f}"
     return f"NOT SURE  ({guess})" if r.get("abstained") else guess
 
@@ -151,6 +168,8 @@ def spreadsheet_safe(cell: str) -> str:
 
 
 def _caption(r: dict) -> str:
+    if "labels" in r:  # multi-label: all of them, or none
+        return "\n".join(f"{c['class']} ({c['probability']:.0%})" for c in r["classes"]) or "none"
     cls = r["class"].upper()
     said = f"NOT SURE: {cls}?" if r.get("abstained") else f"is a {cls}"
     return f"{said}\n({r['probability']:.0%})"

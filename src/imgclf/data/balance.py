@@ -100,10 +100,26 @@ def sample_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return w / w.sum()
 
 
+def label_counts(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Images per class: of class indices, or (multi-label 0/1 rows) those showing the class."""
+    if labels.ndim == 2:
+        return labels.sum(0).round().astype(np.int64)
+    return np.bincount(labels, minlength=num_classes)
+
+
+def pos_weights(counts: np.ndarray, images: int) -> np.ndarray:
+    """Multi-label --class-weights auto: each class's negatives / positives (the pos_weight of
+    binary cross-entropy, which torch's docs suggest), clipped like auto_weights."""
+    pos = np.maximum(np.asarray(counts, dtype=np.float64), 1)
+    return np.clip((images - pos) / pos, 1 / WEIGHT_CLIP, WEIGHT_CLIP)
+
+
 def class_weights(cfg: RunConfig, labels: np.ndarray, names: list[str]) -> np.ndarray | None:
-    """--class-weights per class, counted over the images that really train (unreadable files
-    already dropped); None for none."""
-    counts = np.bincount(labels, minlength=len(names))
+    """--class-weights per class (multi-label: per class's positives), counted over the images
+    that really train (unreadable files already dropped); None for none."""
+    counts = label_counts(labels, len(names))
+    if labels.ndim == 2 and cfg.class_weights == "auto":
+        return pos_weights(counts, len(labels))
     return loss_weights(cfg.class_weights, counts, names)
 
 
@@ -117,7 +133,7 @@ def describe_balance(
 ) -> tuple[dict[str, Any], list[str]]:
     """What config.json records of the training class counts and weights, and the log lines
     saying them."""
-    counts = np.bincount(labels, minlength=len(names))
+    counts = label_counts(labels, len(names))
     record: dict[str, Any] = {"class_counts": dict(zip(names, counts.tolist(), strict=True))}
     lines = [balance_line(names, counts)]
     w = class_weights(cfg, labels, names)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from imgclf.messages import warn
 
 # torchvision's IMG_EXTENSIONS plus GIF (decoded as its first frame).
@@ -41,7 +43,9 @@ def display_path(path: str | os.PathLike) -> str:
 
 @dataclass
 class ImageIndex:
-    """One split: image paths, their class indices and the class names they index."""
+    """One split: image paths, their class indices and the class names they index. A
+    multi-label split also has `sets` (each image's classes, possibly none); its `labels` are
+    then strata for the seeded splits (each image's rarest class; len(class_names): none)."""
 
     paths: list[str] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
@@ -49,19 +53,39 @@ class ImageIndex:
     # where a split came from when it was not its own folder or CSV rows ("carved": part of
     # train held out); for the log line, not compared
     origin: str = field(default="", compare=False)
+    sets: list[tuple[int, ...]] | None = None
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    @property
+    def multi_label(self) -> bool:
+        return self.sets is not None
+
     def counts(self) -> list[int]:
+        """Images per class (multi-label: images in which the class is present)."""
         out = [0] * len(self.class_names)
-        for y in self.labels:
-            out[y] += 1
+        for ys in self.sets if self.sets is not None else ([y] for y in self.labels):
+            for y in ys:
+                out[y] += 1
+        return out
+
+    def targets(self) -> np.ndarray:
+        """What a model learns: class indices (int64), or multi-label 0/1 rows (float32)."""
+        if self.sets is None:
+            return np.asarray(self.labels, dtype=np.int64)
+        out = np.zeros((len(self.sets), len(self.class_names)), np.float32)
+        for i, ys in enumerate(self.sets):
+            out[i, list(ys)] = 1
         return out
 
     def subset(self, keep: list[int]) -> ImageIndex:
+        sets = None if self.sets is None else [self.sets[i] for i in keep]
         return ImageIndex(
-            [self.paths[i] for i in keep], [self.labels[i] for i in keep], self.class_names
+            [self.paths[i] for i in keep],
+            [self.labels[i] for i in keep],
+            self.class_names,
+            sets=sets,
         )
 
 

@@ -20,6 +20,7 @@ from imgclf.data.folder import (
     is_image_name,
     walk_files,
 )
+from imgclf.data.multi_labels import Row, is_multi_label, multi_indices
 from imgclf.messages import UsageError, warn
 
 # The leading word(s) before '.', '_' or '-' and a number: cat.12.jpg, dog_3.png,
@@ -39,6 +40,8 @@ class LabelSource:
     path_column: str = ""
     label_column: str = ""
     corrections: str = ""  # --corrections FILE.csv (imgclf review): applied after the labels
+    label_delim: str = ""  # --label-delim: what separates several classes in one cell
+    multi_label: bool = False  # --multi-label: read the cells as class sets even when single
 
     @classmethod
     def from_config(cls, cfg: Any) -> LabelSource:
@@ -52,6 +55,8 @@ class LabelSource:
             cfg.path_column or "",
             cfg.label_column or "",
             os.path.abspath(fixes) if fixes else "",
+            getattr(cfg, "label_delim", "") or "",
+            bool(getattr(cfg, "multi_label", False)),
         )
 
     def check(self) -> None:
@@ -83,13 +88,13 @@ def read_splits(root: Path, source: LabelSource) -> dict[str, ImageIndex]:
     or found."""
     source.check()
     if source.csv:
-        return from_csv(root, Path(source.csv), source.path_column, source.label_column)
+        return from_csv(root, Path(source.csv), source)
     if source.name_pattern:
         return from_names(root, source.name_pattern)
     found = hf_metadata(root)
     if found:
         print(f"labels: from {display_path(found[0])} (Hugging Face imagefolder metadata)")
-        return from_csv(root, found[0], "", "", split_dirs=found[1])
+        return from_csv(root, found[0], source, split_dirs=found[1])
     return {}  # the caller scans class folders
 
 
@@ -179,23 +184,29 @@ def _column(header: list[str], wanted: str, candidates: tuple[str, ...], what: s
 
 
 def from_csv(
-    root: Path,
-    path: Path,
-    path_column: str,
-    label_column: str,
-    split_dirs: dict[str, Path] | None = None,
+    root: Path, path: Path, source: LabelSource, split_dirs: dict[str, Path] | None = None
 ) -> dict[str, ImageIndex]:
     """Rows of (image, label[, split]); image paths relative to the data folder (or, for a
-    Hugging Face metadata.csv in each split folder, to that folder)."""
+    Hugging Face metadata.csv in each split folder, to that folder). Cells naming several
+    classes, or none, make the splits multi-label (data/multi_labels.py)."""
     if not path.is_file():
         raise UsageError(f"{path}: no such labels file")
+    columns = (source.path_column, source.label_column)
     if split_dirs:  # one metadata.csv per split folder
         rows = []
         for split, d in split_dirs.items():
-            rows += _read_rows(d / HF_METADATA, d, root, path_column, label_column, split)
+            rows += _read_rows(d / HF_METADATA, d, root, *columns, split)
     else:
-        rows = _read_rows(path, root, root, path_column, label_column, None)
-    return _indices(_check_rows(rows))
+        rows = _read_rows(path, root, root, *columns, None)
+    found = _check_rows(rows)
+    if is_multi_label(found, source.label_delim, source.multi_label):
+        return multi_indices(found, source.label_delim)
+    for where, image in ((w, p) for v in found.values() for p, c, w in v if not c):
+        raise UsageError(
+            f"{where}: empty label for {os.path.relpath(image, root)!r} (--multi-label: an "
+            "image may show none of the classes)"
+        )
+    return _indices({k: [(p, c.strip()) for p, c, _ in v] for k, v in found.items()})
 
 
 def _read_rows(
@@ -223,8 +234,6 @@ def _read_rows(
         where = f"{path} line {line}"
         if not cell:
             raise UsageError(f"{where}: no image path")
-        if not label:
-            raise UsageError(f"{where}: empty label for {cell!r}")
         image = _resolve(cell, base, root, where)
         if image is None:
             missing.append((line, cell))
@@ -267,10 +276,11 @@ def _split(row: list[str], sc: int | None, split: str | None, where: str) -> str
     return SPLIT_NAMES[value]
 
 
-def _check_rows(rows: list[tuple[str, int, str, str, str]]) -> dict[str, list[tuple[str, str]]]:
-    """One label per image: the same file twice with two labels is refused, both rows named."""
+def _check_rows(rows: list[tuple[str, int, str, str, str]]) -> dict[str, list[Row]]:
+    """One label cell per image: the same file twice with two cells is refused, both rows
+    named. Per split: (image, cell, where)."""
     first: dict[str, tuple[str, int, str, str]] = {}
-    found: dict[str, list[tuple[str, str]]] = {}
+    found: dict[str, list[Row]] = {}
     repeats = 0
     for csv_path, line, image, label, split in rows:
         key = os.path.realpath(image)
@@ -284,7 +294,7 @@ def _check_rows(rows: list[tuple[str, int, str, str, str]]) -> dict[str, list[tu
             repeats += 1
             continue
         first[key] = (csv_path, line, label, split)
-        found.setdefault(split, []).append((image, label))
+        found.setdefault(split, []).append((image, label, f"{csv_path} line {line}"))
     if repeats:
         warn(f"{repeats} repeated row(s) (same image, same label) counted once")
     return found

@@ -3,7 +3,9 @@ per-class cap and the validation part carved from train, seeded."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from imgclf.data.corrections import apply_corrections, read_corrections
 from imgclf.data.folder import (
@@ -81,3 +83,13 @@ def _validation(
             splits["val"].origin = "carved"
         else:  # start_run refuses it by name
             splits["val"] = ImageIndex(class_names=splits["train"].class_names)
+
+
+def stored_index(rows: list[list[Any]], root: Path, names: list[str]) -> ImageIndex:
+    """An ImageIndex from split.json's rows (multi-label rows hold lists of class indices)."""
+    paths = [os.path.join(root, p) for p, _ in rows]
+    if rows and isinstance(rows[0][1], list):
+        sets = [tuple(y) for _, y in rows]
+        strata = [min(s) if s else len(names) for s in sets]
+        return ImageIndex(paths, strata, names, sets=sets)
+    return ImageIndex(paths, [y for _, y in rows], names)

@@ -25,9 +25,11 @@ def calibrate_run(run_dir: str | Path, device: str = "auto", progress: bool = Fa
     probs, rows, _, _ = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
-    y = np.asarray(index.labels, dtype=np.int64)[rows]
+    y = index.targets()[rows]
     if not len(y):
         raise ValueError(f"{run}: no readable validation image to fit a temperature on")
+    if index.multi_label:
+        return _fit_thresholds(run, y, probs, index.class_names)
     c = {
         **summary(y, probs, fit_temperature(y, probs)),
         "fitted_on": "val",
@@ -37,4 +39,22 @@ def calibrate_run(run_dir: str | Path, device: str = "auto", progress: bool = Fa
     }
     write_json(run / RunDir.CALIBRATION, c)
     print(describe(c, "val"), flush=True)
+    return c
+
+
+def _fit_thresholds(run: RunDir, y: np.ndarray, probs: np.ndarray, names: list[str]) -> dict:
+    """A multi-label run's calibration.json: a threshold per class, F1-maximising on val."""
+    from imgclf.evaluation.multilabel import fit_thresholds
+
+    t = fit_thresholds(y, probs)
+    c = {
+        "temperature": None,
+        "thresholds": dict(zip(names, map(float, t), strict=True)),
+        "fitted_on": "val",
+        "fitted_images": int(len(y)),
+        "method": "per class, the threshold maximising F1 on val (0.5 for a class val lacks)",
+    }
+    write_json(run / RunDir.CALIBRATION, c)
+    shown = ", ".join(f"{k} {v:.3g}" for k, v in c["thresholds"].items())
+    print(f"thresholds (F1 on {len(y)} val images): {shown}", flush=True)
     return c

@@ -15,9 +15,11 @@ from imgclf.calibration import calibrated
 from imgclf.data.cache import DecodedCache
 from imgclf.data.folder import ImageIndex
 from imgclf.data.label_sources import LabelSource
+from imgclf.data.multi_labels import as_multi_label
 from imgclf.data.sources import resolve_data
 from imgclf.evaluation.metrics import compute_metrics, coverage, top_losses
 from imgclf.evaluation.report import write_report
+from imgclf.evaluation.run_multilabel import score_multilabel, write_multilabel
 from imgclf.evaluation.scoring import align_classes, predict_index, split_index
 from imgclf.explain import top_loss_maps
 from imgclf.files import write_json
@@ -124,15 +126,15 @@ def evaluate_run(
         else run_data(cfg, f"imgclf evaluate {run} PATH (or --data PATH)")
     )
     own = not data or os.path.realpath(data) == os.path.realpath(cfg.data_dir)
-    index, use = split_index(run, root, own, split, source)
-    index = align_classes(index, names, str(root))
-    if source and source.corrections:  # a review's decisions about the scored images
-        from imgclf.data.corrections import correct_index, read_corrections
-
-        index = correct_index(index, read_corrections(source.corrections, root))
+    index, use = scored_index(run, root, own, split, source, predictor)
     probs, rows, skipped, cache = predict_index(
         predictor, index, cfg.cache_dir, cfg.workers, cfg.batch_size, progress
     )
+    if index.multi_label:
+        out = eval_folder(run, own, root, use)
+        return evaluate_multilabel(
+            run, index, rows, probs, out, provenance(run, root, use, out, predictor, skipped)
+        )
     y = np.asarray(index.labels)[rows]
     cal, calib = calibrated(run, y, probs)
     probs = cal if calibration else probs
@@ -149,6 +151,36 @@ def evaluate_run(
     maps = top_loss_maps(predictor) if explain else None
     metrics["top_losses_heatmaps"] = maps is not None
     write_outputs(out, metrics, run.read_history(), index, rows, probs, y, cache, maps)
+    return metrics
+
+
+def scored_index(
+    run: RunDir, root: Path, own: bool, split: str, source: LabelSource | None, p: Predictor
+) -> tuple[ImageIndex, str]:
+    """The images evaluate scores, on the run's classes, with a review's corrections."""
+    index, use = split_index(run, root, own, split, source)
+    index = align_classes(index, p.class_names, str(root))
+    if p.meta.get("multi_label"):  # single-label data scored by a multi-label run too
+        index = as_multi_label(index)
+    if source and source.corrections:  # a review's decisions about the scored images
+        from imgclf.data.corrections import correct_index, read_corrections
+
+        index = correct_index(index, read_corrections(source.corrections, root))
+    return index, use
+
+
+def evaluate_multilabel(
+    run: RunDir,
+    index: ImageIndex,
+    rows: np.ndarray,
+    probs: np.ndarray,
+    out: Path,
+    where: dict[str, Any],
+) -> dict[str, Any]:
+    """A multi-label run's metrics at its thresholds, written as a single-label run's are."""
+    y = index.targets()[rows]
+    metrics = {**score_multilabel(run, y, probs, index.class_names), **where}
+    write_multilabel(out, metrics, run.read_history(), y, probs)
     return metrics
 
 

@@ -5,7 +5,6 @@ reports and plots, whose imports a training run need not pay for)."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ from tqdm import tqdm
 from imgclf.data.cache import DecodedCache, open_cache
 from imgclf.data.folder import ImageIndex, display_path, find_splits, scan_class_folder
 from imgclf.data.label_sources import LabelSource, read_splits
-from imgclf.data.splits import load_splits
+from imgclf.data.splits import load_splits, stored_index
 from imgclf.messages import UsageError, warn
 from imgclf.predictor import Predictor
 from imgclf.runs import RunDir
@@ -26,6 +25,10 @@ def align_classes(index: ImageIndex, class_names: list[str], where: str) -> Imag
     if unknown:
         raise ValueError(f"{where}: classes unknown to the model: {', '.join(unknown)}")
     remap = [class_names.index(c) for c in index.class_names]
+    if index.sets is not None:
+        sets = [tuple(sorted(remap[y] for y in s)) for s in index.sets]
+        strata = [min(s) if s else len(class_names) for s in sets]
+        return ImageIndex(index.paths, strata, class_names, sets=sets)
     return ImageIndex(index.paths, [remap[y] for y in index.labels], class_names)
 
 
@@ -62,10 +65,7 @@ def split_index(
     cfg = run.read_config()
     if own and split in ("val", "train") and (run / RunDir.SPLIT).is_file():
         stored = json.loads((run / RunDir.SPLIT).read_text())["splits"][split]
-        names = run.read_meta()["class_names"]
-        return ImageIndex(
-            [os.path.join(root, p) for p, _ in stored], [y for _, y in stored], names
-        ), split
+        return stored_index(stored, root, run.read_meta()["class_names"]), split
     if not own:
         return _other_data(root, split, source or LabelSource()), split
     splits = load_splits(

@@ -16,7 +16,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from imgclf.messages import UsageError
-from imgclf.predictor import answer
+from imgclf.predictor import answer, thresholds_of
 from imgclf.serve.batching import Batcher, Overloaded
 from imgclf.serve.config import ServeConfig
 from imgclf.serve.uploads import first_file_part
@@ -97,7 +97,7 @@ class Classifier:
             x, data = await run_in_threadpool(self.decode, body, ctype)
             return await run_in_threadpool(self._explained, x, data)
         (probs,) = await self.probabilities([(body, ctype)])
-        return answer(probs, self.predictor.class_names, self.top_k)
+        return answer(probs, self.predictor.class_names, self.top_k, thresholds_of(self.predictor))
 
     async def probabilities(self, items: list[Any]) -> np.ndarray:
         """(n, classes) for n batcher items, all queued or none (a full queue: 503 at once,
@@ -132,7 +132,9 @@ class Classifier:
         model = self.explainer()
         with self.lock:
             e = explain_batch(model, x[None])
-        out = answer(e.probs[0], self.predictor.class_names, self.top_k)
+        out = answer(
+            e.probs[0], self.predictor.class_names, self.top_k, thresholds_of(self.predictor)
+        )
         out["explanation"] = explanation_json(model, x, e, data)
         return out
 

@@ -15,17 +15,21 @@ from imgclf.files import atomic_write
 
 
 class WithSoftmax(nn.Module):
-    def __init__(self, model: nn.Module):
+    """The model with its probabilities: softmax, or one sigmoid per class (multi-label)."""
+
+    def __init__(self, model: nn.Module, multi_label: bool = False):
         super().__init__()
-        self.model = model
+        self.model, self.multi_label = model, multi_label
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(self.model(x), dim=1)
+        logits = self.model(x)
+        return torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=1)
 
 
 def export_model(predictor: Any, fmt: str, path: Path, imgs: np.ndarray) -> tuple[Path, float]:
     """Write `fmt` to path (the facade names it), load it back, return the largest difference."""
-    model = WithSoftmax(predictor.model.cpu().eval()).eval()
+    multi = bool(predictor.meta.get("multi_label"))
+    model = WithSoftmax(predictor.model.cpu().eval(), multi).eval()
     x = normalize_batch(torch.from_numpy(imgs), predictor.pre).contiguous()
     with torch.no_grad():
         ref = model(x).numpy()

@@ -51,7 +51,8 @@ def compute_features(
             labels.append(y)
     dim = _feature_dim(backbone, data, device, amp) if not feats else feats[0].shape[1]
     f = torch.cat(feats) if feats else torch.zeros(0, dim, device=device)
-    y = torch.cat(labels) if labels else torch.zeros(0, dtype=torch.long, device=device)
+    empty = torch.from_numpy(data.labels[:0]).to(device)  # (0,) or multi-label (0, classes)
+    y = torch.cat(labels) if labels else empty
     return gather_blocks(d, f, n), gather_blocks(d, y, n)
 
 

@@ -47,7 +47,8 @@ class SplitData:
 
     @property
     def labels(self) -> np.ndarray:
-        return np.asarray(self.index.labels, dtype=np.int64)[self.rows]
+        """What the model learns per row: class indices, or multi-label 0/1 rows."""
+        return self.index.targets()[self.rows]
 
 
 def prepare_split(
@@ -149,7 +150,7 @@ class _FileDataset(Dataset):
     """ImageFolder over our index: never raises on a bad file, returns ok=False instead."""
 
     def __init__(self, index: ImageIndex, transform):  # noqa: ANN001
-        self.index, self.transform = index, transform
+        self.index, self.transform, self.targets = index, transform, index.targets()
 
     def __len__(self) -> int:
         return len(self.index)
@@ -157,9 +158,9 @@ class _FileDataset(Dataset):
     def __getitem__(self, i: int):  # noqa: ANN204
         try:
             img = self.transform(load_rgb(self.index.paths[i]))
-            return img, self.index.labels[i], ""
+            return img, self.targets[i], ""
         except ImageDecodeError as e:
-            return torch.zeros(3, 1, 1), self.index.labels[i], f"{self.index.paths[i]}\0{e}"
+            return torch.zeros(3, 1, 1), self.targets[i], f"{self.index.paths[i]}\0{e}"
 
 
 def _collate(items):  # noqa: ANN001, ANN202
@@ -167,7 +168,7 @@ def _collate(items):  # noqa: ANN001, ANN202
     bad = [it[2] for it in items if it[2]]
     if not good:
         return None, None, bad
-    return torch.stack([g[0] for g in good]), torch.tensor([g[1] for g in good]), bad
+    return torch.stack([g[0] for g in good]), torch.from_numpy(np.stack([g[1] for g in good])), bad
 
 
 def _plain_batches(data: SplitData, plan: BatchPlan) -> Iterator:

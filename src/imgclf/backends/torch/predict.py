@@ -41,9 +41,13 @@ class TorchPredictor:
         arr = np.require(images, dtype, ["C", "W"])
         return normalize_batch(torch.from_numpy(arr).to(self.device), self.pre)
 
+    def _probs(self, logits: torch.Tensor) -> torch.Tensor:
+        """softmax over the classes, or one sigmoid per class for a multi-label run."""
+        return logits.sigmoid() if self.meta.get("multi_label") else torch.softmax(logits, 1)
+
     @torch.no_grad()
     def predict_proba(self, images: np.ndarray) -> np.ndarray:
-        return torch.softmax(self.model(self._input(images)).float(), 1).cpu().numpy()
+        return self._probs(self.model(self._input(images)).float()).cpu().numpy()
 
     def explain(
         self, images: np.ndarray, classes: list[int] | None = None
@@ -54,4 +58,4 @@ class TorchPredictor:
 
         cam = GradCAM(self.model, target_layer(self.model, self.cam_layer))
         cams, logits = cam(self._input(images), classes)
-        return cams, torch.softmax(torch.from_numpy(logits), 1).numpy()
+        return cams, self._probs(torch.from_numpy(logits)).numpy()

@@ -98,8 +98,16 @@ def _row(
     y: torch.Tensor,
     dtype: torch.dtype,
 ) -> torch.Tensor:
-    parts = (total, weight, (out.argmax(1) == y).sum(), torch.tensor(len(y), device=y.device))
+    parts = (total, weight, hits(out, y), torch.tensor(len(y), device=y.device))
     return torch.stack([p.to(dtype) for p in parts])
+
+
+def hits(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Right answers in a batch: the top class, or (multi-label 0/1 targets) the share of
+    classes whose logit's sign matches, per image: 'acc' is then the per-label accuracy."""
+    if y.ndim == 2:
+        return ((out > 0) == (y > 0.5)).float().mean(1).sum()
+    return (out.argmax(1) == y).sum()
 
 
 def lbfgs_epoch(
@@ -135,5 +143,5 @@ def lbfgs_epoch(
     with torch.no_grad():
         out = head(x).float()
         loss = loop.loss_fn(out, y) / denominator
-    correct = (out.argmax(1) == y).sum().item()
+    correct = hits(out, y).item()
     return {"loss": loss.item(), "acc": correct / max(len(y), 1), "images": len(y)}, step

@@ -162,12 +162,24 @@ def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.devi
     return model
 
 
-def _loss(
-    cfg: RunConfig, train: SplitData, names: list[str], device: torch.device
-) -> nn.CrossEntropyLoss:
+class MultiLabelLoss(nn.BCEWithLogitsLoss):
+    """Binary cross-entropy summed over images and classes (one sigmoid per class), targets
+    smoothed toward 1/2 by --label-smoothing; --class-weights are its pos_weight."""
+
+    def __init__(self, pos_weight: torch.Tensor | None, smoothing: float):
+        super().__init__(reduction="sum", pos_weight=pos_weight)
+        self.smoothing = smoothing
+
+    def forward(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return super().forward(out, y * (1 - self.smoothing) + self.smoothing / 2)
+
+
+def _loss(cfg: RunConfig, train: SplitData, names: list[str], device: torch.device) -> nn.Module:
     """Sums, divided by the global batch's weight in steps.py (the mean, at any world size)."""
     w = class_weights(cfg, train.labels, names)
     weight = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
+    if train.index.multi_label:
+        return MultiLabelLoss(weight, cfg.label_smoothing)
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing, reduction="sum")
 
 
