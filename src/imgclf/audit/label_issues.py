@@ -72,15 +72,13 @@ def label_audit(
         raise UsageError(f"--label-issues: EfficientNet-Lite{variant} weights failed to load")
     paths = [files[r][0] for r in rows]
     splits = [files[r][1] for r in rows]
-    names = sorted({report.classes_raw[p] for p in paths})
-    labels = np.array([names.index(report.classes_raw[p]) for p in paths])
-    # the head needs the features in memory (n x 1280 float32: 5 GiB a million images)
-    probs = cross_fit(np.asarray(feats), labels)
-    suspects = find_label_issues(probs, labels)
     indexes = split_indexes(feats, splits)
-    near = nearest_train([s.index for s in suspects], feats, indexes)
-    report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, near)
-    report.issues_raw = [paths[s.index] for s in suspects]
+    summary = {"features": f"efficientnet_lite{variant} at {size} px", "images": len(rows)}
+    if report.multi_label:
+        summary.update(_multi_label_issues(report, paths, splits, feats))
+    else:
+        summary.update(_single_label_issues(report, paths, splits, feats, indexes))
+    report.label_issue_summary = summary
     score, flagged = find_outliers(feats, splits, indexes)
     report.outliers = sorted(
         (
@@ -90,12 +88,59 @@ def label_audit(
         key=lambda o: -o["score"],
     )
     report.outliers_raw = [paths[i] for i in np.nonzero(flagged)[0]]
-    report.label_issue_summary = {
-        "features": f"efficientnet_lite{variant} at {size} px",
-        "images": len(rows),
+
+
+def _single_label_issues(
+    report: AuditReport, paths: list[str], splits: list[str], feats: Any, indexes: dict
+) -> dict[str, Any]:
+    """Suspect labels by confident learning on cross-fitted probabilities, with look-alikes."""
+    names = sorted({report.classes_raw[p] for p in paths})
+    labels = np.array([names.index(report.classes_raw[p]) for p in paths])
+    # the head needs the features in memory (n x 1280 float32: 5 GiB a million images)
+    probs = cross_fit(np.asarray(feats), labels)
+    suspects = find_label_issues(probs, labels)
+    near = nearest_train([s.index for s in suspects], feats, indexes)
+    report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, near)
+    report.issues_raw = [paths[s.index] for s in suspects]
+    return {
         "out_of_sample_accuracy": round(float((probs.argmax(1) == labels).mean()), 4),
         "confident": sum(x["confident"] for x in report.label_issues),
         "by_split": pair_counts(report.label_issues),
+    }
+
+
+def _multi_label_issues(
+    report: AuditReport, paths: list[str], splits: list[str], feats: Any
+) -> dict[str, Any]:
+    """Missing and extra labels per image (audit/multi_label_issues.py has the rule)."""
+    from collections import Counter
+
+    from imgclf.audit.multi_label_issues import (
+        cross_fit_multi,
+        find_multi_label_issues,
+        multi_issue_rows,
+    )
+    from imgclf.audit.scan import SET_SEP
+
+    sets = [[c for c in report.classes_raw[p].split(SET_SEP) if c] for p in paths]
+    names = sorted({c for cs in sets for c in cs})
+    y = np.zeros((len(paths), len(names)), np.float32)
+    for i, cs in enumerate(sets):
+        y[i, [names.index(c) for c in cs]] = 1
+    probs = cross_fit_multi(np.asarray(feats), y)
+    found = find_multi_label_issues(probs, y)
+    report.label_issues = multi_issue_rows(found, paths, splits, names, y, probs)
+    report.issues_raw = [paths[x["index"]] for x in found]
+    by_split: dict[str, Counter[str]] = {}
+    for x in report.label_issues:
+        for c in x["missing"]:
+            by_split.setdefault(x["split"], Counter())[f"{c} likely missing"] += 1
+        for c in x["extra"]:
+            by_split.setdefault(x["split"], Counter())[f"{c} likely not there"] += 1
+    return {
+        "multi_label": True,
+        "out_of_sample_label_accuracy": round(float(((probs >= 0.5) == (y > 0.5)).mean()), 4),
+        "by_split": {k: dict(v.most_common()) for k, v in by_split.items()},
     }
 
 
@@ -170,6 +215,7 @@ def issue_sheet(items: list[dict[str, Any]], path: Path, title: str) -> Path:
         except (ImageDecodeError, OSError):
             images.append(np.zeros((160, 160, 3), np.uint8))
         name = "/".join(Path(x["path"]).parts[-2:])
-        what = f"{x['given']} -> {x['suggested']} " if "given" in x else ""
+        what = f"{x['given']} -> {x['suggested']} " if "suggested" in x else ""
+        what = x.get("text", what) + " " if "text" in x else what
         titles.append(f"{x['split']}: {name}\n{what}{x['score']:.3f}")
     return plot_image_grid(images, titles, path, ncols=6, suptitle=title)

@@ -77,7 +77,9 @@ def _sections(r: AuditReport) -> list[tuple[str, list]]:
 def _suspects(r: AuditReport) -> list[tuple[str, list[str]]]:
     """The --label-issues sections: the top suspect labels, then the outliers."""
     issues = [
-        f"{x['score']:.3f} {x['split']}:{x['path']} ({x['given']} -> {x['suggested']}"
+        f"{x['score']:.3f} {x['split']}:{x['path']} ({x['text']})"
+        if "text" in x  # multi-label: missing and extra labels
+        else f"{x['score']:.3f} {x['split']}:{x['path']} ({x['given']} -> {x['suggested']}"
         + (", confident)" if x["confident"] else ")")
         for x in r.label_issues
     ]
@@ -90,12 +92,19 @@ def _suspect_counts(r: AuditReport) -> list[str]:
     if not r.label_issue_summary:
         return []
     s = r.label_issue_summary
-    out = [
-        "",
-        f"label issues: {len(r.label_issues)} ({s['confident']} confident by Northcutt et al.'s "
-        f"thresholds, the rest predicted != given); features {s['features']}, 5-fold "
-        f"out-of-sample accuracy {s['out_of_sample_accuracy']:.1%} on {s['images']} images",
-    ]
+    if s.get("multi_label"):
+        how = (
+            f"images with a likely missing or extra label (confident learning per class); "
+            f"features {s['features']}, 5-fold out-of-sample per-label accuracy "
+            f"{s['out_of_sample_label_accuracy']:.1%} on {s['images']} images"
+        )
+    else:
+        how = (
+            f"({s['confident']} confident by Northcutt et al.'s thresholds, the rest predicted != "
+            f"given); features {s['features']}, 5-fold out-of-sample accuracy "
+            f"{s['out_of_sample_accuracy']:.1%} on {s['images']} images"
+        )
+    out = ["", f"label issues: {len(r.label_issues)} {how}"]
     out += [f"  {sp}: {pair}: {n}" for sp, c in s["by_split"].items() for pair, n in c.items()]
     per_split = ", ".join(f"{sp} {sum(o['split'] == sp for o in r.outliers)}" for sp in r.counts)
     out.append(f"outliers: {len(r.outliers)} ({per_split})")

@@ -1,7 +1,5 @@
 """`imgclf audit`: decode every image of a folder in parallel and report what is wrong with it.
-
-Only reads files. Holds one record per file (path, hash, size), never the pixels.
-"""
+Only reads files. Holds one record per file (path, hash, size), never the pixels."""
 
 from __future__ import annotations
 
@@ -20,6 +18,7 @@ from imgclf.audit.shards import SOLO, Group, gathered, share
 from imgclf.data.balance import imbalance_warning
 from imgclf.data.folder import display_path, find_splits, is_image_name, list_class_dirs, walk_files
 from imgclf.data.label_sources import LabelSource, read_splits
+from imgclf.messages import UsageError
 
 TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothing to learn from
 # Longer side / shorter side: past this the centre crop keeps a sliver of the picture (panoramas
@@ -27,6 +26,7 @@ TINY_SIDE = 8  # pixels; smaller images survive decoding but carry almost nothin
 MAX_ASPECT = 10
 
 
+SET_SEP = "\n"  # joins a multi-label image's classes (no class name holds it: names are printable)
 HIDDEN = ("bad_raw", "readable_raw", "leaks_raw", "classes_raw", "issues_raw", "outliers_raw")
 
 
@@ -64,6 +64,7 @@ class AuditReport:
     readable_raw: list[tuple[str, str]] = field(default_factory=list, repr=False)
     leaks_raw: list[str] = field(default_factory=list, repr=False)
     classes_raw: dict[str, str] = field(default_factory=dict, repr=False)  # raw path -> class
+    multi_label: bool = False  # classes_raw then holds each image's classes joined by SET_SEP
     issues_raw: list[str] = field(default_factory=list, repr=False)  # --exclude-issues
     outliers_raw: list[str] = field(default_factory=list, repr=False)
 
@@ -157,7 +158,9 @@ def _note_readable(report: AuditReport, rec: dict[str, Any], shown: str) -> None
     report.readable_raw.append((rec["path"], rec["split"]))
     report.classes_raw[rec["path"]] = rec["class"]
     per_split = report.counts.setdefault(rec["split"], {})  # a correction may bring a class
-    per_split[rec["class"]] = per_split.get(rec["class"], 0) + 1
+    for c in rec["class"].split(SET_SEP) if report.multi_label else [rec["class"]]:
+        if c:  # a multi-label image may show none of the classes
+            per_split[c] = per_split.get(c, 0) + 1
     if rec["frames"] > 1:
         report.animated.append(shown)
     w, h = rec["width"], rec["height"]
@@ -198,6 +201,13 @@ def _labelled_jobs(
     jobs = []
     for split, idx in splits.items():
         report.counts[split] = {c: 0 for c in idx.class_names}
+        if idx.sets is not None:  # multi-label: the image's classes in one string
+            report.multi_label = True
+            jobs += [
+                (p, split, SET_SEP.join(idx.class_names[y] for y in ys))
+                for p, ys in zip(idx.paths, idx.sets, strict=True)
+            ]
+            continue
         jobs += [(p, split, idx.class_names[y]) for p, y in zip(idx.paths, idx.labels, strict=True)]
     return jobs
 
@@ -205,6 +215,8 @@ def _labelled_jobs(
 def _jobs(root: Path, source: LabelSource, report: AuditReport) -> list[tuple[str, str, str]]:
     """(path, split, class) of every image, from its label source, with --corrections."""
     jobs = _labelled_jobs(root, source, report) or _collect_jobs(root, report)
+    if source.corrections and report.multi_label:
+        raise UsageError("--corrections (a review's decisions) apply to single-label data only")
     if source.corrections:
         from imgclf.data.corrections import correct_jobs, read_corrections
 

@@ -79,7 +79,8 @@ def from_audit(file: Path, root: Path, labels: dict[str, str]) -> list[Item]:
     except (OSError, ValueError) as e:
         raise UsageError(f"{file}: cannot read the audit report ({e})") from None
     r = Resolver(root, labels, report.get("root", ""))
-    items = [_issue(x, r) for x in report.get("label_issues", [])]
+    # a multi-label audit's issues (missing/extra labels) have no one suggestion to take
+    items = [_issue(x, r) for x in report.get("label_issues", []) if "suggested" in x]
     for g in report.get("near_duplicates_across", []) + report.get("near_duplicates_within", []):
         items += _near_duplicate(g, r)
     items += [_outlier(x, r) for x in report.get("outliers", [])]

@@ -57,12 +57,12 @@ def load_split(s: RunSetup, split: str, shuffle: bool) -> tuple[CachedImages, di
     cfg, idx = s.cfg, s.splits[split]
     cache, stats = open_cache(idx, s.pre.size, cfg.cache_dir or None, cfg.workers, True)
     rows = cache.ok_rows
-    labels = np.asarray(idx.labels, np.int64)[rows]
+    labels = idx.targets()[rows]  # class indices, or multi-label 0/1 rows
     draw = sampling(cfg, labels, s.names) if shuffle else None
     data = CachedImages(
         cache, rows, labels, s.pre, cfg.batch_size, shuffle, cfg.seed if shuffle else 0, draw
     )
-    if cfg.label_smoothing:
+    if cfg.label_smoothing and not idx.multi_label:
         data.num_classes = len(s.names)  # one-hot targets
     skipped = {display_path(idx.paths[r]): why for r, why in stats.failed.items()}
     return data, skipped

@@ -30,6 +30,29 @@ def _classifier(num_classes: int) -> layers.Layer:
     return layers.Dense(num_classes, activation="softmax", dtype="float32")
 
 
+def sigmoid_outputs(model: keras.Model) -> None:
+    """A multi-label run: the classifier's softmax becomes one sigmoid per class (saved with the
+    .keras archive's config, so a loaded model keeps it)."""
+    head = model.layers[-1]
+    if not isinstance(head, layers.Dense):
+        raise ValueError(f"{model.name}: its last layer is not the classifier (a Dense)")
+    head.activation = keras.activations.sigmoid
+
+
+def multi_label_loss(pos_weight: np.ndarray | None, smoothing: float):  # noqa: ANN201
+    """Binary cross-entropy summed over the classes of an image (the PyTorch side's loss), the
+    positives weighted by pos_weight (--class-weights), targets smoothed toward 1/2."""
+    pw = keras.ops.convert_to_tensor(1.0 if pos_weight is None else pos_weight, "float32")
+
+    def binary_cross_entropy(y_true, y_pred):  # noqa: ANN001, ANN202
+        y = keras.ops.cast(y_true, "float32") * (1 - smoothing) + smoothing / 2
+        p = keras.ops.clip(keras.ops.cast(y_pred, "float32"), 1e-7, 1 - 1e-7)
+        terms = pw * y * keras.ops.log(p) + (1 - y) * keras.ops.log(1 - p)
+        return -keras.ops.sum(terms, axis=-1)
+
+    return binary_cross_entropy
+
+
 def _augmented(model_layers: list, size: int, augment: str, name: str) -> keras.Model:
     inputs = keras.Input((size, size, 3))
     x = inputs

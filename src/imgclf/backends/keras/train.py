@@ -25,7 +25,12 @@ from imgclf.backends.keras.callbacks import (
 from imgclf.backends.keras.checkpoint import read_fingerprint
 from imgclf.backends.keras.distributed import mirrored, scope
 from imgclf.backends.keras.loaders import CachedImages, load_split
-from imgclf.backends.keras.models import backbone_of, count_params
+from imgclf.backends.keras.models import (
+    backbone_of,
+    count_params,
+    multi_label_loss,
+    sigmoid_outputs,
+)
 from imgclf.backends.keras.optim import build_optimizer
 from imgclf.config import RunConfig
 from imgclf.data.balance import class_weights
@@ -91,6 +96,8 @@ def build_model(s: RunSetup, resume: bool) -> keras.Model:
         image_size=s.pre.size,
         augment=cfg.augment,
     )
+    if s.multi_label:
+        sigmoid_outputs(model)
     if resume and last.exists():
         check_fingerprint(read_fingerprint(last), s.meta(), last)
         model.load_weights(last)  # then BackupAndRestore, if it holds a later state, wins
@@ -108,7 +115,11 @@ def compile_model(
     scaled = backbone.trainable_variables if backbone and scale is not None else []
     opt = build_optimizer(cfg, steps_per_epoch, model.trainable_variables, scaled, first_step)
     # label smoothing needs one-hot targets in Keras; integer labels otherwise (less memory)
-    if cfg.label_smoothing:
+    if s.multi_label:  # 0/1 rows; 'accuracy' is per label, as the PyTorch side counts it
+        w = class_weights(cfg, s.splits["train"].targets(), s.names)
+        loss = multi_label_loss(w, cfg.label_smoothing)
+        metric = keras.metrics.BinaryAccuracy(name="accuracy")
+    elif cfg.label_smoothing:
         loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing)
         metric: Any = keras.metrics.CategoricalAccuracy(name="accuracy")
     else:
@@ -131,6 +142,9 @@ def epoch_callbacks(
 
 
 def class_weight(cfg: RunConfig, train: CachedImages, names: list[str]) -> dict[int, float] | None:
+    """Keras' class_weight (class index -> weight); multi-label weights are in the loss."""
+    if train.labels.ndim == 2:
+        return None
     w = class_weights(cfg, train.labels, names)
     return None if w is None else dict(enumerate(map(float, w)))
 
