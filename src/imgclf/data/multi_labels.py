@@ -20,7 +20,7 @@ Row = tuple[str, str, str]  # (image path, label cell, "file line N" for errors)
 def split_cell(cell: str, delim: str, where: str) -> list[str]:
     """The classes one cell names, in order; duplicates and mixed delimiters are refused."""
     cell = cell.strip()
-    if cell.startswith("[") and cell.endswith("]"):  # a list column: ['cat', 'dog']
+    if cell.startswith("["):  # a list column: ['cat', 'dog']
         try:
             parsed = ast.literal_eval(cell)
         except (ValueError, SyntaxError):

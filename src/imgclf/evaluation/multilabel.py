@@ -70,7 +70,10 @@ def multilabel_metrics(
         for i, c in enumerate(names)
     ]
     present = [float(y[:, c].mean()) for c in range(len(names)) if y[:, c].any()]
+    one_each = bool(n) and bool((y.sum(1) == 1).all())  # single-label data in a multi-label run
     return {
+        # the likeliest class is the image's one class: comparable with a single-label accuracy
+        **({"top1_accuracy": float((probs.argmax(1) == y.argmax(1)).mean())} if one_each else {}),
         "multi_label": True,
         "images": int(n),
         "mAP": float(np.mean(scored)) if scored else float("nan"),
@@ -99,6 +102,8 @@ def format_multilabel(m: dict[str, Any]) -> str:
         f"baseline: every class scored with its train prevalence: mAP "
         f"{m['baseline']['prevalence_mAP']:.3f}",
     ]
+    if "top1_accuracy" in m:
+        lines.append(f"top-1 accuracy {m['top1_accuracy']:.2%} (every image has one class)")
     width = max(len(c["class"]) for c in m["per_class"])
     for c in m["per_class"]:
         ap = "  n/a" if c["average_precision"] is None else f"{c['average_precision']:.3f}"

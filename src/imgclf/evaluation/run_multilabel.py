@@ -37,10 +37,8 @@ def score_multilabel(
     if thresholds is None:
         thresholds = np.full(len(names), DEFAULT_THRESHOLD)
     m = multilabel_metrics(y, probs, thresholds, names, train_prevalence(run, names, y))
-    m["thresholds"] = {
-        "fitted_on_val": fitted,
-        **dict(zip(names, map(float, thresholds), strict=True)),
-    }
+    per_class = dict(zip(names, map(float, thresholds), strict=True))
+    m["thresholds"] = {"fitted_on_val": fitted, "per_class": per_class}
     return m
 
 

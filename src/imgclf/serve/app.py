@@ -100,6 +100,7 @@ def health_info(predictor: Any, cfg: ServeConfig, runtime: str) -> dict[str, Any
         "classes": predictor.class_names,
         "image_size": predictor.pre.size,
         "temperature": getattr(predictor, "temperature", None),  # None: uncalibrated
+        **multi_label_info(predictor),
         "max_upload_bytes": cfg.max_bytes,
         "max_pixels": cfg.max_pixels,
         "runtime": runtime,
@@ -110,6 +111,16 @@ def health_info(predictor: Any, cfg: ServeConfig, runtime: str) -> dict[str, Any
         "max_queue": cfg.max_queue,
         "workers": cfg.workers,
     }
+
+
+def multi_label_info(predictor: Any) -> dict[str, Any]:
+    """A multi-label run's thresholds per class (each answer lists every class at or above its
+    own); nothing for a single-label run."""
+    t = getattr(predictor, "thresholds", None)
+    if t is None:
+        return {}
+    per_class = dict(zip(predictor.class_names, map(float, t), strict=True))
+    return {"multi_label": True, "thresholds": per_class}
 
 
 def served(predictor: Any, cfg: ServeConfig, info: dict[str, Any]) -> Served:

@@ -7,6 +7,7 @@ could not be decoded instead of crashing on them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -45,9 +46,10 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.rows)
 
-    @property
+    @functools.cached_property
     def labels(self) -> np.ndarray:
-        """What the model learns per row: class indices, or multi-label 0/1 rows."""
+        """What the model learns per row: class indices, or multi-label 0/1 rows (computed
+        once: every batch reads it)."""
         return self.index.targets()[self.rows]
 
 
