@@ -66,9 +66,15 @@ def run_label_issues(
     contact sheet label_issues.png in the evaluation's folder."""
     from imgclf.audit.label_issues import issue_sheet, suspect_row
 
-    found = [
-        suspect_row(s, paths[s.index], split, names, probs) for s in find_label_issues(probs, y)
-    ]
+    if y.ndim == 2:  # multi-label: missing and extra labels (audit/multi_label_issues.py)
+        from imgclf.audit.multi_label_issues import find_multi_label_issues, multi_issue_rows
+
+        hits = find_multi_label_issues(probs, y)
+        found = multi_issue_rows(hits, paths, [split] * len(paths), names, y, probs)
+    else:
+        found = [
+            suspect_row(s, paths[s.index], split, names, probs) for s in find_label_issues(probs, y)
+        ]
     if found:
         out.mkdir(parents=True, exist_ok=True)
         title = f"Suspect {split} labels by the run's own model (given -> suggested, score)"

@@ -136,6 +136,11 @@ def _print_multilabel(m: dict) -> None:
     from imgclf.runs import RunDir
 
     print(printable(format_multilabel(m), lines=True))
+    if "label_issues" in m:
+        found = m["label_issues"]
+        lines = [f"label issues ({m['split']}, the run's own probabilities): {len(found)}"]
+        lines += [f"  {x['score']:.3f} {x['path']} ({x['text']})" for x in found[:10]]
+        print(printable("\n".join(lines), lines=True))
     print(f"report: {Path(m['out']) / RunDir.REPORT}")
 
 

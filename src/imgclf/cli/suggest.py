@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from imgclf.files import write_json
-    from imgclf.predictor import decoded_batches, expand_inputs, load_predictor
+    from imgclf.predictor import decoded_batches, expand_inputs, load_predictor, thresholds_of
     from imgclf.review.suggest import select, uncertainty
 
     found = expand_inputs([args.unlabelled])
@@ -61,8 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     probs, paths = np.concatenate(parts), [found[i] for i in kept]
     feats = None if args.no_diversity else _features(paths, args)
-    chosen = select(probs, feats, args.budget, args.strategy)
-    u = uncertainty(probs, args.strategy)
+    chosen = select(probs, feats, args.budget, args.strategy, thresholds_of(predictor))
+    u = uncertainty(probs, args.strategy, thresholds_of(predictor))
     out = []
     for rank, i in enumerate(chosen, 1):
         top = np.sort(probs[i])[::-1]

@@ -53,6 +53,8 @@ def load_splits(
         names = splits["train"].class_names
     if not names:
         raise ValueError(f"{root}: no class folders found (expected <class>/ or train/<class>/)")
+    if source and source.corrections and any(v.multi_label for v in splits.values()):
+        raise UsageError("--corrections (a review's decisions) apply to single-label data only")
     if source and source.corrections:  # a person's decisions (imgclf review) over the labels
         splits = apply_corrections(splits, read_corrections(source.corrections, root))
     if exclude:

@@ -132,9 +132,8 @@ def evaluate_run(
     )
     if index.multi_label:
         out = eval_folder(run, own, root, use)
-        return evaluate_multilabel(
-            run, index, rows, probs, out, provenance(run, root, use, out, predictor, skipped)
-        )
+        where = provenance(run, root, use, out, predictor, skipped)
+        return evaluate_multilabel(run, index, rows, probs, out, where, calibration, label_issues)
     y = np.asarray(index.labels)[rows]
     cal, calib = calibrated(run, y, probs)
     probs = cal if calibration else probs
@@ -176,10 +175,17 @@ def evaluate_multilabel(
     probs: np.ndarray,
     out: Path,
     where: dict[str, Any],
+    calibration: bool = True,
+    label_issues: bool = False,
 ) -> dict[str, Any]:
-    """A multi-label run's metrics at its thresholds, written as a single-label run's are."""
+    """A multi-label run's metrics at its thresholds (0.5 each with calibration False), written
+    as a single-label run's are; label_issues: missing and extra labels by its own model."""
     y = index.targets()[rows]
-    metrics = {**score_multilabel(run, y, probs, index.class_names), **where}
+    metrics = {**score_multilabel(run, y, probs, index.class_names, calibration), **where}
+    if label_issues:
+        paths = [index.paths[r] for r in rows]
+        found = run_label_issues(probs, y, paths, index.class_names, where["split"], out)
+        metrics["label_issues"] = found
     write_multilabel(out, metrics, run.read_history(), y, probs)
     return metrics
 

@@ -29,10 +29,11 @@ def train_prevalence(run: RunDir, names: list[str], fallback: np.ndarray) -> np.
 
 
 def score_multilabel(
-    run: RunDir, y: np.ndarray, probs: np.ndarray, names: list[str]
+    run: RunDir, y: np.ndarray, probs: np.ndarray, names: list[str], fitted: bool = True
 ) -> dict[str, Any]:
-    """metrics.json's numbers for a multi-label run (thresholds from its calibration.json)."""
-    thresholds = read_thresholds(run.path, names)
+    """metrics.json's numbers for a multi-label run (thresholds from its calibration.json;
+    fitted False, evaluate --no-calibration: 0.5 each)."""
+    thresholds = read_thresholds(run.path, names) if fitted else None
     fitted = thresholds is not None
     if thresholds is None:
         thresholds = np.full(len(names), DEFAULT_THRESHOLD)

@@ -18,8 +18,18 @@ STRATEGIES = ("margin", "entropy")
 NEAR_COPY = 0.9  # features this similar are the same scene (re-encoded, resized, shifted)
 
 
-def uncertainty(probs: np.ndarray, strategy: str = "margin") -> np.ndarray:
-    """0 (sure) .. 1 (as unsure as the classes allow) per row."""
+def uncertainty(
+    probs: np.ndarray, strategy: str = "margin", thresholds: np.ndarray | None = None
+) -> np.ndarray:
+    """0 (sure) .. 1 (as unsure as the classes allow) per row. Multi-label (thresholds): each
+    class is a yes/no answer; margin: how near the nearest class is to its threshold, entropy:
+    the mean binary entropy over the classes."""
+    if thresholds is not None:
+        if strategy == "entropy":
+            p = np.clip(probs, 1e-12, 1 - 1e-12)
+            return (-(p * np.log2(p) + (1 - p) * np.log2(1 - p))).mean(1)
+        room = np.where(probs >= thresholds, 1 - thresholds, thresholds)  # to the sure end
+        return 1.0 - (np.abs(probs - thresholds) / np.maximum(room, 1e-12)).min(1)
     if strategy == "entropy":
         p = np.clip(probs, 1e-12, 1.0)
         return -(p * np.log(p)).sum(1) / np.log(probs.shape[1])
@@ -28,12 +38,17 @@ def uncertainty(probs: np.ndarray, strategy: str = "margin") -> np.ndarray:
 
 
 def select(
-    probs: np.ndarray, feats: np.ndarray | None, budget: int, strategy: str = "margin"
+    probs: np.ndarray,
+    feats: np.ndarray | None,
+    budget: int,
+    strategy: str = "margin",
+    thresholds: np.ndarray | None = None,
 ) -> list[int]:
     """Row indices of the images to label, most uncertain first, no two near-copies (without
     features: by uncertainty alone). Only the more uncertain half is ever taken (diversity never
     buys a sure image); when its distinct images run out, its near-copies fill the budget."""
-    order = [int(i) for i in np.argsort(-uncertainty(probs, strategy), kind="stable")]
+    u = uncertainty(probs, strategy, thresholds)
+    order = [int(i) for i in np.argsort(-u, kind="stable")]
     budget = min(budget, len(order))
     if feats is None:
         return order[:budget]
