@@ -101,6 +101,19 @@ def test_torch_multi_label_trains_evaluates_predicts_serves_and_exports(
     m = check_evaluation(run)
     assert m["exact_match"] >= 0.8
     rows = check_predict(run, data, tmp_path)
+    two = next(r["path"] for r in rows if len(r["labels"]) >= 2)
+    run_cli(
+        "predict",
+        str(run),
+        two,
+        "--explain",
+        str(tmp_path / "maps"),
+        "--json",
+        str(tmp_path / "e.json"),
+    )
+    (row,) = json.loads((tmp_path / "e.json").read_text())
+    assert [e["class"] for e in row["explanations"]] == row["labels"]  # a map per class found
+    assert all(Path(e["png"]).is_file() for e in row["explanations"])
     # serve: the list in every answer, the thresholds in /health
     from fastapi.testclient import TestClient
 
