@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgclf.backends.common import run_data
+from imgclf.calibration import read_thresholds
 from imgclf.evaluation.scoring import split_index
 from imgclf.files import write_json
 from imgclf.onnx_runtime import INT8, INT8_REPORT, OnnxPredictor, onnx_model, stale
@@ -80,7 +81,8 @@ def quantize_run(
     try:
         model = tmp / INT8
         _quantize(source, model, _calibration(sample, meta), tmp)
-        check = _check(OnnxPredictor(source, meta), OnnxPredictor(model, meta), val)
+        t = read_thresholds(rd.path, meta["class_names"]) if val.multi_label else None
+        check = _check(OnnxPredictor(source, meta), OnnxPredictor(model, meta), val, t)
         if check["drop_points"] > max_drop:
             raise Int8Refused(
                 f"{rd}: int8 loses {check['drop_points']:.2f} accuracy points on validation "
@@ -139,19 +141,27 @@ def _quantize(source: Path, target: Path, batches: Iterator[np.ndarray], tmp: Pa
     )
 
 
-def _check(reference: OnnxPredictor, int8: OnnxPredictor, val: Any) -> dict[str, Any]:
-    """Top-1 agreement and accuracies on the validation images (unreadable ones left out)."""
+def _check(
+    reference: OnnxPredictor, int8: OnnxPredictor, val: Any, thresholds: np.ndarray | None = None
+) -> dict[str, Any]:
+    """Top-1 agreement and accuracies on the validation images (unreadable ones left out); a
+    multi-label run (thresholds, 0.5 where unfitted): the same over every yes/no per class."""
     same = right_f = right_q = n = 0
-    labels = np.asarray(val.labels)
+    labels = val.targets()
     for idx, batch, _ in decoded_batches(list(val.paths), reference.pre.size, 32):
         if not len(batch):
             continue
-        f = reference.predict_proba(batch).argmax(1)
-        q = int8.predict_proba(batch).argmax(1)
+        f, q = reference.predict_proba(batch), int8.predict_proba(batch)
         y = labels[idx]
-        same += int((f == q).sum())
-        right_f += int((f == y).sum())
-        right_q += int((q == y).sum())
+        if val.multi_label:
+            t = 0.5 if thresholds is None else thresholds
+            f, q, y = f >= t, q >= t, y > 0.5
+            scale = y.shape[1]  # decisions per image: counted as a share of one image each
+        else:
+            f, q, scale = f.argmax(1), q.argmax(1), 1
+        same += (f == q).sum() / scale
+        right_f += (f == y).sum() / scale
+        right_q += (q == y).sum() / scale
         n += len(idx)
     if not n:
         raise ValueError("no validation image could be read to check the int8 model")

@@ -128,7 +128,9 @@ def test_torch_multi_label_trains_evaluates_predicts_serves_and_exports(
     body = client.post("/predict", files={"file": ("a.png", png, "image/png")}).json()
     assert body["labels"] == rows[0]["labels"]
     # export: sigmoids out, the thresholds in preprocess.json; a client without imgclf applies them
-    run_cli("export", str(run), "--format", "onnx")
+    run_cli("export", str(run), "--format", "onnx", "--int8")
+    int8 = json.loads((run / "export" / "int8.json").read_text())
+    assert int8["agreement"] >= 0.95  # every yes/no per class, at the fitted thresholds
     rule = json.loads((run / "export" / "preprocess.json").read_text())
     fitted = json.loads((run / "calibration.json").read_text())["thresholds"]
     assert rule["multi_label"] and rule["thresholds"] == pytest.approx(fitted)

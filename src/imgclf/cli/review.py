@@ -62,6 +62,8 @@ def data_labels(root: Path, args: argparse.Namespace) -> tuple[dict[str, str], l
     from imgclf.data.splits import load_splits
 
     splits = load_splits(root, 0.0, source=LabelSource.from_config(args))
+    if splits["train"].multi_label:
+        raise UsageError(f"{root}: multi-label data; imgclf review decides single labels only")
     names = splits["train"].class_names
     labels = {
         os.path.realpath(p): names[y]
