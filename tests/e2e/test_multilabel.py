@@ -100,6 +100,8 @@ def test_torch_multi_label_trains_evaluates_predicts_serves_and_exports(
     assert isinstance(json.loads((run / "split.json").read_text())["splits"]["train"][0][1], list)
     m = check_evaluation(run)
     assert m["exact_match"] >= 0.8
+    table = run_cli("compare", str(run), cwd=tmp_path).stdout
+    assert "test (exact match)" in table and f"{m['exact_match']:.2%}" in table
     rows = check_predict(run, data, tmp_path)
     two = next(r["path"] for r in rows if len(r["labels"]) >= 2)
     run_cli(

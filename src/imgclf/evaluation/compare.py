@@ -20,8 +20,11 @@ def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
         met = json.loads(met_path.read_text()) if met_path.exists() else {}
         # evaluated runs: their test accuracy; others: the best val epoch's, and said so
         best_val = max((h["val_acc"] for h in hist), default=float("nan"))
-        acc = met.get("accuracy", best_val)
+        # a multi-label run: its exact-match ratio, and per class its recall (what a
+        # single-label run's per-class accuracy is)
+        acc = met.get("accuracy", met.get("exact_match", best_val))
         split = met.get("split", "val (training)" if hist else "none")
+        split += " (exact match)" if met.get("multi_label") else ""
         rows.append(
             {
                 "run": run.path.name,
@@ -34,7 +37,9 @@ def collect_runs(run_dirs: list[str]) -> list[dict[str, Any]]:
                 "images_per_s": (sum(h["images_per_s"] for h in hist) / len(hist)) if hist else 0.0,
                 "accuracy": acc,
                 "split": split,
-                "per_class": {c["class"]: c["accuracy"] for c in met.get("per_class", [])},
+                "per_class": {
+                    c["class"]: c.get("accuracy", c.get("recall")) for c in met.get("per_class", [])
+                },
             }
         )
     return rows
