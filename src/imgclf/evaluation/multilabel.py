@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_fscore_support
 
+from imgclf.tables import table
+
 DEFAULT_THRESHOLD = 0.5  # a class with no positive (or no negative) in validation keeps it
 
 
@@ -104,12 +106,11 @@ def format_multilabel(m: dict[str, Any]) -> str:
     ]
     if "top1_accuracy" in m:
         lines.append(f"top-1 accuracy {m['top1_accuracy']:.2%} (every image has one class)")
-    width = max(len(c["class"]) for c in m["per_class"])
-    for c in m["per_class"]:
-        ap = "  n/a" if c["average_precision"] is None else f"{c['average_precision']:.3f}"
-        lines.append(
-            f"{c['class']:<{width}} : AP {ap}   precision {c['precision']:.3f}   recall "
-            f"{c['recall']:.3f}   F1 {c['f1']:.3f}   threshold {c['threshold']:.3f}   "
-            f"n={c['support']}"
-        )
-    return "\n".join(lines)
+    rows = [
+        [c["class"], "n/a" if c["average_precision"] is None else f"{c['average_precision']:.3f}",
+         f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", f"{c['threshold']:.3f}",
+         str(c["support"])]
+        for c in m["per_class"]
+    ]  # fmt: skip
+    heads = ["class", "AP", "precision", "recall", "F1", "threshold", "images"]
+    return "\n".join([*lines, table(rows, heads, right=range(1, 7))])

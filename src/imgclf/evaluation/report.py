@@ -20,6 +20,34 @@ IMAGES = [
 ]
 
 
+STYLE = (
+    "body{font-family:sans-serif;max-width:1000px;margin:2em auto}table{border-collapse:"
+    "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}img{max-width:100%}"
+)
+
+
+def html_page(title: str, body: str) -> str:
+    """A self-contained page: the report's style, then body (already HTML)."""
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}</body></html>"
+    )
+
+
+def html_table(headers: list[str], rows: list[list[Any]]) -> str:
+    """A table of already formatted cells (text cells are escaped here)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row) + "</tr>" for row in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def figures(run_dir: Path, images: list[tuple[str, str]]) -> str:
+    """The PNGs of `images` (file, caption) that exist, embedded."""
+    return "".join(_img(run_dir / f, alt) for f, alt in images if (run_dir / f).exists())
+
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
     return (
@@ -84,35 +112,35 @@ def _coverage(m: dict[str, Any]) -> str:
 
 def write_report(run_dir: Path, metrics: dict[str, Any], history: list[dict[str, Any]]) -> Path:
     e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(c['class'])}</td><td>{_pct(c['accuracy'])}</td>"
-        f"<td>{c['precision']:.3f}</td><td>{c['recall']:.3f}</td><td>{c['f1']:.3f}</td>"
-        f"<td>{c['support']}</td></tr>"
-        for c in metrics["per_class"]
-    )
-    hist = "".join(
-        f"<tr><td>{h['epoch']}</td><td>{h['train_loss']:.4f}</td><td>{h['train_acc']:.2%}</td>"
-        f"<td>{h['val_loss']:.4f}</td><td>{h['val_acc']:.2%}</td><td>{h['images_per_s']:.0f}</td>"
-        f"</tr>"
-        for h in history
-    )
-    figs = "".join(_img(run_dir / f, alt) for f, alt in IMAGES if (run_dir / f).exists())
-    body = f"""<!doctype html><html><head><meta charset="utf-8">
-<title>imgclf report: {e(str(metrics.get("model")))}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:
-collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}
-</style></head><body>
-<h1>{e(str(metrics.get("model")))} ({e(str(metrics.get("backend")))})</h1>
+    per_class = html_table(
+        ["class", "accuracy", "precision", "recall", "F1", "images"],
+        [
+            [c["class"], _pct(c["accuracy"]), f"{c['precision']:.3f}", f"{c['recall']:.3f}",
+             f"{c['f1']:.3f}", c["support"]]
+            for c in metrics["per_class"]
+        ],
+    )  # fmt: skip
+    body = f"""<h1>{e(str(metrics.get("model")))} ({e(str(metrics.get("backend")))})</h1>
 <p>Run <code>{e(str(metrics.get("run")))}</code> evaluated on <code>{e(str(metrics.get("data")))}
 </code> split <b>{e(str(metrics.get("split")))}</b>: {metrics["images"]} images.</p>
 <h2>Accuracy {metrics["accuracy"]:.2%}</h2>{_baseline(metrics)}<p>loss {metrics["loss"]:.4f},
 balanced accuracy {metrics.get("balanced_accuracy", float("nan")):.2%},
 macro F1 {metrics["macro_f1"]:.3f}, unreadable files skipped: {len(metrics.get("skipped", {}))}</p>
 <p>{_calibration(metrics)}</p>
-<table><tr><th>class</th><th>accuracy</th><th>precision</th><th>recall</th><th>F1</th>
-<th>images</th></tr>{rows}</table>
+{per_class}
 {_coverage(metrics)}
-<h2>History</h2><table><tr><th>epoch</th><th>train loss</th><th>train acc</th><th>val loss</th>
-<th>val acc</th><th>img/s</th></tr>{hist}</table>
-{figs}</body></html>"""
-    return write_text(run_dir / RunDir.REPORT, body)
+{history_table(history)}
+{figures(run_dir, IMAGES)}"""
+    return write_text(
+        run_dir / RunDir.REPORT, html_page(f"imgclf report: {metrics.get('model')}", body)
+    )
+
+
+def history_table(history: list[dict[str, Any]]) -> str:
+    rows = [
+        [h["epoch"], f"{h['train_loss']:.4f}", f"{h['train_acc']:.2%}", f"{h['val_loss']:.4f}",
+         f"{h['val_acc']:.2%}", f"{h['images_per_s']:.0f}"]
+        for h in history
+    ]  # fmt: skip
+    heads = ["epoch", "train loss", "train acc", "val loss", "val acc", "img/s"]
+    return "<h2>History</h2>" + html_table(heads, rows)

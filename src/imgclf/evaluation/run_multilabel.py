@@ -12,9 +12,12 @@ import numpy as np
 
 from imgclf.calibration import read_thresholds
 from imgclf.evaluation.multilabel import DEFAULT_THRESHOLD, multilabel_metrics
+from imgclf.evaluation.report import figures, history_table, html_page, html_table
 from imgclf.files import write_json, write_text
 from imgclf.runs import RunDir
 from imgclf.viz import plot_curves, plot_pr_curves
+
+FIGURES = [(RunDir.PR_CURVES, "Precision-recall per class"), (RunDir.CURVES, "Training curves")]
 
 
 def train_prevalence(run: RunDir, names: list[str], fallback: np.ndarray) -> np.ndarray:
@@ -52,28 +55,20 @@ def write_multilabel(
         plot_pr_curves((y > 0.5).astype(int), probs, m["class_names"], out / RunDir.PR_CURVES)
     if history:
         plot_curves(history, out / RunDir.CURVES)
-    write_text(out / RunDir.REPORT, report_html(m, out))
+    write_text(out / RunDir.REPORT, report_html(m, out, history))
 
 
-def report_html(m: dict[str, Any], out: Path) -> str:
+def report_html(m: dict[str, Any], out: Path, history: list[dict[str, Any]]) -> str:
     e = html.escape
-    rows = "".join(
-        f"<tr><td>{e(c['class'])}</td><td>{_num(c['average_precision'])}</td>"
-        f"<td>{c['precision']:.3f}</td><td>{c['recall']:.3f}</td><td>{c['f1']:.3f}</td>"
-        f"<td>{c['threshold']:.3f}</td><td>{c['support']}</td></tr>"
-        for c in m["per_class"]
-    )
-    figs = "".join(
-        f'<p><img src="{f}" alt="{f}"></p>'
-        for f in (RunDir.PR_CURVES, RunDir.CURVES)
-        if (out / f).exists()
-    )
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>imgclf report: {e(str(m.get("model")))}</title>
-<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}table{{border-collapse:
-collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{max-width:100%}}
-</style></head><body>
-<h1>{e(str(m.get("model")))} ({e(str(m.get("backend")))}), multi-label</h1>
+    per_class = html_table(
+        ["class", "AP", "precision", "recall", "F1", "threshold", "images"],
+        [
+            [c["class"], _num(c["average_precision"]), f"{c['precision']:.3f}",
+             f"{c['recall']:.3f}", f"{c['f1']:.3f}", f"{c['threshold']:.3f}", c["support"]]
+            for c in m["per_class"]
+        ],
+    )  # fmt: skip
+    body = f"""<h1>{e(str(m.get("model")))} ({e(str(m.get("backend")))}), multi-label</h1>
 <p>Run <code>{e(str(m.get("run")))}</code> on <code>{e(str(m.get("data")))}</code> split
 <b>{e(str(m.get("split")))}</b>: {m["images"]} images,
 {m["images_with_no_class"]} with no class.</p>
@@ -81,9 +76,10 @@ collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}img{{ma
 exact match {m["exact_match"]:.2%}, micro precision {m["micro_precision"]:.3f}, micro recall
 {m["micro_recall"]:.3f} at the per-class thresholds fitted on val. Baseline (every class scored
 with its train prevalence): mAP {m["baseline"]["prevalence_mAP"]:.3f}.</p>
-<table><tr><th>class</th><th>AP</th><th>precision</th><th>recall</th><th>F1</th>
-<th>threshold</th><th>images</th></tr>{rows}</table>{figs}</body></html>
-"""
+{per_class}
+{history_table(history)}
+{figures(out, FIGURES)}"""
+    return html_page(f"imgclf report: {m.get('model')}", body)
 
 
 def _num(v: float | None) -> str:
