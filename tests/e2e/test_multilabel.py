@@ -129,6 +129,9 @@ def test_torch_multi_label_trains_evaluates_predicts_serves_and_exports(
     png = (data / "img" / "190.png").read_bytes()
     body = client.post("/predict", files={"file": ("a.png", png, "image/png")}).json()
     assert body["labels"] == rows[0]["labels"]
+    shown = (Path(two)).read_bytes()
+    said = client.post("/predict?explain=1", files={"file": ("b.png", shown, "image/png")}).json()
+    assert [x["class"] for x in said["explanations"]] == said["labels"] == row["labels"]
     # export: sigmoids out, the thresholds in preprocess.json; a client without imgclf applies them
     run_cli("export", str(run), "--format", "onnx", "--int8")
     int8 = json.loads((run / "export" / "int8.json").read_text())

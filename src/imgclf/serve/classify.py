@@ -132,10 +132,16 @@ class Classifier:
         model = self.explainer()
         with self.lock:
             e = explain_batch(model, x[None])
-        out = answer(
-            e.probs[0], self.predictor.class_names, self.top_k, thresholds_of(self.predictor)
-        )
+        names = self.predictor.class_names
+        out = answer(e.probs[0], names, self.top_k, thresholds_of(self.predictor))
         out["explanation"] = explanation_json(model, x, e, data)
+        if len(out.get("labels", [])) > 1:  # multi-label: a map for each class found
+            more = []
+            for name in out["labels"][1:]:
+                with self.lock:
+                    one = explain_batch(model, x[None], [names.index(name)])
+                more.append(explanation_json(model, x, one, data))
+            out["explanations"] = [out["explanation"], *more]
         return out
 
 
