@@ -266,3 +266,20 @@ def test_health_says_how_it_serves(client: TestClient) -> None:
     batches of 2 (the measured default, benchmarks/RESULTS.md)."""
     h = client.get("/health").json()
     assert (h["runtime"], h["max_batch"]) == ("onnx", 2) and h["workers"] >= 2
+
+
+def test_abstain_marks_the_unsure_answers_and_health_says_p(run_dir: Path) -> None:
+    from imgclf.serve.app import create_app
+    from imgclf.serve.config import ServeConfig
+
+    sure = TestClient(create_app(ServeConfig(str(run_dir))), base_url="http://localhost")
+    picky = TestClient(
+        create_app(ServeConfig(str(run_dir), abstain=0.999)), base_url="http://localhost"
+    )
+    img = _png((220, 50, 40))
+    plain = sure.post("/predict", content=img, headers={"content-type": "image/png"}).json()
+    marked = picky.post("/predict", content=img, headers={"content-type": "image/png"}).json()
+    assert "abstained" not in plain and sure.get("/health").json()["abstain"] is None
+    assert marked["abstained"] is (marked["probability"] < 0.999)
+    assert marked["class"] == plain["class"]  # the guess stays, for the person it goes to
+    assert picky.get("/health").json()["abstain"] == 0.999

@@ -35,6 +35,17 @@ def _at_least(text: str, low: int) -> int:
     return value
 
 
+def probability(text: str) -> float:
+    """argparse type for --abstain P: strictly between 0 and 1."""
+    try:
+        p = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 < p < 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
+    return p
+
+
 def default_out(prefix: str, path: str) -> Path:
     """runs/<prefix>-<folder name>: where audit and preview write when --out is not given."""
     return Path("runs") / f"{prefix}-{Path(path).resolve().name}"

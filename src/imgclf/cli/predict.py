@@ -9,7 +9,7 @@ import io
 import sys
 from pathlib import Path
 
-from imgclf.cli.options import add_inference_options
+from imgclf.cli.options import add_inference_options, probability
 from imgclf.messages import UsageError, printable
 from imgclf.serve.config import RUNTIMES
 
@@ -54,16 +54,6 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     add_inference_options(r)
     return r
-
-
-def probability(text: str) -> float:
-    try:
-        p = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 < p < 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return p
 
 
 def run(args: argparse.Namespace) -> int:

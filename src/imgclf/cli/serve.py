@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from imgclf.cli.options import add_inference_options, non_negative_int, positive_int
+from imgclf.cli.options import add_inference_options, non_negative_int, positive_int, probability
 from imgclf.serve.config import HTTP_PARSERS, RUNTIMES, ServeConfig, default
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -46,6 +46,15 @@ def add(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "images in one /v2 infer request at most; more: 400",
         type=positive_int,
         metavar="N",
+    )
+    _option(
+        s,
+        "--abstain",
+        "answers whose top probability (calibrated) is under P say abstained: true, for a "
+        "person to take over (the class stays the model's guess); `imgclf evaluate` says what "
+        "each P costs and buys",
+        type=probability,
+        metavar="P",
     )
     _add_connection_options(s)
     _add_batching_options(s)

@@ -59,17 +59,11 @@ def multilabel_metrics(
     scored = [a for a in ap if a is not None]
     p, r, f1, support = precision_recall_fscore_support(y, pred, zero_division=0)
     micro = precision_recall_fscore_support(y, pred, average="micro", zero_division=0)
+    columns = (ap, p.tolist(), r.tolist(), f1.tolist(), thresholds.tolist(), support.tolist())
+    keys = ("average_precision", "precision", "recall", "f1", "threshold", "support")
     per_class = [
-        {
-            "class": c,
-            "average_precision": ap[i],
-            "precision": float(p[i]),
-            "recall": float(r[i]),
-            "f1": float(f1[i]),
-            "threshold": float(thresholds[i]),
-            "support": int(support[i]),
-        }
-        for i, c in enumerate(names)
+        {"class": c, **dict(zip(keys, row, strict=True))}
+        for c, row in zip(names, zip(*columns, strict=True), strict=True)
     ]
     present = [float(y[:, c].mean()) for c in range(len(names)) if y[:, c].any()]
     one_each = bool(n) and bool((y.sum(1) == 1).all())  # single-label data in a multi-label run

@@ -16,7 +16,7 @@ from fastapi import HTTPException
 from starlette.concurrency import run_in_threadpool
 
 from imgclf.messages import UsageError
-from imgclf.predictor import answer, thresholds_of
+from imgclf.predictor import answer, mark_unsure, thresholds_of
 from imgclf.serve.batching import Batcher, Overloaded
 from imgclf.serve.config import ServeConfig
 from imgclf.serve.uploads import first_file_part
@@ -44,6 +44,7 @@ class Classifier:
         self.predictor, self.decode_fn, self.max_pixels = predictor, decode, cfg.max_pixels
         self.solo, self.concurrent = solo, concurrent
         self.top_k, (on_batch, self.on_reject) = cfg.top_k, hooks
+        self.abstain = cfg.abstain
         self.lock = threading.Lock()
         self.decodes = threading.BoundedSemaphore(cfg.workers)
         self.arriving = 0  # uploads being read: the batcher waits for them (max_wait)
@@ -97,7 +98,14 @@ class Classifier:
             x, data = await run_in_threadpool(self.decode, body, ctype)
             return await run_in_threadpool(self._explained, x, data)
         (probs,) = await self.probabilities([(body, ctype)])
-        return answer(probs, self.predictor.class_names, self.top_k, thresholds_of(self.predictor))
+        return self._answer(probs)
+
+    def _answer(self, probs: np.ndarray) -> dict[str, Any]:
+        """/predict's body for one image's probabilities (with --abstain: abstained)."""
+        out = answer(probs, self.predictor.class_names, self.top_k, thresholds_of(self.predictor))
+        if self.abstain:
+            mark_unsure([out], self.abstain)
+        return out
 
     async def probabilities(self, items: list[Any]) -> np.ndarray:
         """(n, classes) for n batcher items, all queued or none (a full queue: 503 at once,
@@ -133,7 +141,7 @@ class Classifier:
         with self.lock:
             e = explain_batch(model, x[None])
         names = self.predictor.class_names
-        out = answer(e.probs[0], names, self.top_k, thresholds_of(self.predictor))
+        out = self._answer(e.probs[0])
         out["explanation"] = explanation_json(model, x, e, data)
         if len(out.get("labels", [])) > 1:  # multi-label: a map for each class found
             more = []

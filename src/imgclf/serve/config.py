@@ -39,6 +39,7 @@ class ServeConfig:
     runtime: str = "auto"
     drain_timeout: float = 30.0  # seconds to answer requests in flight on SIGTERM
     top_k: int = 3
+    abstain: float = 0.0  # answers under this top probability say abstained: true (0: never)
     device: str = "auto"
     tta: bool | None = None  # None: as the run was trained
     calibration: bool = True  # the run's fitted temperature on the probabilities
