@@ -58,6 +58,14 @@ class ImageIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    @classmethod
+    def from_sets(
+        cls, paths: list[str], sets: list[tuple[int, ...]], names: list[str]
+    ) -> ImageIndex:
+        """A multi-label split whose strata need no class frequencies (each image's lowest
+        class index; len(names): none), for indices read back rather than split anew."""
+        return cls(paths, [min(s) if s else len(names) for s in sets], names, sets=sets)
+
     @property
     def multi_label(self) -> bool:
         return self.sets is not None

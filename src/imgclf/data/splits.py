@@ -91,7 +91,5 @@ def stored_index(rows: list[list[Any]], root: Path, names: list[str]) -> ImageIn
     """An ImageIndex from split.json's rows (multi-label rows hold lists of class indices)."""
     paths = [os.path.join(root, p) for p, _ in rows]
     if rows and isinstance(rows[0][1], list):
-        sets = [tuple(y) for _, y in rows]
-        strata = [min(s) if s else len(names) for s in sets]
-        return ImageIndex(paths, strata, names, sets=sets)
+        return ImageIndex.from_sets(paths, [tuple(y) for _, y in rows], names)
     return ImageIndex(paths, [y for _, y in rows], names)

@@ -27,8 +27,7 @@ def align_classes(index: ImageIndex, class_names: list[str], where: str) -> Imag
     remap = [class_names.index(c) for c in index.class_names]
     if index.sets is not None:
         sets = [tuple(sorted(remap[y] for y in s)) for s in index.sets]
-        strata = [min(s) if s else len(class_names) for s in sets]
-        return ImageIndex(index.paths, strata, class_names, sets=sets)
+        return ImageIndex.from_sets(index.paths, sets, class_names)
     return ImageIndex(index.paths, [remap[y] for y in index.labels], class_names)
 
 
