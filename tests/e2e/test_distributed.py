@@ -70,6 +70,22 @@ def test_torchrun_two_processes_train_one_run_like_one_process(tmp_path: Path) -
     same_history(runs[0], tmp_path / "one")
 
 
+def test_torchrun_multi_label_matches_one_process(tmp_path: Path) -> None:
+    from test_multilabel import composites
+
+    data = composites(tmp_path / "d", n=60, test=10)
+    args = ["-m", "imgclf", "train", str(data), "--labels", str(data / "labels.csv")]
+    args += ["--model", "cnn", "--epochs", "2", *SMALL]
+    torchrun(*args, "--out", str(tmp_path / "two"), cwd=tmp_path)
+    run_cli(*args[2:], "--out", str(tmp_path / "one"))
+    assert max_diff(tmp_path / "two", tmp_path / "one") < TOL
+    same_history(tmp_path / "two", tmp_path / "one")
+    thresholds = [json.loads((tmp_path / r / "calibration.json").read_text())["thresholds"]
+                  for r in ("two", "one")]  # fmt: skip
+    assert thresholds[0].keys() == {"blue", "green", "red"}
+    assert thresholds[0] == pytest.approx(thresholds[1], abs=1e-5)
+
+
 def test_replicas_frozen_features_and_plain_pipeline_match_one_process(tmp_path: Path) -> None:
     data = make_folder(tmp_path / "d", {"train": 10, "test": 4})
     frozen = ["--model", "mobilenetv3_small_050", "--freeze", "--augment", "none"]

@@ -4,6 +4,7 @@ every answer and the exported rule; bad cells are one line, exit 2."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -132,6 +133,15 @@ def test_torch_multi_label_trains_evaluates_predicts_serves_and_exports(
     shown = (Path(two)).read_bytes()
     said = client.post("/predict?explain=1", files={"file": ("b.png", shown, "image/png")}).json()
     assert [x["class"] for x in said["explanations"]] == said["labels"] == row["labels"]
+    # the Open Inference Protocol: the per-class decisions beside the probabilities
+    meta = client.get("/v2/models/run").json()
+    assert [o["name"] for o in meta["outputs"]] == ["probabilities", "labels"]
+    names, image = meta["parameters"]["classes"], base64.b64encode(png).decode()
+    ask = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [1], "data": [image]}]}
+    outs = {o["name"]: o for o in client.post("/v2/models/run/infer", json=ask).json()["outputs"]}
+    assert outs["labels"]["datatype"] == "BOOL" and outs["labels"]["shape"] == [1, len(names)]
+    decided = {n for n, yes in zip(names, outs["labels"]["data"], strict=True) if yes}
+    assert decided == set(rows[0]["labels"])
     # export: sigmoids out, the thresholds in preprocess.json; a client without imgclf applies them
     run_cli("export", str(run), "--format", "onnx", "--int8")
     int8 = json.loads((run / "export" / "int8.json").read_text())

@@ -130,8 +130,11 @@ def served(predictor: Any, cfg: ServeConfig, info: dict[str, Any]) -> Served:
     from imgclf import backends
 
     layout = backends.get(predictor.meta["backend"]).INPUT_LAYOUT
-    io = ModelIO(predictor.pre.size, layout, tuple(predictor.class_names))
+    t = getattr(predictor, "thresholds", None)
+    thresholds = None if t is None else tuple(map(float, t))
+    io = ModelIO(predictor.pre.size, layout, tuple(predictor.class_names), thresholds)
     keys = ("model", "backend", "classes", "runtime", "precision", "temperature", "image_size")
+    keys += ("multi_label", "thresholds") if thresholds is not None else ()
     return Served(cfg.served_name, io, f"imgclf_{info['runtime']}", {k: info[k] for k in keys})
 
 

@@ -12,6 +12,9 @@ The model's inputs (a request brings exactly one of them, a batch of n):
   (normalised), which a client of the exported model already builds.
 Its output: `probabilities`, FP32 [n, classes] (calibrated, as /predict's); with Triton's
 classification extension (`parameters.classification: k`) BYTES [n, k] of "score:index:label".
+A multi-label run gives `labels` too, BOOL [n, classes]: each class's probability at or above the
+threshold fitted on validation (the metadata's parameters list them), so a client need not
+re-implement the decision.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from imgclf.data.presets import Preprocess
 
 HEADER = "Inference-Header-Content-Length"
 OUTPUT = "probabilities"
+LABELS = "labels"
 NUMPY = {"UINT8": np.uint8, "FP32": np.float32}
 
 
@@ -44,6 +48,7 @@ class ModelIO:
     size: int
     layout: str  # of the FP32 `input`: NCHW (a PyTorch export) or NHWC (Keras)
     class_names: tuple[str, ...]
+    thresholds: tuple[float, ...] | None = None  # a multi-label run's, per class
 
     def inputs(self) -> list[dict[str, Any]]:
         s = self.size
@@ -55,7 +60,11 @@ class ModelIO:
         ]
 
     def outputs(self) -> list[dict[str, Any]]:
-        return [{"name": OUTPUT, "datatype": "FP32", "shape": [-1, len(self.class_names)]}]
+        shape = [-1, len(self.class_names)]
+        out = [{"name": OUTPUT, "datatype": "FP32", "shape": shape}]
+        if self.thresholds is not None:
+            out.append({"name": LABELS, "datatype": "BOOL", "shape": shape})
+        return out
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,7 @@ class Requested:
 
     binary: bool
     classification: int = 0
+    name: str = OUTPUT
 
 
 @dataclass(frozen=True)
@@ -104,7 +114,7 @@ def parse_request(
     if used != len(binary):
         raise TensorError(f"{len(binary) - used:,} bytes of binary data follow the input tensors")
     rid = request.get("id")
-    return InferRequest(None if rid is None else str(rid), items, _outputs(request))
+    return InferRequest(None if rid is None else str(rid), items, _outputs(request, io))
 
 
 def _items(
@@ -220,36 +230,40 @@ def _denormalised(row: np.ndarray, pre: Preprocess, layout: str) -> Callable[[],
     return pixels
 
 
-def _outputs(request: dict[str, Any]) -> list[Requested]:
-    """The outputs asked for; none named: all (the one), binary if binary_data_output."""
+def _outputs(request: dict[str, Any], io: ModelIO) -> list[Requested]:
+    """The outputs asked for; none named: all of the model's, binary if binary_data_output."""
     params = request.get("parameters") or {}
     asked = request.get("outputs")
+    names = [t["name"] for t in io.outputs()]
     if asked is None:
-        return [Requested(bool(params.get("binary_data_output", False)))]
+        return [Requested(bool(params.get("binary_data_output", False)), 0, n) for n in names]
     if not isinstance(asked, list) or not asked:
         raise TensorError("outputs must be a list of {name, parameters}")
     out = []
     for o in asked:
-        if not isinstance(o, dict) or o.get("name") != OUTPUT:
+        if not isinstance(o, dict) or o.get("name") not in names:
             name = o.get("name") if isinstance(o, dict) else o
-            raise TensorError(f"unknown output {name!r}; this model gives {OUTPUT!r}")
+            raise TensorError(f"unknown output {name!r}; this model gives {', '.join(names)}")
         p = o.get("parameters") or {}
         k = p.get("classification", 0)
-        if not isinstance(k, int) or k < 0:
-            raise TensorError(f"classification must be a count of classes, got {k!r}")
-        out.append(Requested(bool(p.get("binary_data", False)), k))
+        if not isinstance(k, int) or k < 0 or (k and o["name"] != OUTPUT):
+            raise TensorError(f"classification must be a count of classes of {OUTPUT}, got {k!r}")
+        out.append(Requested(bool(p.get("binary_data", False)), k, o["name"]))
     return out
 
 
 def encode_response(
-    probs: np.ndarray, request: InferRequest, model: str, names: list[str]
+    probs: np.ndarray, request: InferRequest, model: str, io: ModelIO
 ) -> tuple[bytes, dict[str, str]]:
     """(body, headers): the JSON response, then binary tensors in output order when asked."""
     outputs, chunks = [], []
     for want in request.outputs:
-        tensor: dict[str, Any] = {"name": OUTPUT}
-        if want.classification:
-            values: Any = _classification(probs, names, want.classification)
+        tensor: dict[str, Any] = {"name": want.name}
+        if want.name == LABELS:  # BOOL: one byte per element in binary data, true/false in JSON
+            values: Any = probs >= np.asarray(io.thresholds, np.float32)
+            tensor.update(datatype="BOOL", shape=list(values.shape))
+        elif want.classification:
+            values = _classification(probs, list(io.class_names), want.classification)
             tensor.update(datatype="BYTES", shape=list(values.shape))
         else:
             values = probs.astype(np.float32)

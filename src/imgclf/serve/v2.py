@@ -85,8 +85,7 @@ class InferEndpoint:
             if e.status_code == 503:  # the queue is full: the request may come back
                 raise
             raise HTTPException(400, f"an input image: {e.detail}") from None
-        names = self.classifier.predictor.class_names
-        content, headers = encode_response(probs, req, self.served.name, names)
+        content, headers = encode_response(probs, req, self.served.name, self.served.io)
         return Response(content, 200, headers=headers)
 
 
