@@ -260,14 +260,49 @@ def test_clearing_the_cache_during_a_build_does_not_recreate_the_store_world_rea
     cache = DecodedCache(idx, 16, tmp_path)
     seen: list[bool] = []
 
-    def clear_midway(m: object, *args: object) -> None:
+    def clear_midway(*args: object) -> None:
         if not seen:  # `imgclf cache clear` lands between two of the build's checkpoints
             clear(tmp_path)
         seen.append(cache.dir.exists())
-        DecodedCache._publish(cache, m)  # type: ignore[arg-type]
+        DecodedCache._publish(cache, *args)  # type: ignore[arg-type]
 
     cache._publish = clear_midway  # type: ignore[method-assign]
     cache.build(workers=1, progress=False)
     assert not cache.dir.exists() or stat.S_IMODE(cache.dir.stat().st_mode) == 0o700
     x = cache.read_rows(cache.ok_rows[:2])  # this run still reads its own rows
     assert x.shape == (2, 16, 16, 3) and x.any()
+
+
+def test_builders_decode_side_by_side_and_keep_each_others_rows(
+    tiny_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A torchrun audit's ranks each decode their share: a second builder must not wait for the
+    first one's decoding (it did, when the lock was held for the whole build), and neither's
+    published rows may be lost."""
+    import imgclf.data.cache as cache_mod
+
+    idx = scan_class_folder(tiny_folder / "train")
+    half = len(idx) // 2
+    code = (
+        "import numpy as np; from imgclf.data.folder import scan_class_folder; "
+        "from imgclf.data.cache import DecodedCache; "
+        f"c = DecodedCache(scan_class_folder({str(tiny_folder / 'train')!r}), 16, "
+        f"{str(tmp_path)!r}); s = c.build(1, False, only=np.arange({half}, {len(idx)})); "
+        "print(s.decoded)"
+    )
+    real, other = cache_mod._decode_rows, []
+
+    def decode_while_another_builds(args):  # noqa: ANN001, ANN202
+        if not other:  # the first builder is decoding: the second runs to its end meanwhile
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                  timeout=60)  # fmt: skip
+            other.append(proc.stdout.strip())
+        return real(args)
+
+    monkeypatch.setattr(cache_mod, "_decode_rows", decode_while_another_builds)
+    first = DecodedCache(idx, 16, tmp_path).build(1, False, only=np.arange(half))
+    monkeypatch.setattr(cache_mod, "_decode_rows", real)
+    assert first.decoded == half and other == [str(len(idx) - half)]
+    whole = DecodedCache(idx, 16, tmp_path)
+    assert whole.build(1, False).decoded == 0  # both builders' rows were published
+    assert np.array_equal(whole.read_rows(np.arange(len(idx))), decoded(idx, 16))

@@ -11,9 +11,10 @@ Why this shape (each line is a way a cache has served wrong pixels before):
 - keys are real absolute paths and stamps include inode and ctime, so another folder with the
   same relative paths, a replaced file, or a folder copied over keeping sizes and mtimes is
   decoded again;
-- rows are only appended, and a run takes its snapshot (manifest + an open data file) under the
-  lock, so no reader sees a row another run is writing; `imgclf cache prune` compacts into a new
-  file, which leaves open snapshots on the old one intact;
+- rows are only appended, a builder reserves its rows and a run takes its snapshot (manifest +
+  an open data file) under the lock, and rows are published only once written, so no reader sees
+  a row another run is writing; builders decode side by side (data/cache_manifest.py);
+  `imgclf cache prune` compacts into a new file, which leaves open snapshots on the old intact;
 - every row has a CRC32 checked when a run opens the store: damaged rows are named in one line
   and decoded again; an unreadable manifest starts the store afresh;
 - data is fsynced before the manifest that points at it is renamed into place;
@@ -25,16 +26,14 @@ from __future__ import annotations
 
 import atexit
 import hashlib
-import json
 import os
 import secrets
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from filelock import FileLock
@@ -49,13 +48,19 @@ from imgclf.data.cache_files import (
     remove_orphan_rows,
     sweep_temp_files,
 )
+from imgclf.data.cache_manifest import (
+    FORMAT,
+    LOCK,
+    MANIFEST,
+    Manifest,
+    merge_published,
+    read_manifest,
+    write_manifest,
+)
 from imgclf.data.folder import ImageIndex, display_path
 from imgclf.data.images import ImageDecodeError, decode_square
-from imgclf.files import private_dir, write_json_synced
+from imgclf.files import private_dir
 from imgclf.messages import warn
-
-FORMAT = 2  # bump when the stored preprocessing or the manifest changes
-MANIFEST = "manifest.json"
 
 
 class CacheUnavailable(OSError):
@@ -93,11 +98,15 @@ class CacheStats:
 
 
 @dataclass
-class Manifest:
-    data: str = ""
-    rows: int = 0
-    ok: dict[str, list[int]] = field(default_factory=dict)
-    failed: dict[str, list[Any]] = field(default_factory=dict)
+class _Job:
+    """One build's work: the positions to decode, every position's stamp, the first row reserved
+    for them, what failed, how many positions it looked at."""
+
+    todo: list[int]
+    stamps: list[tuple[int, int, int, int]]
+    first: int
+    failed: dict[int, str]
+    looked: int
 
 
 def store_key(size: int, root: str) -> str:
@@ -125,13 +134,18 @@ class DecodedCache:
         self, workers: int = 2, progress: bool = True, only: np.ndarray | None = None
     ) -> CacheStats:
         """Decode what is missing, changed or damaged; then snapshot the rows this index uses.
-        Safe to call from several processes at once (they take turns under a file lock).
-        only: the positions to look at (a torchrun rank's shard); the others stay unread (-1)."""
+        Safe from several processes at once, which decode side by side: each holds the store's
+        lock only to look its images up and reserve their rows, and to publish each batch
+        decoded (data/cache_manifest.py). only: the positions to look at (a torchrun rank's
+        share); the others stay unread (-1)."""
         try:
             private_dir(self.dir)
-            with FileLock(str(self.dir / "lock")):
-                os.utime(self.dir / "lock")  # "last used", for `imgclf cache prune`
-                return self._build_locked(workers, progress, only)
+            with FileLock(str(self.dir / LOCK)):
+                os.utime(self.dir / LOCK)  # "last used", for `imgclf cache prune`
+                job = self._plan(only)
+            self._decode(job, workers, progress)
+            return CacheStats(decoded=len(job.todo), reused=job.looked - len(job.todo),
+                              failed=job.failed)  # fmt: skip
         except (ImageDecodeError, CacheUnavailable):
             raise
         except OSError as e:
@@ -140,7 +154,8 @@ class DecodedCache:
                 f"{display_path(where)}: cannot write the decoded cache ({e.strerror or e})"
             ) from None
 
-    def _build_locked(self, workers: int, progress: bool, only: np.ndarray | None) -> CacheStats:
+    def _plan(self, only: np.ndarray | None) -> _Job:
+        """Under the lock: the rows to reuse, the positions to decode, rows reserved for them."""
         sweep_temp_files(self.dir)
         m = self._load_manifest()
         self.close()
@@ -151,8 +166,7 @@ class DecodedCache:
         stamps = [NO_STAMP] * len(self.keys)
         for pos in looked:
             stamps[pos] = file_stamp(self.keys[pos])
-        failed: dict[int, str] = {}
-        todo: list[int] = []
+        job = _Job([], stamps, m.rows, {}, len(looked))
         damaged = 0
         for pos in looked:
             key, st = self.keys[pos], stamps[pos]
@@ -163,36 +177,28 @@ class DecodedCache:
                     continue
                 damaged += 1
             elif bad is not None and tuple(bad[:4]) == st and st != NO_STAMP:
-                failed[pos] = bad[4]
+                job.failed[pos] = bad[4]
                 continue
-            todo.append(pos)
+            job.todo.append(pos)
         if damaged:
             warn(
                 f"{display_path(data_path)}: {damaged} cached rows failed their checksum; "
                 "decoding them again"
             )
-        self._decode(m, todo, stamps, failed, workers, progress)
-        return CacheStats(decoded=len(todo), reused=len(looked) - len(todo), failed=failed)
+        if job.todo:  # reserved before the lock is released: the next builder appends after
+            m.rows += len(job.todo)
+            write_manifest(self.dir, self.size, self.root, m)
+        return job
 
     def _load_manifest(self) -> Manifest:
-        path = self.dir / MANIFEST
         fresh = Manifest(data=f"rows-{secrets.token_hex(4)}.u8")
-        if not path.exists():
+        if not (self.dir / MANIFEST).exists():
             remove_orphan_rows(self.dir, keep="")  # a first build killed before its manifest
             return fresh
         try:
-            raw = json.loads(path.read_text(errors="surrogateescape"))
-            if raw.get("format") != FORMAT or raw.get("size") != self.size:
-                raise ValueError("written by another version")
-            m = Manifest(str(raw["data"]), int(raw["rows"]), raw["ok"], raw["failed"])
-            if "/" in m.data or not m.data.startswith("rows-"):
-                raise ValueError(f"bad data file name {m.data!r}")
-            have = os.stat(self.dir / m.data, follow_symlinks=False).st_size
-            if have < max((r[0] + 1 for r in m.ok.values()), default=0) * self.row_bytes:
-                raise ValueError("data file shorter than its manifest says")
-            return m
+            return read_manifest(self.dir, self.size)
         except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
-            warn(f"{display_path(path)}: damaged cache ({e}); starting it again")
+            warn(f"{display_path(self.dir / MANIFEST)}: damaged cache ({e}); starting it again")
             for old in self.dir.glob("rows-*.u8"):
                 old.unlink()  # open snapshots keep reading their own (unlinked) file
             return fresh
@@ -201,23 +207,15 @@ class DecodedCache:
         buf = os.pread(self._fd, self.row_bytes, row * self.row_bytes)
         return zlib.crc32(buf) if len(buf) == self.row_bytes else -1
 
-    def _decode(
-        self,
-        m: Manifest,
-        todo: list[int],
-        stamps: list[tuple[int, int, int, int]],
-        failed: dict[int, str],
-        workers: int,
-        progress: bool,
-    ) -> None:
-        if not todo:
+    def _decode(self, job: _Job, workers: int, progress: bool) -> None:
+        """Decode job.todo into its reserved rows, without the lock, publishing every 16 chunks
+        (so a killed build resumes) and at the end."""
+        if not job.todo:
             return
-        first, m.rows = m.rows, m.rows + len(todo)  # rows reserved before any is written
-        items = [(pos, self.index.paths[pos], first + i) for i, pos in enumerate(todo)]
-        jobs = [
-            (str(self.dir / m.data), self.size, items[i : i + 64]) for i in range(0, len(items), 64)
-        ]
-        bar = tqdm(total=len(todo), desc="decode", unit="img", disable=None if progress else True)
+        items = [(pos, self.index.paths[pos], job.first + i) for i, pos in enumerate(job.todo)]
+        data = str(self.dir / self.data_name)
+        jobs = [(data, self.size, items[i : i + 64]) for i in range(0, len(items), 64)]
+        bar = tqdm(total=len(items), desc="decode", unit="img", disable=None if progress else True)
         pool = None
         if workers > 1 and len(jobs) > 1:
             # the workers are forked, maybe while another thread imports: they must find every
@@ -225,35 +223,31 @@ class DecodedCache:
             Image.init()
             pool = get_context("fork").Pool(workers)
         results = pool.imap_unordered(_decode_rows, jobs) if pool else map(_decode_rows, jobs)
+        done = Manifest(self.data_name)
         try:
             for n, res in enumerate(results):
                 for pos, row, out in res:
-                    key, st = self.keys[pos], stamps[pos]
-                    m.ok.pop(key, None)
-                    m.failed.pop(key, None)
+                    key, st = self.keys[pos], job.stamps[pos]
                     if isinstance(out, str):
-                        failed[pos] = out
-                        m.failed[key] = [*st, out]
+                        job.failed[pos] = out
+                        done.failed[key] = [*st, out]
                     else:
-                        m.ok[key] = [row, *st, out]
+                        done.ok[key] = [row, *st, out]
                         self.rows[pos] = row
                 bar.update(len(res))
-                if n % 16 == 15:  # checkpoint, so a killed build resumes
-                    self._publish(m)
+                if n % 16 == 15:
+                    self._publish(done, job.first + len(items))
+                    done = Manifest(self.data_name)
         finally:
             if pool:
                 pool.terminate()
             bar.close()
-            self._publish(m)
+            self._publish(done, job.first + len(items))
 
-    def _publish(self, m: Manifest) -> None:
+    def _publish(self, done: Manifest, rows_end: int) -> None:
         os.fsync(self._fd)  # the rows reach the disk before the manifest that points at them
-        if not self.dir.is_dir():
-            return  # `imgclf cache clear` removed the store: this run reads its own open rows
-
-        doc = {"format": FORMAT, "size": self.size, "root": self.root, "data": m.data}
-        doc.update({"rows": m.rows, "ok": m.ok, "failed": m.failed})
-        write_json_synced(self.dir / MANIFEST, doc)
+        if done.ok or done.failed:
+            merge_published(self.dir, self.size, self.root, self.data_name, done, rows_end)
 
     # ---- reading ---------------------------------------------------------------------------
 

@@ -12,8 +12,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from imgclf.data.cache import FORMAT, MANIFEST, remove_orphan_rows
-from imgclf.data.cache_files import default_cache_dir, file_stamp, sweep_temp_files
+from imgclf.data.cache_files import (
+    default_cache_dir,
+    file_stamp,
+    remove_orphan_rows,
+    sweep_temp_files,
+)
+from imgclf.data.cache_manifest import FORMAT, MANIFEST
 from imgclf.data.folder import display_path
 from imgclf.files import write_json_synced
 from imgclf.tables import table

@@ -43,8 +43,9 @@ def sweep_temp_files(folder: Path) -> None:
 
 
 def remove_orphan_rows(store: Path, keep: str) -> None:
-    """Data files no manifest points at (call with the store's lock held: only the builder
-    that holds it writes rows, and runs reading an unlinked file keep their open copy)."""
+    """Data files no manifest points at (call with the store's lock held). A builder still
+    decoding into one, and runs reading one, keep their open copy; the builder then publishes
+    nothing (data/cache_manifest.py)."""
     for p in store.glob("rows-*.u8"):
         if p.name != keep:
             p.unlink(missing_ok=True)
