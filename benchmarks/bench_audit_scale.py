@@ -1,6 +1,7 @@
 """How the audit's comparison passes grow with n (issue 44): exact (all pairs) vs indexed
-(faiss HNSW for features, multi-index hashing for hashes), time and peak memory per n, the growth
-exponent, and near-duplicate recall on copies whose originals are known.
+(faiss HNSW for features, multi-index hashing for hashes) vs auto (the audit's own choice by
+size), time and peak memory per n, the growth exponent, and near-duplicate recall on copies whose
+originals are known.
 
   cd benchmarks && python bench_audit_scale.py [--sizes 10000 20000 40000 60000] [--copies]
 
@@ -28,6 +29,9 @@ import numpy as np
 from common import CIFAR_ZIP, machine, peak_rss_mb, run_phase
 
 KINDS = ("m", "s", "q")  # mirrored, shifted 2 px, re-encoded q40
+# exact: all pairs at every n; indexed: the approximate indexes at every n; auto: what the audit
+# does, the exact search below neighbours.EXACT_BELOW vectors (per split for the neighbours)
+METHODS = {"exact": False, "indexed": True, "auto": None}
 
 
 def unpack(work: Path, data: str) -> Path:
@@ -96,7 +100,7 @@ def phase_one(a: argparse.Namespace) -> dict:
     if a.n < len(files):
         originals = np.sort(np.random.default_rng(0).choice(len(files), a.n, replace=False))
     fp = subset(fp, originals)
-    approx = a.method == "indexed"
+    approx = METHODS[a.method]
     out: dict = {"n": len(originals), "method": a.method}
     t = time.perf_counter()
     pairs = nd._pairs(fp, small=True, approx=approx)
@@ -106,24 +110,12 @@ def phase_one(a: argparse.Namespace) -> dict:
     out["pair_keys"] = [[int(originals[i]), int(originals[j])] for i, j in keys]
     splits = [files[r][1] for r in originals]
     t = time.perf_counter()
-    indexes = split_indexes(fp.feats, splits) if approx else split_indexes_exact(fp.feats, splits)
+    indexes = split_indexes(fp.feats, splits, approx)  # forced either way, as near-duplicates'
     find_outliers(fp.feats, splits, indexes)
     nearest_train(list(range(0, len(originals), 5)), fp.feats, indexes)
     out["neighbours_s"] = time.perf_counter() - t
     out["peak_rss_mb"] = peak_rss_mb()
     return out
-
-
-def split_indexes_exact(feats, splits):  # noqa: ANN001, ANN201
-    from imgclf.audit.neighbours import Neighbours
-    from imgclf.audit.suspects import rows_of
-
-    names = np.asarray(splits)
-    return {
-        g: (r, Neighbours(rows_of(feats, r), approx=False))
-        for g in dict.fromkeys(splits)
-        for r in [np.nonzero(names == g)[0]]
-    }
 
 
 def recall_on_copies(root: Path, pair_keys: list[list[int]]) -> dict:
@@ -181,11 +173,11 @@ def main() -> None:
     )
     rows = []
     for n in a.sizes:
-        for method in ("exact", "indexed"):
+        for method in METHODS:
             r = run_phase(__file__, "one", *passed, "--n", str(n), "--method", method)
             rows.append(r)
             print(json.dumps({k: v for k, v in r.items() if k != "pair_keys"}), flush=True)
-    for method in ("exact", "indexed"):
+    for method in METHODS:
         mine = [r for r in rows if r["method"] == method]
         for key in ("near_duplicates_s", "neighbours_s"):
             print(f"{method} {key}: time ~ n^{exponent(mine, key):.2f}")

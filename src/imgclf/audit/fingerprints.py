@@ -5,7 +5,7 @@ back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,13 +61,20 @@ def _cache(paths: list[str], size: int, cache_dir: str, workers: int, progress: 
     return cache, mine[cache.rows[mine] >= 0]
 
 
-def _shared_pass(cache: DecodedCache, mine: np.ndarray | None, group: Group, fill) -> bool:  # noqa: ANN001
+def _shared_pass(
+    cache: DecodedCache,
+    mine: np.ndarray | None,
+    group: Group,
+    fill: Callable[[np.ndarray], object],
+    everyone: bool = False,
+) -> bool:
     """Run fill(positions) on this rank's share, wait for every rank, and say whether this rank
-    goes on (rank 0, with the whole cache snapshotted again: every row decoded by now)."""
+    goes on (rank 0, or every rank when `everyone`, with the whole cache snapshotted again: every
+    row decoded by now)."""
     if mine is not None:
         fill(mine)
         group.barrier()
-        if group.rank != 0:
+        if group.rank != 0 and not everyone:
             return False
         cache.build(1, False)
     return True
@@ -81,12 +88,12 @@ def features(
     workers: int,
     progress: bool,
     group: Group = SOLO,
-) -> tuple[np.ndarray, Rows | None] | None:
-    """(readable positions, their unit Lite<variant> features at `size` px, or None); None on the
-    ranks other than 0 of a torchrun group, once their share is embedded."""
+) -> tuple[np.ndarray, Rows | None]:
+    """(readable positions, their unit Lite<variant> features at `size` px, or None). In a
+    torchrun group each rank embeds its share, then every rank reads all of them (the label
+    pass fits its folds across the ranks)."""
     cache, mine = _cache(paths, size, cache_dir, workers, progress, group)
-    if not _shared_pass(cache, mine, group, lambda m: embed(cache, m, progress, variant)):
-        return None
+    _shared_pass(cache, mine, group, lambda m: embed(cache, m, progress, variant), everyone=True)
     return cache.ok_rows, embed(cache, cache.ok_rows, progress, variant)
 
 

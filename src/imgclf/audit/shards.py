@@ -7,6 +7,7 @@ backends/torch/distributed.py; outside torchrun the audit runs with SOLO, a worl
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -43,3 +44,10 @@ def share(n: int, group: Group) -> np.ndarray:
 def gathered(items: list[Any], group: Group) -> list[Any]:
     """Every rank's items, in rank order (each rank passes its share's)."""
     return [x for part in group.all_gather(items) for x in part]
+
+
+def shared_out(jobs: int, run: Callable[[int], Any], group: Group) -> list[Any]:
+    """run(j) for j in range(jobs), job j on rank j % world; every rank gets every result (in
+    rank order, not job order: each result says what it is for). The label pass's cross-fitted
+    folds: each fold's head is independent of the others, so the findings are one process's."""
+    return gathered([run(j) for j in range(group.rank, jobs, group.world)], group)

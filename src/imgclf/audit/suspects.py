@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgclf.audit.neighbours import Neighbours
+from imgclf.audit.shards import SOLO, Group, shared_out
 
 FOLDS = 5
 NEIGHBOURS = 10
@@ -42,10 +43,11 @@ class Suspect:
 
 
 def cross_fit(
-    feats: np.ndarray, labels: np.ndarray, folds: int = FOLDS, seed: int = 0
+    feats: np.ndarray, labels: np.ndarray, folds: int = FOLDS, seed: int = 0, group: Group = SOLO
 ) -> np.ndarray:
     """Each row's class probabilities from a logistic-regression head fitted on the other folds
-    (stratified, seeded): no row is scored by a head that saw it."""
+    (stratified, seeded): no row is scored by a head that saw it. In a torchrun group the folds
+    are fitted across the ranks."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -55,9 +57,15 @@ def cross_fit(
     k = min(folds, smallest)
     if k < 2:
         raise ValueError(f"label issues need at least 2 images of every class (one has {smallest})")
-    for fit_rows, held in StratifiedKFold(k, shuffle=True, random_state=seed).split(feats, labels):
+    splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(feats, labels))
+
+    def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        fit_rows, held = splits[f]
         head = LogisticRegression(C=1.0, max_iter=1000).fit(feats[fit_rows], labels[fit_rows])
-        probs[np.ix_(held, head.classes_)] = head.predict_proba(feats[held])
+        return held, head.classes_, head.predict_proba(feats[held])
+
+    for held, classes_of, p in shared_out(len(splits), fold, group):
+        probs[np.ix_(held, classes_of)] = p
     return probs
 
 
@@ -113,13 +121,16 @@ def knn_distance(feats: Any, k: int = NEIGHBOURS, index: Neighbours | None = Non
     return 1.0 - sims.mean(1)
 
 
-def split_indexes(feats: Any, groups: list[str]) -> dict[str, tuple[np.ndarray, Neighbours]]:
-    """group -> (its rows, a neighbour index over them): built once for outliers and look-alikes."""
+def split_indexes(
+    feats: Any, groups: list[str], approx: bool | None = None
+) -> dict[str, tuple[np.ndarray, Neighbours]]:
+    """group -> (its rows, a neighbour index over them): built once for outliers and look-alikes.
+    approx: the approximate index (None: by each group's size, as Neighbours chooses)."""
     names = np.asarray(groups)
     out = {}
     for g in dict.fromkeys(groups):
         rows = np.nonzero(names == g)[0]
-        out[g] = rows, Neighbours(rows_of(feats, rows))
+        out[g] = rows, Neighbours(rows_of(feats, rows), approx)
     return out
 
 
