@@ -125,6 +125,8 @@ def test_audit_cli_exit_codes_json_and_exclude_list(bad_corpus: Path, tmp_path: 
     assert not excluded & set(kept) and len(kept) == 3 * 3 + 7
     assert (out / "size_histogram.png").stat().st_size > 1000
     assert snapshot(bad_corpus) == before
+    zero = run_cli("audit", str(bad_corpus), "--exit-zero", "--out", str(tmp_path / "z"))
+    assert zero.returncode == 0 and "unreadable" in zero.stdout  # said, but not a failure
     assert run_cli("audit", str(tmp_path / "missing"), check=False).returncode == 2
     assert run_cli("audit", "--bogus-flag", str(bad_corpus), check=False).returncode == 2
 
