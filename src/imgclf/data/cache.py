@@ -52,6 +52,7 @@ from imgclf.data.cache_manifest import (
     FORMAT,
     LOCK,
     MANIFEST,
+    UNREADABLE,
     Manifest,
     merge_published,
     read_manifest,
@@ -197,7 +198,7 @@ class DecodedCache:
             return fresh
         try:
             return read_manifest(self.dir, self.size)
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError) as e:
+        except UNREADABLE as e:
             warn(f"{display_path(self.dir / MANIFEST)}: damaged cache ({e}); starting it again")
             for old in self.dir.glob("rows-*.u8"):
                 old.unlink()  # open snapshots keep reading their own (unlinked) file

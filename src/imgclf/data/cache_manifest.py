@@ -23,6 +23,8 @@ from imgclf.files import write_json_synced
 FORMAT = 2  # bump when the stored preprocessing or the manifest changes
 MANIFEST = "manifest.json"
 LOCK = "lock"
+# what reading a damaged or foreign manifest raises (a missing key, a list where a dict was, ...)
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
 @dataclass
@@ -34,7 +36,7 @@ class Manifest:
 
 
 def read_manifest(store: Path, size: int) -> Manifest:
-    """The store's manifest, checked against its data file; ValueError or OSError when it is
+    """The store's manifest, checked against its data file; one of UNREADABLE when it is
     missing, another version's, or damaged."""
     raw = json.loads((store / MANIFEST).read_text(errors="surrogateescape"))
     if raw.get("format") != FORMAT or raw.get("size") != size:
@@ -82,7 +84,7 @@ def merge_published(
             return False
         try:
             m = read_manifest(store, size)
-        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        except UNREADABLE:
             return False
         if m.data != data:
             return False

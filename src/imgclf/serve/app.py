@@ -29,7 +29,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from imgclf import __version__
 from imgclf.messages import UsageError
-from imgclf.predictor import load_predictor
+from imgclf.predictor import load_predictor, thresholds_of
 from imgclf.serve.classify import Classifier
 from imgclf.serve.config import LOCAL_HOSTS, ServeConfig
 from imgclf.serve.endpoint import PredictEndpoint, document_predict
@@ -118,7 +118,7 @@ def health_info(predictor: Any, cfg: ServeConfig, runtime: str) -> dict[str, Any
 def multi_label_info(predictor: Any) -> dict[str, Any]:
     """A multi-label run's thresholds per class (each answer lists every class at or above its
     own); nothing for a single-label run."""
-    t = getattr(predictor, "thresholds", None)
+    t = thresholds_of(predictor)
     if t is None:
         return {}
     per_class = dict(zip(predictor.class_names, map(float, t), strict=True))
@@ -130,7 +130,7 @@ def served(predictor: Any, cfg: ServeConfig, info: dict[str, Any]) -> Served:
     from imgclf import backends
 
     layout = backends.get(predictor.meta["backend"]).INPUT_LAYOUT
-    t = getattr(predictor, "thresholds", None)
+    t = thresholds_of(predictor)
     thresholds = None if t is None else tuple(map(float, t))
     io = ModelIO(predictor.pre.size, layout, tuple(predictor.class_names), thresholds)
     keys = ("model", "backend", "classes", "runtime", "precision", "temperature", "image_size")
@@ -144,7 +144,7 @@ def create_app(cfg: ServeConfig) -> FastAPI:
     run, device, tta, calibrated = cfg.run, cfg.device, cfg.tta, cfg.calibration
     workers = cfg.workers
     predictor, runs_on = serving_predictor(run, cfg.runtime, device, tta, calibrated, workers)
-    if cfg.abstain and getattr(predictor, "thresholds", None) is not None:
+    if cfg.abstain and thresholds_of(predictor) is not None:
         raise UsageError(
             "--abstain is for single-label runs: a multi-label run answers every class above "
             "its own threshold, and may answer none"
