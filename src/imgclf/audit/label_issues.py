@@ -103,8 +103,7 @@ def _single_label_issues(
     """Suspect labels by confident learning on cross-fitted probabilities, with look-alikes."""
     names = sorted({report.classes_raw[p] for p in paths})
     labels = np.array([names.index(report.classes_raw[p]) for p in paths])
-    # the head needs the features in memory (n x 1280 float32: 5 GiB a million images)
-    probs = cross_fit(np.asarray(feats), labels, group=group)
+    probs = cross_fit(feats, labels, group=group)  # streamed past audit/heads.HEAD_IN_MEMORY
     if group.rank != 0:
         return {}
     suspects = find_label_issues(probs, labels)
@@ -136,7 +135,7 @@ def _multi_label_issues(
     y = np.zeros((len(paths), len(names)), np.float32)
     for i, cs in enumerate(sets):
         y[i, [names.index(c) for c in cs]] = 1
-    probs = cross_fit_multi(np.asarray(feats), y, group=group)
+    probs = cross_fit_multi(feats, y, group=group)
     if group.rank != 0:
         return {}
     found = find_multi_label_issues(probs, y)

@@ -20,33 +20,32 @@ from imgclf.data.folder import display_path
 
 
 def cross_fit_multi(
-    feats: np.ndarray, y: np.ndarray, folds: int = FOLDS, seed: int = 0, group: Group = SOLO
+    feats: Any,
+    y: np.ndarray,
+    folds: int = FOLDS,
+    seed: int = 0,
+    group: Group = SOLO,
+    stream: bool | None = None,
 ) -> np.ndarray:
     """(n, classes) out-of-sample probabilities, one binary head per class and fold (the folds
-    fitted across a torchrun group's ranks)."""
-    from sklearn.linear_model import LogisticRegression
+    fitted across a torchrun group's ranks; audit/heads.py fits each)."""
     from sklearn.model_selection import KFold
+
+    from imgclf.audit.heads import fit_fold
 
     probs = np.tile(y.mean(0), (len(y), 1))  # a class one fold lacks: its prevalence
     k = min(folds, len(y))
     if k < 2:
         raise ValueError("label issues need at least 2 images")
-    splits = list(KFold(k, shuffle=True, random_state=seed).split(feats))
+    splits = list(KFold(k, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
 
-    def fold(f: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fit_rows, held = splits[f]
-        out = {}
-        for c in range(y.shape[1]):
-            target = y[fit_rows, c]
-            if target.min() == target.max():  # all or none: nothing to fit
-                continue
-            head = LogisticRegression(C=1.0, max_iter=1000).fit(feats[fit_rows], target)
-            out[c] = head.predict_proba(feats[held])[:, 1]
-        return held, out
+        classes, p = fit_fold(feats, fit_rows, held, y, seed, stream)
+        return held, classes, p
 
-    for held, per_class in shared_out(len(splits), fold, group):
-        for c, p in per_class.items():
-            probs[held, c] = p
+    for held, classes, p in shared_out(len(splits), fold, group):
+        probs[np.ix_(held, classes)] = p
     return probs
 
 

@@ -43,13 +43,20 @@ class Suspect:
 
 
 def cross_fit(
-    feats: np.ndarray, labels: np.ndarray, folds: int = FOLDS, seed: int = 0, group: Group = SOLO
+    feats: Any,
+    labels: np.ndarray,
+    folds: int = FOLDS,
+    seed: int = 0,
+    group: Group = SOLO,
+    stream: bool | None = None,
 ) -> np.ndarray:
     """Each row's class probabilities from a logistic-regression head fitted on the other folds
-    (stratified, seeded): no row is scored by a head that saw it. In a torchrun group the folds
-    are fitted across the ranks."""
-    from sklearn.linear_model import LogisticRegression
+    (stratified, seeded; audit/heads.py fits each, in memory or streamed from the features'
+    memory map): no row is scored by a head that saw it. In a torchrun group the folds are
+    fitted across the ranks."""
     from sklearn.model_selection import StratifiedKFold
+
+    from imgclf.audit.heads import fit_fold
 
     classes = int(labels.max()) + 1 if len(labels) else 0
     probs = np.full((len(labels), classes), 1.0 / max(classes, 1))
@@ -57,12 +64,13 @@ def cross_fit(
     k = min(folds, smallest)
     if k < 2:
         raise ValueError(f"label issues need at least 2 images of every class (one has {smallest})")
-    splits = list(StratifiedKFold(k, shuffle=True, random_state=seed).split(feats, labels))
+    folded = StratifiedKFold(k, shuffle=True, random_state=seed)
+    splits = list(folded.split(np.zeros((len(labels), 1)), labels))
 
     def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fit_rows, held = splits[f]
-        head = LogisticRegression(C=1.0, max_iter=1000).fit(feats[fit_rows], labels[fit_rows])
-        return held, head.classes_, head.predict_proba(feats[held])
+        classes_of, p = fit_fold(feats, fit_rows, held, labels, seed, stream)
+        return held, classes_of, p
 
     for held, classes_of, p in shared_out(len(splits), fold, group):
         probs[np.ix_(held, classes_of)] = p

@@ -135,3 +135,12 @@ def load_before_tensorflow() -> None:
     `import torchvision.models` crashes the process (the Keras backend calls this first)."""
     import torch  # noqa: F401
     import torchvision.models  # noqa: F401
+
+
+def fit_streamed_head(
+    feats: Any, fit_rows: np.ndarray, held: np.ndarray, target: np.ndarray, seed: int = 0
+) -> np.ndarray:
+    """The audit's cross-fitted head over features read batch by batch (audit/heads.py)."""
+    from imgclf.backends.torch.streamed_head import streamed_head as fit
+
+    return fit(feats, fit_rows, held, target, seed)
