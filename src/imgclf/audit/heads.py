@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from imgclf.audit.shards import Group, shared_out
+
 HEAD_IN_MEMORY = 2 << 30  # bytes of float32 features scikit-learn may hold (~420k at 1280-d)
 
 
@@ -60,3 +62,24 @@ def fit_fold(
         head = LogisticRegression(C=1.0, max_iter=1000).fit(x, fitted[:, c])
         out[:, n] = head.predict_proba(x_held)[:, 1]
     return classes, out
+
+
+def fill_out_of_sample(
+    probs: np.ndarray,
+    feats: Any,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    target: np.ndarray,
+    seed: int,
+    stream: bool | None,
+    group: Group,
+) -> np.ndarray:
+    """probs with each split's held rows scored by a head fitted on its other rows; the splits
+    are fitted across a torchrun group's ranks (shards.shared_out), the same findings as one."""
+
+    def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        fit_rows, held = splits[f]
+        return held, *fit_fold(feats, fit_rows, held, target, seed, stream)
+
+    for held, classes, p in shared_out(len(splits), fold, group):
+        probs[np.ix_(held, classes)] = p
+    return probs

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from imgclf.audit.shards import SOLO, Group, shared_out
+from imgclf.audit.shards import SOLO, Group
 from imgclf.audit.suspects import FOLDS
 from imgclf.data.folder import display_path
 
@@ -31,22 +31,14 @@ def cross_fit_multi(
     fitted across a torchrun group's ranks; audit/heads.py fits each)."""
     from sklearn.model_selection import KFold
 
-    from imgclf.audit.heads import fit_fold
+    from imgclf.audit.heads import fill_out_of_sample
 
     probs = np.tile(y.mean(0), (len(y), 1))  # a class one fold lacks: its prevalence
     k = min(folds, len(y))
     if k < 2:
         raise ValueError("label issues need at least 2 images")
     splits = list(KFold(k, shuffle=True, random_state=seed).split(np.zeros((len(y), 1))))
-
-    def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        fit_rows, held = splits[f]
-        classes, p = fit_fold(feats, fit_rows, held, y, seed, stream)
-        return held, classes, p
-
-    for held, classes, p in shared_out(len(splits), fold, group):
-        probs[np.ix_(held, classes)] = p
-    return probs
+    return fill_out_of_sample(probs, feats, splits, y, seed, stream, group)
 
 
 def find_multi_label_issues(probs: np.ndarray, y: np.ndarray) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from imgclf.audit.neighbours import Neighbours
-from imgclf.audit.shards import SOLO, Group, shared_out
+from imgclf.audit.shards import SOLO, Group
 
 FOLDS = 5
 NEIGHBOURS = 10
@@ -56,7 +56,7 @@ def cross_fit(
     fitted across the ranks."""
     from sklearn.model_selection import StratifiedKFold
 
-    from imgclf.audit.heads import fit_fold
+    from imgclf.audit.heads import fill_out_of_sample
 
     classes = int(labels.max()) + 1 if len(labels) else 0
     probs = np.full((len(labels), classes), 1.0 / max(classes, 1))
@@ -66,15 +66,7 @@ def cross_fit(
         raise ValueError(f"label issues need at least 2 images of every class (one has {smallest})")
     folded = StratifiedKFold(k, shuffle=True, random_state=seed)
     splits = list(folded.split(np.zeros((len(labels), 1)), labels))
-
-    def fold(f: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        fit_rows, held = splits[f]
-        classes_of, p = fit_fold(feats, fit_rows, held, labels, seed, stream)
-        return held, classes_of, p
-
-    for held, classes_of, p in shared_out(len(splits), fold, group):
-        probs[np.ix_(held, classes_of)] = p
-    return probs
+    return fill_out_of_sample(probs, feats, splits, labels, seed, stream, group)
 
 
 def confident_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
