@@ -47,6 +47,18 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[str, ...]]] = {
         ("c", "cm"),
         ("c", "cm"),
     ),
+    "Lite2@300 ImageNet logits only / TTA c,cm": (["lite2@300:logits"], ("c", "cm"), ("c", "cm")),
+    "Lite2@300 ImageNet log-probs only / TTA c,cm": (["lite2@300:logp"], ("c", "cm"), ("c", "cm")),
+    "Lite2@300 features + ImageNet logits / TTA c,cm": (
+        ["lite2@300+lite2@300:logits"],
+        ("c", "cm"),
+        ("c", "cm"),
+    ),
+    "Lite2@300 features + ImageNet log-probs / TTA c,cm": (
+        ["lite2@300+lite2@300:logp"],
+        ("c", "cm"),
+        ("c", "cm"),
+    ),
     "Lite2 head fitted @260, scored @300 / TTA c,cm": (
         ["lite2@260>lite2@300"],
         ("c", "cm"),
@@ -55,13 +67,33 @@ VARIANTS: dict[str, tuple[list[str], tuple[str, ...], tuple[str, ...]]] = {
 }
 
 
+def derived(work: Path, cfg: str, view: str, split: str) -> np.ndarray | None:
+    """cfg, or cfg:logits / cfg:logp: the ImageNet classifier's logits / log-probabilities."""
+    base, _, kind = cfg.partition(":")
+    f = work / f"{base}-{view}-{split}.npy"
+    if not f.exists():
+        return None
+    x = np.load(f)
+    if kind:
+        fc = np.load(work / f"{base.split('@')[0]}-fc.npz")
+        x = x @ fc["w"].T + fc["b"]
+        if kind == "logp":
+            x = x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(
+                1, keepdims=True
+            )
+    return x
+
+
 def load(work: Path, member: str, view: str, split: str) -> np.ndarray | None:
     parts = []
     for cfg in member.split("+"):
-        f = work / f"{cfg}-{view}-{split}.npy"
-        if not f.exists():
+        x = derived(work, cfg, view, split)
+        if x is None:
             return None
-        parts.append(np.load(f))
+        if "+" in member:  # each part at unit mean length (from train), so none drowns another
+            ref = derived(work, cfg, "c", "train")
+            x = x / float(np.linalg.norm(ref, axis=1).mean())
+        parts.append(x)
     return np.concatenate(parts, 1)
 
 

@@ -101,19 +101,34 @@ def view(img: Image.Image, size: int, kind: str) -> np.ndarray:
     return a[:, ::-1] if kind.endswith("m") else a
 
 
+class Tap:
+    """Keeps the output of one backbone block: the fine-tuning lever trains what follows it."""
+
+    def __init__(self, net: object, block: int):
+        self.last = None
+        net._blocks[block].register_forward_hook(self._keep)  # type: ignore[attr-defined]
+
+    def _keep(self, module: object, inputs: object, output: object) -> None:
+        self.last = output
+
+
 def features(args: argparse.Namespace) -> None:
     import torch
 
     from imgclf.backends.torch.models.efficientnet_lite import LiteFeatures, build_lite_imagenet
 
     torch.set_num_threads(2)
-    data = sets()
+    data = {k: v for k, v in sets().items() if k in args.sets}
     for spec in args.configs:
         variant, size = (int(x) for x in spec.split("@"))
         net = build_lite_imagenet(variant)
+        # the ImageNet classifier, kept for the prior lever (bench_transfer_heads)
+        fc = args.work / f"lite{variant}-fc.npz"
+        np.savez(fc, w=net._fc.weight.detach().numpy(), b=net._fc.bias.detach().numpy())
         net._fc, net._dropout = torch.nn.Identity(), torch.nn.Identity()
         # channels_last: 1.5x the images/s of NCHW for Lite2 at 260 px in batches of 32 here
         model = LiteFeatures(net).eval().to(memory_format=torch.channels_last)
+        tap = Tap(net, args.tap) if args.tap is not None else None
         for name, (imgs, labels) in data.items():
             np.save(args.work / f"{name}-labels.npy", labels)
             for kind in (
@@ -122,14 +137,18 @@ def features(args: argparse.Namespace) -> None:
                 out = args.work / f"lite{variant}@{size}-{kind}-{name}.npy"
                 if out.exists():
                     continue
-                t0, rows = time.perf_counter(), []
+                t0, rows, maps = time.perf_counter(), [], []
                 with torch.no_grad():
                     for s in range(0, len(imgs), 32):
                         x = np.stack([view(im, size, kind) for im in imgs[s : s + 32]])
                         t = torch.from_numpy(x).permute(0, 3, 1, 2).float()
                         t = ((t - 127.0) / 128.0).contiguous(memory_format=torch.channels_last)
                         rows.append(model(t).numpy())
+                        if tap is not None:
+                            maps.append(tap.last.half().contiguous().numpy())
                 np.save(out, np.concatenate(rows))
+                if maps:
+                    np.save(str(out).replace(".npy", f".block{args.tap}.npy"), np.concatenate(maps))
                 dt = time.perf_counter() - t0
                 print(f"{out.name}: {len(imgs)} images, {dt:.0f} s", flush=True)
 
@@ -140,6 +159,8 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/levers"))
     ap.add_argument("--configs", nargs="+", default=["2@260"], help="variant@size")
     ap.add_argument("--views", nargs="+", default=list(VIEWS))
+    ap.add_argument("--sets", nargs="+", default=["train", "test", "shifted", "offcrop", "cifar"])
+    ap.add_argument("--tap", type=int, help="also save this block's output (float16)")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.phase == "features":
