@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.special import logsumexp
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
@@ -78,9 +79,7 @@ def derived(work: Path, cfg: str, view: str, split: str) -> np.ndarray | None:
         fc = np.load(work / f"{base.split('@')[0]}-fc.npz")
         x = x @ fc["w"].T + fc["b"]
         if kind == "logp":
-            x = x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(
-                1, keepdims=True
-            )
+            x = x - logsumexp(x, 1, keepdims=True)
     return x
 
 
