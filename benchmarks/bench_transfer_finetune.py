@@ -29,15 +29,19 @@ from torch import nn
 from imgclf.backends.torch.models.efficientnet_lite import build_lite_imagenet
 
 SETS = ("test", "shifted", "offcrop")
+TAP = 15  # the block whose output bench_transfer_levers.py --tap saved
 
 
 class Tail(nn.Module):
-    """Blocks `first`.. of Lite2, the head convolution, pooling and a linear layer."""
+    """Blocks 16.. of Lite2 (after the cached block 15), the head convolution, pooling and a
+    linear layer; blocks before `first` stay frozen."""
 
     def __init__(self, net: nn.Module, first: int, head: nn.Linear):
         super().__init__()
-        self.blocks = nn.ModuleList(net._blocks[first:])
-        self.first, self.total = first, len(net._blocks)
+        self.blocks = nn.ModuleList(net._blocks[TAP + 1 :])
+        for block in self.blocks[: first - TAP - 1]:
+            block.requires_grad_(False)
+        self.first, self.total = TAP + 1, len(net._blocks)
         self.conv_head, self.bn1, self.act = net._conv_head, net._bn1, net._swish
         self.fc = head
         self.drop_connect = net._global_params.drop_connect_rate
@@ -54,7 +58,8 @@ def groups(tail: Tail, lr: float, decay: float) -> list[dict]:
     """Discriminative rates: lr for the linear layer, x decay for each step back from it."""
     out = [{"params": tail.fc.parameters(), "lr": lr}]
     out.append({"params": [*tail.conv_head.parameters(), *tail.bn1.parameters()], "lr": lr * decay})
-    for k, block in enumerate(reversed(tail.blocks)):
+    trained = [b for b in tail.blocks if any(p.requires_grad for p in b.parameters())]
+    for k, block in enumerate(reversed(trained)):
         out.append({"params": block.parameters(), "lr": lr * decay ** (k + 2)})
     return out
 
