@@ -65,7 +65,7 @@ def groups(tail: Tail, lr: float, decay: float) -> list[dict]:
 
 
 def maps(work: Path, view: str, split: str) -> np.ndarray:
-    return np.load(work / f"lite2@300-{view}-{split}.block15.npy", mmap_mode="r")
+    return np.load(work / f"lite2@300-{view}-{split}.block{TAP}.npy", mmap_mode="r")
 
 
 def lbfgs_head(work: Path, tr: np.ndarray, y: np.ndarray, c: float) -> tuple[nn.Linear, float]:

@@ -8,6 +8,7 @@ its own original); the test sets never choose anything.
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -83,6 +84,11 @@ def derived(work: Path, cfg: str, view: str, split: str) -> np.ndarray | None:
     return x
 
 
+@functools.cache  # once per part, not once per view and set
+def train_length(work: Path, cfg: str) -> float:
+    return float(np.linalg.norm(derived(work, cfg, "c", "train"), axis=1).mean())
+
+
 def load(work: Path, member: str, view: str, split: str) -> np.ndarray | None:
     parts = []
     for cfg in member.split("+"):
@@ -90,8 +96,7 @@ def load(work: Path, member: str, view: str, split: str) -> np.ndarray | None:
         if x is None:
             return None
         if "+" in member:  # each part at unit mean length (from train), so none drowns another
-            ref = derived(work, cfg, "c", "train")
-            x = x / float(np.linalg.norm(ref, axis=1).mean())
+            x = x / train_length(work, cfg)
         parts.append(x)
     return np.concatenate(parts, 1)
 
