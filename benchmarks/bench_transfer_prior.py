@@ -1,9 +1,13 @@
-"""--head-prior imagenet against none, with the recipe's own L-BFGS head fit (imgclf's code, not
-scikit-learn's), on the features bench_transfer_levers.py saved (issue 40).
+"""The ImageNet classifier's logits beside the pooled features (issue 40's eighth-session lever),
+against the features alone, with the recipe's own L-BFGS head fit (imgclf's lbfgs_epoch and
+optimizer, not scikit-learn's), over a wide weight-decay grid, on the features
+bench_transfer_levers.py saved.
 
-For each prior and each weight decay: 5-fold CV on train (an image's views in one fold, flip
-TTA), then the head fitted on all of train and scored on every set built there. The weight decay
-the recipe ships is chosen here by the CV alone; the test sets choose nothing.
+The lever: a head on [f, g a (W f + b)], a = |f| / |W f + b| (means over train), W, b the
+classifier the Lite wheel ships, g the logits' weight; it is one linear map of f, so it would
+fold into the recipe's Linear(1280, classes). For each variant and weight decay: 5-fold CV on
+train (an image's views in one fold, flip TTA), then the head fitted on all of train and scored
+on every set built there; the test sets choose nothing.
 
     python bench_transfer_levers.py --phase features --configs 2@300 --views c cm \
         --sets train test shifted offcrop
@@ -25,39 +29,41 @@ from torch import nn
 
 from imgclf.backends.torch.distributed import Dist
 from imgclf.backends.torch.optim import build_optimizer
-from imgclf.backends.torch.prior import decay_metric
 from imgclf.backends.torch.steps import Loop, lbfgs_epoch
 from imgclf.config import RunConfig
 from imgclf.recipes import RECIPES
 
 SETS = ("test", "shifted", "offcrop")
-DECAYS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+DECAYS = (3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3)
+# variant: (keep the features, the logits' weight g; 0 = none)
+VARIANTS = {
+    "features (the recipe)": (True, 0.0),
+    "features + logits g=0.3": (True, 0.3),
+    "features + logits g=1": (True, 1.0),
+    "features + logits g=3": (True, 3.0),
+    "logits only": (False, 1.0),
+}
 
 
-class Head(nn.Module):
-    """A Linear with the source classifier beside it, as efficientnet_lite's TransferNet has."""
-
-    def __init__(self, dim: int, classes: int, fc: dict):
-        super().__init__()
-        self.linear = nn.Linear(dim, classes)
-        self.source_classifier = (torch.from_numpy(fc["w"]), torch.from_numpy(fc["b"]))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.linear(x)
-
-
-def fit(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor, fc: dict) -> tuple[nn.Module, float]:
+def fit(cfg: RunConfig, x: torch.Tensor, y: torch.Tensor) -> tuple[nn.Module, float]:
     """The recipe's fit: its epochs of lbfgs_epoch, the weights at the last (seconds taken)."""
     torch.manual_seed(cfg.seed)
-    head = Head(x.shape[1], int(y.max()) + 1, fc)
+    head = nn.Linear(x.shape[1], int(y.max()) + 1)
     t0 = time.perf_counter()
-    metric = None if cfg.head_prior == "none" else decay_metric(cfg, head, x)
     opt = build_optimizer(head, cfg, True)
     loop = Loop(opt, nn.CrossEntropyLoss(reduction="sum"), contextlib.nullcontext, Dist(), x.device)
     step = 0
     for _ in range(cfg.epochs):
-        _, step = lbfgs_epoch(head, (x, y), loop, cfg.weight_decay, step, (), metric)
+        _, step = lbfgs_epoch(head, (x, y), loop, cfg.weight_decay, step)
     return head, time.perf_counter() - t0
+
+
+def columns(f: np.ndarray, fc: dict, a: float, variant: tuple[bool, float]) -> np.ndarray:
+    keep, g = variant
+    parts = [f] if keep else []
+    if g:
+        parts.append(g * a * (f @ fc["w"].T + fc["b"]))
+    return np.concatenate(parts, -1).astype(np.float32)
 
 
 def probs(head: nn.Module, views: np.ndarray) -> np.ndarray:
@@ -76,25 +82,31 @@ def main() -> None:
     feats = {s: np.stack([np.load(w / f"{args.config}-{v}-{s}.npy") for v in ("c", "cm")])
              for s in ("train", *SETS)}  # fmt: skip
     y = np.load(w / "train-labels.npy")
+    f0 = feats["train"][0]
+    a = float(np.linalg.norm(f0, axis=1).mean())
+    a /= float(np.linalg.norm(f0 @ fc["w"].T + fc["b"], axis=1).mean())
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))
-    base = RunConfig(**{k: v for k, v in RECIPES["transfer"].items() if k != "head_prior"})
+    base = RunConfig(**RECIPES["transfer"])
     out = {}
-    for prior in ("none", "imagenet"):
+    for name, variant in VARIANTS.items():
+        xs = {k: columns(v, fc, a, variant) for k, v in feats.items()}
         for decay in DECAYS:
-            cfg = base.replace(head_prior=prior, weight_decay=decay)
-            wrong = 0
+            cfg = base.replace(weight_decay=decay)
+            wrong, nll = 0, 0.0
             for tr, te in folds:
-                x = torch.from_numpy(feats["train"][:, tr].reshape(-1, feats["train"].shape[2]))
-                head, _ = fit(cfg, x, torch.from_numpy(np.tile(y[tr], 2)), fc)
-                wrong += int((probs(head, feats["train"][:, te]).argmax(1) != y[te]).sum())
-            x = torch.from_numpy(feats["train"].reshape(-1, feats["train"].shape[2]))
-            head, secs = fit(cfg, x, torch.from_numpy(np.tile(y, 2)), fc)
-            row = {"cv_errors": wrong, "fit_s": round(secs, 1)}
+                x = torch.from_numpy(xs["train"][:, tr].reshape(2 * len(tr), -1))
+                head, _ = fit(cfg, x, torch.from_numpy(np.tile(y[tr], 2)))
+                p = probs(head, xs["train"][:, te])
+                wrong += int((p.argmax(1) != y[te]).sum())
+                nll -= float(np.log(np.clip(p[np.arange(len(te)), y[te]], 1e-12, 1)).sum())
+            x = torch.from_numpy(xs["train"].reshape(2 * len(y), -1))
+            head, secs = fit(cfg, x, torch.from_numpy(np.tile(y, 2)))
+            row = {"cv_errors": wrong, "cv_nll": round(nll / len(y), 4), "fit_s": round(secs, 1)}
             for s in SETS:
                 ys = np.load(w / f"{s}-labels.npy")
-                row[s] = int((probs(head, feats[s]).argmax(1) != ys).sum())
-            out[f"{prior} wd={decay:g}"] = row
-            print(prior, decay, row, flush=True)
+                row[s] = int((probs(head, xs[s]).argmax(1) != ys).sum())
+            out[f"{name} wd={decay:g}"] = row
+            print(name, decay, row, flush=True)
     print(json.dumps(out))
 
 

@@ -65,14 +65,6 @@ class RunConfig:
     lr: float = _opt(1e-3, "peak learning rate")
     momentum: float = _opt(0.9, "SGD momentum [0, 1)")
     weight_decay: float = _opt(0.0, "L2 weight decay >= 0")
-    head_prior: str = _opt(
-        "none",
-        "with --optimizer lbfgs: imagenet = fit the head as if the logits of the backbone's own "
-        "ImageNet classifier (at the pooled features' mean length) stood beside the features, "
-        "then fold it into one linear layer: the weight decay then prefers the directions "
-        "ImageNet's classifier uses (pretrained EfficientNet-Lite)",
-        ("none", "imagenet"),
-    )
     label_smoothing: float = _opt(0.0, "cross-entropy label smoothing [0, 1)")
     class_weights: str = _opt(
         "none",

@@ -23,7 +23,6 @@ RECIPES: dict[str, dict[str, Any]] = {
         "freeze": True,
         "augment": "flip",
         "optimizer": "lbfgs",
-        "head_prior": "imagenet",
         "lr": 1.0,
         "weight_decay": 1e-3,
         "schedule": "constant",

@@ -26,7 +26,6 @@ class ModelSpec:
     description: str = ""
     cam_layer: str = ""  # Grad-CAM's layer (a submodule name); "": the last Conv2d
     backbone: bool = False  # a pretrained feature extractor --freeze/--fine-tune-after can freeze
-    source_classifier: bool = False  # keeps its pretrained classifier: --head-prior can use it
     extra: dict = field(default_factory=dict)
 
     def preprocess(self, image_size: int = 0) -> Preprocess:

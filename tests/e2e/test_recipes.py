@@ -42,7 +42,6 @@ def test_transfer_recipe_end_to_end_on_tiny_data(tmp_path: Path) -> None:
     # the choices are printed, with what the user overrode
     line = next(x for x in out.splitlines() if x.startswith("recipe transfer:"))
     assert "--model efficientnet_lite2" in line and "--optimizer lbfgs" in line
-    assert "--head-prior imagenet" in line
     assert line.endswith("overridden: --epochs 2")
     cfg = _config(run)
     assert cfg["recipe_choices"]["augment"] == "flip" and cfg["recipe_overridden"] == {"epochs": 2}
@@ -72,40 +71,6 @@ def test_lbfgs_needs_a_frozen_backbone_and_says_so(tiny_folder: Path, tmp_path: 
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "--optimizer lbfgs" in out.stderr and "--augment none or flip" in out.stderr
     assert not run.exists()
-
-
-def test_transfer_recipe_resumes_to_the_weights_of_an_unbroken_run(tmp_path: Path) -> None:
-    """--head-prior leans on the ImageNet classifier, which checkpoints do not carry: a resumed
-    run must fetch it again (it met a model without one), and then end where one run ends."""
-    data = make_folder(tmp_path / "data", {"train": 8}, size=40)
-    args = ["train", str(data), "--recipe", "transfer", "--image-size", "64", "--device", "cpu"]
-    run_cli(*args, "--epochs", "2", "--out", str(tmp_path / "whole"))
-    run_cli(*args, "--epochs", "1", "--out", str(tmp_path / "broken"))
-    run_cli("train", "--resume", str(tmp_path / "broken"), "--epochs", "2")
-    whole, resumed = (_last(tmp_path / r)["model"] for r in ("whole", "broken"))
-    for key in ("head.1.weight", "head.1.bias"):
-        assert resumed[key].allclose(whole[key], atol=1e-5), key
-    assert len(json.loads((tmp_path / "broken" / "history.json").read_text())) == 2
-
-
-def test_head_prior_needs_the_lbfgs_fit_and_names_the_recipe(
-    tiny_folder: Path, tmp_path: Path
-) -> None:
-    run = tmp_path / "run"
-    out = run_cli(
-        "train", str(tiny_folder), "--recipe", "transfer", "--optimizer", "adam",
-        "--out", str(run), check=False,
-    )  # fmt: skip
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
-    assert "--head-prior imagenet" in out.stderr and "needs --optimizer lbfgs" in out.stderr
-    assert "--recipe transfer chose it: give --head-prior none" in out.stderr
-    assert not run.exists()
-    # told so, the same run trains
-    run_cli(
-        "train", str(tiny_folder), "--recipe", "transfer", "--optimizer", "adam",
-        "--head-prior", "none", "--image-size", "64", "--epochs", "1", "--out", str(run),
-    )  # fmt: skip
-    assert _config(run)["head_prior"] == "none"
 
 
 def test_cifar_fast_recipe_trains_resumes_and_predicts_at_tiny_scale(tmp_path: Path) -> None:

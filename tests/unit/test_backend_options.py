@@ -28,7 +28,6 @@ KERAS_HONOURED = {
 KERAS_REFUSED_VALUES = {
     "pipeline": "plain", "channels_last": False, "device": "mps", "sync_bn": True,
     "compile": True, "optimizer": "lbfgs", "ema": 0.99, "lookahead": True, "cpu_bf16": True,
-    "head_prior": "imagenet",
 }  # fmt: skip
 
 

@@ -48,11 +48,6 @@ REFUSED: Refusals = {
         lambda c: c.optimizer == "lbfgs",
         "trains with Keras' first-order optimizers; lbfgs is the PyTorch head-on-features fit",
     ),
-    "head_prior": (
-        lambda c: c.head_prior != "none",
-        "fits no head on a pretrained classifier's prior; --head-prior is the PyTorch L-BFGS "
-        "head's",
-    ),
     "ema": (
         lambda c: c.ema > 0,
         "keeps no weight average yet (Keras' use_ema swaps it in only when fit ends, after our "

@@ -8,7 +8,6 @@ import os
 
 from imgclf.backends import Refusals, backbone_refusal
 from imgclf.config import RunConfig
-from imgclf.messages import UsageError
 from imgclf.rules import CACHED_AUGMENT
 from imgclf.settings import launched_by_torchrun
 
@@ -16,24 +15,6 @@ from imgclf.settings import launched_by_torchrun
 def _on_features(c: RunConfig) -> bool:
     """A frozen backbone that sees the same views every epoch: only its head trains."""
     return c.freeze and c.fine_tune_after == 0 and c.augment in CACHED_AUGMENT
-
-
-def _no_prior(c: RunConfig) -> bool:
-    """--head-prior on a fit or a model it cannot shape (an unknown model: start_run's)."""
-    from imgclf.models import get_spec
-
-    if c.head_prior == "none":
-        return False
-    try:
-        return c.optimizer != "lbfgs" or not get_spec(c.model, "torch").source_classifier
-    except UsageError:
-        return False
-
-
-def _chosen(c: RunConfig) -> bool:
-    from imgclf.recipes import recipe_settings
-
-    return recipe_settings(c.recipe).get("head_prior") == c.head_prior
 
 
 def _cpu_without_bf16(c: RunConfig) -> bool:
@@ -78,15 +59,6 @@ REFUSED: Refusals = {
         lambda c: (
             f"--schedule {c.schedule} with --optimizer lbfgs: L-BFGS sets its own step "
             "sizes (line search); use --schedule constant"
-        ),
-    ),
-    "head_prior": (
-        _no_prior,
-        lambda c: (
-            f"--head-prior {c.head_prior} shapes the weight decay of the L-BFGS head fit by the "
-            "classifier the backbone was pretrained with: it needs --optimizer lbfgs and a model "
-            f"that keeps one (efficientnet_lite0/1/2), not {c.model} with --optimizer {c.optimizer}"
-            + (f" (--recipe {c.recipe} chose it: give --head-prior none)" if _chosen(c) else "")
         ),
     ),
     "compile": (

@@ -117,12 +117,10 @@ def lbfgs_epoch(
     weight_decay: float,
     step: int,
     hooks: Sequence[StepHook] = (),
-    metric: torch.Tensor | None = None,
 ) -> tuple[dict[str, float], int]:
     """One full-batch L-BFGS step (optim.LBFGS_ITERATIONS iterations) of the head on the cached
     features: a logistic regression, as linear probes are fitted. Every rank holds all the
-    features and computes the same deterministic steps, so no collective is needed. metric:
-    the weight decay's w M w^T in place of |w|^2 (prior.py's --head-prior)."""
+    features and computes the same deterministic steps, so no collective is needed."""
     head.eval()  # no dropout: the line search must see one objective, evaluated again and again
     x, y = features
     params = [p for p in head.parameters() if p.requires_grad]
@@ -132,9 +130,7 @@ def lbfgs_epoch(
     def objective() -> torch.Tensor:
         loop.optimizer.zero_grad(set_to_none=True)
         loss = loop.loss_fn(head(x).float(), y) / denominator
-        loss = loss + weight_decay / 2 * sum(
-            ((p if metric is None else p @ metric) * p).sum() for p in decay
-        )
+        loss = loss + weight_decay / 2 * sum((p * p).sum() for p in decay)
         loss.backward()
         return loss
 

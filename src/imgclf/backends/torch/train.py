@@ -43,7 +43,6 @@ from imgclf.backends.torch.loaders import (
 )
 from imgclf.backends.torch.models.transfer import TransferNet, count_params
 from imgclf.backends.torch.optim import build_optimizer
-from imgclf.backends.torch.prior import decay_metric
 from imgclf.backends.torch.trainer import Features, Trainer, batches_per_epoch
 from imgclf.config import RunConfig
 from imgclf.data.balance import class_weights
@@ -132,7 +131,6 @@ def build_trainer(
         features=features,
         fingerprint=runs.fingerprint(s.meta()),
         hooks=_hooks(cfg, model, batches_per_epoch(cfg, features, train_data)),
-        decay_metric=None if features is None else _metric(cfg, model, features[0][0]),
     )
     if ckpt is not None:
         t.restore(ckpt)
@@ -141,16 +139,14 @@ def build_trainer(
 
 def _model(s: RunSetup, ckpt: dict[str, Any] | None, d: Dist, device: torch.device) -> nn.Module:
     cfg = s.cfg
-    again = ckpt is None or cfg.head_prior != "none"
     model = create_model(
         cfg.model,
         len(s.names),
-        # a resumed run takes every weight from its checkpoint: no ImageNet file needed again,
-        # unless --head-prior leans on its classifier
-        pretrained=s.pretrained and again,
+        # a resumed run takes every weight from its checkpoint: no ImageNet file needed again
+        pretrained=s.pretrained and ckpt is None,
         freeze_backbone=frozen_at(cfg, 0),
         image_size=s.pre.size,
-        weights=cfg.weights if again else "",
+        weights=cfg.weights if ckpt is None else "",
     )
     if isinstance(model, TransferNet) and ckpt and not frozen_at(cfg, ckpt["epoch"]):
         model.set_frozen(False)  # resumed in the phase that trains the backbone too
@@ -201,10 +197,6 @@ def _features(
         return None
     amp = lambda: autocast(cfg, device)  # noqa: E731
     return cached_features(model.backbone, splits, cfg, device, amp, progress, d)  # type: ignore[union-attr]
-
-
-def _metric(cfg: RunConfig, model: nn.Module, train_features: torch.Tensor) -> torch.Tensor | None:
-    return None if cfg.head_prior == "none" else decay_metric(cfg, model, train_features)
 
 
 def _hooks(cfg: RunConfig, model: nn.Module, n_batches: int) -> list[StepHook]:

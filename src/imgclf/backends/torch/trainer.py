@@ -39,7 +39,7 @@ def batches_per_epoch(cfg: RunConfig, features: Features | None, train: SplitDat
     return math.ceil(rows / cfg.batch_size)
 
 
-@dataclass(kw_only=True)  # thirteen fields: by name, so that two of one type cannot swap
+@dataclass(kw_only=True)  # twelve fields: by name, so that two of one type cannot swap
 class Trainer:
     """Every field is set by build_trainer's one constructor call; restore() then loads a
     checkpoint's epoch-by-epoch state into it."""
@@ -56,7 +56,6 @@ class Trainer:
     features: Features | None  # a frozen backbone's, computed once: only the head trains
     fingerprint: dict[str, Any]  # runs.fingerprint of meta.json
     hooks: list[StepHook]  # hooks.py: schedule, --ema, --lookahead
-    decay_metric: torch.Tensor | None  # prior.py: --head-prior's weight decay of the head
     epoch: int = 0
     step: int = 0
     best: float = -1.0
@@ -174,7 +173,7 @@ class Trainer:
         hooks, loop = [*self.hooks, *([OnStep(on_step)] if on_step else [])], self.loop()
         if cfg.optimizer == "lbfgs":
             assert self.features is not None  # refusals.py: lbfgs fits a head on features
-            args = (self.features[0], loop, cfg.weight_decay, self.step, hooks, self.decay_metric)
+            args = (self.features[0], loop, cfg.weight_decay, self.step, hooks)
             tr, self.step = lbfgs_epoch(module, *args)
         else:
             tr, self.step = train_one_epoch(self.trainable(module), bar, loop, self.step, hooks)

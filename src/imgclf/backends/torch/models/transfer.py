@@ -7,20 +7,11 @@ from torch import nn
 
 
 class TransferNet(nn.Module):
-    """forward(x) = head(backbone(x)); backbone returns flat features. source_classifier: the
-    (weight, bias) of the classifier the backbone was pretrained with, where it ships one: what
-    --head-prior imagenet leans on. A plain attribute, so checkpoints do not carry it."""
+    """forward(x) = head(backbone(x)); backbone returns flat features."""
 
-    def __init__(
-        self,
-        backbone: nn.Module,
-        head: nn.Module,
-        frozen: bool = False,
-        source_classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
-    ):
+    def __init__(self, backbone: nn.Module, head: nn.Module, frozen: bool = False):
         super().__init__()
         self.backbone, self.head = backbone, head
-        self.source_classifier = source_classifier
         self.set_frozen(frozen)
 
     @property

@@ -1,0 +1,35 @@
+"""Write bench_transfer_levers.py's sets built unlike the training photos (shifted, offcrop: the
+same seeded images its feature phase scores) as photo folders, so a trained run can be scored on
+them end to end: `imgclf evaluate RUN OUT/shifted`. PNG, so each holds exactly the pixels the
+benchmark decoded (its JPEG re-encoding included).
+
+    python benchmarks/unlike_sets.py /tmp/unlike      # then OUT/{shifted,offcrop}/test/{CAT,DOG}
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_transfer_levers import CLASSES, offcrop, photos, shifted  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", type=Path)
+    args = ap.parse_args()
+    imgs, labels = photos("test")
+    for name, make in (("shifted", shifted), ("offcrop", offcrop)):
+        rng = random.Random(40)  # bench_transfer_levers.sets' seed: the same crops, in order
+        for k, (img, label) in enumerate(zip(imgs, labels, strict=True)):
+            folder = args.out / name / "test" / CLASSES[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            make(img, rng).save(folder / f"{k:04d}.png")
+        print(name, len(imgs), "photos ->", args.out / name)
+
+
+if __name__ == "__main__":
+    main()
