@@ -12,6 +12,7 @@ on every set built there; the test sets choose nothing.
     python bench_transfer_levers.py --phase features --configs 2@300 --views c cm \
         --sets train test shifted offcrop
     python bench_transfer_prior.py            # --work /tmp/levers --config lite2@300
+    python bench_transfer_prior.py --config lite2@320 --features-only --decays 1e-3 --seeds 4
 """
 
 from __future__ import annotations
@@ -74,40 +75,50 @@ def probs(head: nn.Module, views: np.ndarray) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--work", type=Path, default=Path("/tmp/levers"))
-    ap.add_argument("--config", default="lite2@300")
+    ap.add_argument("--config", default="lite2@300", help="the saved features' variant@size")
+    ap.add_argument("--decays", type=float, nargs="+", default=list(DECAYS))
+    ap.add_argument("--seeds", type=int, default=1, help="CV fold seeds (errors summed)")
+    ap.add_argument("--features-only", action="store_true", help="only the recipe's variant")
     args = ap.parse_args()
     torch.set_num_threads(2)
     w = args.work
     fc = dict(np.load(w / f"{args.config.split('@')[0]}-fc.npz"))
     feats = {s: np.stack([np.load(w / f"{args.config}-{v}-{s}.npy") for v in ("c", "cm")])
              for s in ("train", *SETS)}  # fmt: skip
-    y = np.load(w / "train-labels.npy")
     f0 = feats["train"][0]
     a = float(np.linalg.norm(f0, axis=1).mean())
     a /= float(np.linalg.norm(f0 @ fc["w"].T + fc["b"], axis=1).mean())
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))
-    base = RunConfig(**RECIPES["transfer"])
+    variants = list(VARIANTS.items())[: 1 if args.features_only else None]
     out = {}
-    for name, variant in VARIANTS.items():
+    for name, variant in variants:
         xs = {k: columns(v, fc, a, variant) for k, v in feats.items()}
-        for decay in DECAYS:
-            cfg = base.replace(weight_decay=decay)
-            wrong, nll = 0, 0.0
-            for tr, te in folds:
-                x = torch.from_numpy(xs["train"][:, tr].reshape(2 * len(tr), -1))
-                head, _ = fit(cfg, x, torch.from_numpy(np.tile(y[tr], 2)))
-                p = probs(head, xs["train"][:, te])
-                wrong += int((p.argmax(1) != y[te]).sum())
-                nll -= float(np.log(np.clip(p[np.arange(len(te)), y[te]], 1e-12, 1)).sum())
-            x = torch.from_numpy(xs["train"].reshape(2 * len(y), -1))
-            head, secs = fit(cfg, x, torch.from_numpy(np.tile(y, 2)))
-            row = {"cv_errors": wrong, "cv_nll": round(nll / len(y), 4), "fit_s": round(secs, 1)}
-            for s in SETS:
-                ys = np.load(w / f"{s}-labels.npy")
-                row[s] = int((probs(head, xs[s]).argmax(1) != ys).sum())
-            out[f"{name} wd={decay:g}"] = row
-            print(name, decay, row, flush=True)
+        for decay in args.decays:
+            row = scored(RunConfig(**RECIPES["transfer"]).replace(weight_decay=decay), xs, w, args)
+            out[f"{args.config} {name} wd={decay:g}"] = row
+            print(args.config, name, decay, row, flush=True)
     print(json.dumps(out))
+
+
+def scored(cfg: RunConfig, xs: dict, w: Path, args: argparse.Namespace) -> dict:
+    """CV errors (per fold seed) and log-loss on train, then the errors of the head fitted on
+    all of train on every set."""
+    y = np.load(w / "train-labels.npy")
+    wrong, nll = [], 0.0
+    for seed in range(args.seeds):
+        wrong.append(0)
+        for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
+            x = torch.from_numpy(xs["train"][:, tr].reshape(2 * len(tr), -1))
+            head, _ = fit(cfg, x, torch.from_numpy(np.tile(y[tr], 2)))
+            p = probs(head, xs["train"][:, te])
+            wrong[-1] += int((p.argmax(1) != y[te]).sum())
+            nll -= float(np.log(np.clip(p[np.arange(len(te)), y[te]], 1e-12, 1)).sum())
+    x = torch.from_numpy(xs["train"].reshape(2 * len(y), -1))
+    head, secs = fit(cfg, x, torch.from_numpy(np.tile(y, 2)))
+    row = {"cv_errors": wrong, "cv_nll": round(nll / len(y) / args.seeds, 4)}
+    row["fit_s"] = round(secs, 1)
+    for s in SETS:
+        row[s] = int((probs(head, xs[s]).argmax(1) != np.load(w / f"{s}-labels.npy")).sum())
+    return row
 
 
 if __name__ == "__main__":
