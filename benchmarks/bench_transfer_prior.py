@@ -13,6 +13,7 @@ on every set built there; the test sets choose nothing.
         --sets train test shifted offcrop
     python bench_transfer_prior.py            # --work /tmp/levers --config lite2@300
     python bench_transfer_prior.py --config lite2@320 --features-only --decays 1e-3 --seeds 4
+    python bench_transfer_prior.py --features-only --test-views c cm f fm   # whole-photo TTA
 """
 
 from __future__ import annotations
@@ -67,6 +68,13 @@ def columns(f: np.ndarray, fc: dict, a: float, variant: tuple[bool, float]) -> n
     return np.concatenate(parts, -1).astype(np.float32)
 
 
+def rows(views: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """(views, n, d) and n labels -> the head's training rows, every view of a photo a row."""
+    return torch.from_numpy(views.reshape(-1, views.shape[-1])), torch.from_numpy(
+        np.tile(y, len(views))
+    )
+
+
 def probs(head: nn.Module, views: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return np.mean([head(torch.from_numpy(v)).softmax(1).numpy() for v in views], 0)
@@ -79,11 +87,16 @@ def main() -> None:
     ap.add_argument("--decays", type=float, nargs="+", default=list(DECAYS))
     ap.add_argument("--seeds", type=int, default=1, help="CV fold seeds (errors summed)")
     ap.add_argument("--features-only", action="store_true", help="only the recipe's variant")
+    ap.add_argument("--train-views", nargs="+", default=["c", "cm"], help="the head fits on")
+    ap.add_argument("--test-views", nargs="+", default=["c", "cm"], help="TTA averages")
     args = ap.parse_args()
     torch.set_num_threads(2)
     w = args.work
     fc = dict(np.load(w / f"{args.config.split('@')[0]}-fc.npz"))
-    feats = {s: np.stack([np.load(w / f"{args.config}-{v}-{s}.npy") for v in ("c", "cm")])
+    views = list(dict.fromkeys(args.train_views + args.test_views))
+    args.fit_rows = [views.index(v) for v in args.train_views]
+    args.tta_rows = [views.index(v) for v in args.test_views]
+    feats = {s: np.stack([np.load(w / f"{args.config}-{v}-{s}.npy") for v in views])
              for s in ("train", *SETS)}  # fmt: skip
     f0 = feats["train"][0]
     a = float(np.linalg.norm(f0, axis=1).mean())
@@ -94,8 +107,9 @@ def main() -> None:
         xs = {k: columns(v, fc, a, variant) for k, v in feats.items()}
         for decay in args.decays:
             row = scored(RunConfig(**RECIPES["transfer"]).replace(weight_decay=decay), xs, w, args)
-            out[f"{args.config} {name} wd={decay:g}"] = row
-            print(args.config, name, decay, row, flush=True)
+            tag = f"{args.config} {'+'.join(args.train_views)}/{','.join(args.test_views)}"
+            out[f"{tag} {name} wd={decay:g}"] = row
+            print(tag, name, decay, row, flush=True)
     print(json.dumps(out))
 
 
@@ -103,21 +117,20 @@ def scored(cfg: RunConfig, xs: dict, w: Path, args: argparse.Namespace) -> dict:
     """CV errors (per fold seed) and log-loss on train, then the errors of the head fitted on
     all of train on every set."""
     y = np.load(w / "train-labels.npy")
+    fits, tta = args.fit_rows, args.tta_rows
     wrong, nll = [], 0.0
     for seed in range(args.seeds):
         wrong.append(0)
         for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(y, y):
-            x = torch.from_numpy(xs["train"][:, tr].reshape(2 * len(tr), -1))
-            head, _ = fit(cfg, x, torch.from_numpy(np.tile(y[tr], 2)))
-            p = probs(head, xs["train"][:, te])
+            head, _ = fit(cfg, *rows(xs["train"][fits][:, tr], y[tr]))
+            p = probs(head, xs["train"][tta][:, te])
             wrong[-1] += int((p.argmax(1) != y[te]).sum())
             nll -= float(np.log(np.clip(p[np.arange(len(te)), y[te]], 1e-12, 1)).sum())
-    x = torch.from_numpy(xs["train"].reshape(2 * len(y), -1))
-    head, secs = fit(cfg, x, torch.from_numpy(np.tile(y, 2)))
+    head, secs = fit(cfg, *rows(xs["train"][fits], y))
     row = {"cv_errors": wrong, "cv_nll": round(nll / len(y) / args.seeds, 4)}
     row["fit_s"] = round(secs, 1)
     for s in SETS:
-        row[s] = int((probs(head, xs[s]).argmax(1) != np.load(w / f"{s}-labels.npy")).sum())
+        row[s] = int((probs(head, xs[s][tta]).argmax(1) != np.load(w / f"{s}-labels.npy")).sum())
     return row
 
 
