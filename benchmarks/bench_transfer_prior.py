@@ -6,8 +6,9 @@ bench_transfer_levers.py saved.
 The lever: a head on [f, g a (W f + b)], a = |f| / |W f + b| (means over train), W, b the
 classifier the Lite wheel ships, g the logits' weight; it is one linear map of f, so it would
 fold into the recipe's Linear(1280, classes). For each variant and weight decay: 5-fold CV on
-train (an image's views in one fold, flip TTA), then the head fitted on all of train and scored
-on every set built there; the test sets choose nothing.
+train (an image's views in one fold; the head fits on --train-views, c+cm, and averages
+--test-views, c,cm: flip TTA, as the recipe), then the head fitted on all of train and scored on
+every set built there; the test sets choose nothing.
 
     python bench_transfer_levers.py --phase features --configs 2@300 --views c cm \
         --sets train test shifted offcrop
