@@ -77,12 +77,19 @@ def cifar_cats_dogs() -> tuple[list[Image.Image], np.ndarray]:
     return imgs, np.array(labels)
 
 
+def unlike(test: list[Image.Image]) -> dict[str, list[Image.Image]]:
+    """The seeded sets built from the test photos (unlike_sets.py writes the same as folders)."""
+    out = {}
+    for name, make in (("shifted", shifted), ("offcrop", offcrop)):
+        rng = random.Random(40)
+        out[name] = [make(im, rng) for im in test]
+    return out
+
+
 def sets() -> dict[str, tuple[list[Image.Image], np.ndarray]]:
     train, test = photos("train"), photos("test")
     out = {"train": train, "test": test}
-    for name, make in (("shifted", shifted), ("offcrop", offcrop)):
-        rng = random.Random(40)
-        out[name] = ([make(im, rng) for im in test[0]], test[1])
+    out.update({name: (imgs, test[1]) for name, imgs in unlike(test[0]).items()})
     out["cifar"] = cifar_cats_dogs()
     return out
 
